@@ -1,0 +1,1 @@
+//! hami-sim: the discrete-event simulator (not built yet; see the simulator issue).
