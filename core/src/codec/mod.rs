@@ -1,0 +1,1 @@
+//! HAMi annotation wire codec (in progress).
