@@ -27,11 +27,14 @@ pub struct FamilySpec {
     pub cores_resource: Option<&'static str>,
     /// Resource for the task priority (`nvidia.com/priority`).
     pub priority_resource: Option<&'static str>,
-    /// Node annotation that carries the device registration.
+    /// Node annotation that carries the device registration; empty when `register_format` is
+    /// [`RegisterFormat::NodeCapacity`] (use [`FamilySpec::register`]).
     pub register_annotation: &'static str,
     /// Encoding of the registration annotation.
     pub register_format: RegisterFormat,
-    /// Pod annotation the scheduler writes for the device plugin to consume.
+    /// Pod annotation the scheduler writes for the device plugin to consume; empty for the
+    /// families where HAMi writes only the allocated record (Kunlunxin whole XPU, Enflame vGCU);
+    /// use [`FamilySpec::to_allocate`].
     pub to_allocate_annotation: &'static str,
     /// Pod annotation that keeps the permanent record of what was allocated.
     pub allocated_annotation: &'static str,
@@ -45,10 +48,18 @@ pub struct FamilySpec {
     pub use_uuid_annotation: Option<&'static str>,
     /// Pod annotation excluding cards by UUID (comma list, exact).
     pub nouse_uuid_annotation: Option<&'static str>,
-    /// How many MiB one unit of the memory resource stands for (1 for MiB, 256 for Iluvatar).
+    /// How many MiB one unit of the memory resource stands for (1 for MiB, 256 for Iluvatar and
+    /// Cambricon, 512 for Moore Threads, 1024 for MetaX sGPU). The device lists on the wire are
+    /// always in MiB.
     pub memory_unit_mib: u64,
-    /// Whether one container may take several cards of this family.
+    /// Whether one container may take several cards of this family. Ascend allows several cards
+    /// only when each is a whole card (HAMi: "vNPU not supported for multiple devices"); Enflame
+    /// vGCU always gives one card per container.
     pub multi_card: bool,
+    /// HAMi's `CommonWord()` / chip name of this family (`NVIDIA`, `Ascend910B3`, `MR-V100`): the
+    /// word the per-family annotation keys are built from. Equal to `keyword` for every family
+    /// HAMi ships today; kept separate because HAMi keeps the two concepts apart.
+    pub common_word: &'static str,
     /// Behaviour beyond data, interpreted by [`crate::family::Quirk`] users.
     pub quirk: Quirk,
 }
@@ -60,6 +71,14 @@ pub enum RegisterFormat {
     Json,
     /// Legacy `UUID,count,devmem,devcore,type,numa,health[,index,mode]:` text (HAMi <= v2.7).
     LegacyText,
+    /// No registration annotation: HAMi derives the devices from the node's
+    /// `status.capacity` of the vendor resources (Cambricon, MetaX whole GPU, Moore Threads,
+    /// Enflame whole GCU, Kunlunxin whole XPU). `register_annotation` is then empty.
+    NodeCapacity,
+    /// A vendor-specific JSON annotation written by the vendor's own device plugin (MetaX
+    /// `metax-tech.com/node-gpu-devices`, Enflame `enflame.com/gcu-drs-capacity`); not decoded by
+    /// [`crate::codec`].
+    VendorJson,
 }
 
 /// Vendor behaviour that is more than a table row.
@@ -108,10 +127,179 @@ impl FamilyId {
     }
 }
 
+impl FamilySpec {
+    /// The registration annotation key, or `None` when the family registers through node capacity.
+    pub fn register(&self) -> Option<&'static str> {
+        non_empty(self.register_annotation)
+    }
+
+    /// The to-allocate annotation key, or `None` when HAMi writes only the allocated record.
+    pub fn to_allocate(&self) -> Option<&'static str> {
+        non_empty(self.to_allocate_annotation)
+    }
+
+    /// Every pod annotation key that carries a device list of this family (to-allocate first).
+    pub fn device_list_annotations(&self) -> impl Iterator<Item = &'static str> {
+        [self.to_allocate(), Some(self.allocated_annotation)]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// Empty strings in the table mean "HAMi has no such key for this family".
+fn non_empty(s: &'static str) -> Option<&'static str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// One Ascend vNPU template: a memory size (MiB) and the AI cores it carries.
+///
+/// Contract: values are HAMi's defaults from `charts/hami/templates/scheduler/device-configmap.yaml`
+/// (`vnpus.configs[].templates`), sorted by memory ascending as HAMi sorts them before rounding a
+/// request up to the first template that fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AscendTemplate {
+    /// Template name as the Ascend runtime knows it (`vir05_1c_16g`).
+    pub name: &'static str,
+    /// Memory of the template in MiB.
+    pub memory_mib: u64,
+    /// AI cores of the template.
+    pub aicore: u32,
+    /// AI CPUs of the template (0 when HAMi's config does not set one).
+    pub aicpu: u32,
+}
+
+/// Card-level facts of an Ascend chip from HAMi's default vNPU config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AscendChip {
+    /// `chipName` in HAMi's config (`910B3`, `310P3`, `Ascend910`).
+    pub chip_name: &'static str,
+    /// Memory a whole-card request is given, MiB (`memoryAllocatable`).
+    pub memory_allocatable_mib: u64,
+    /// Memory the card has, MiB (`memoryCapacity`); requests above it cannot fit.
+    pub memory_capacity_mib: u64,
+    /// AI cores of the whole card.
+    pub aicore: u32,
+    /// AI CPUs of the whole card.
+    pub aicpu: u32,
+    /// vNPU templates, memory ascending.
+    pub templates: &'static [AscendTemplate],
+}
+
+const fn tpl(name: &'static str, memory_mib: u64, aicore: u32, aicpu: u32) -> AscendTemplate {
+    AscendTemplate {
+        name,
+        memory_mib,
+        aicore,
+        aicpu,
+    }
+}
+
+static ASCEND_910A: AscendChip = AscendChip {
+    chip_name: "910A",
+    memory_allocatable_mib: 32768,
+    memory_capacity_mib: 32768,
+    aicore: 30,
+    aicpu: 0,
+    templates: &[
+        tpl("vir02", 2184, 2, 0),
+        tpl("vir04", 4369, 4, 0),
+        tpl("vir08", 8738, 8, 0),
+        tpl("vir16", 17476, 16, 0),
+    ],
+};
+static ASCEND_910B2: AscendChip = AscendChip {
+    chip_name: "910B2",
+    memory_allocatable_mib: 65536,
+    memory_capacity_mib: 65536,
+    aicore: 24,
+    aicpu: 6,
+    templates: &[
+        tpl("vir03_1c_8g", 8192, 3, 1),
+        tpl("vir06_1c_16g", 16384, 6, 1),
+        tpl("vir12_3c_32g", 32768, 12, 3),
+    ],
+};
+static ASCEND_910B3: AscendChip = AscendChip {
+    chip_name: "910B3",
+    memory_allocatable_mib: 65536,
+    memory_capacity_mib: 65536,
+    aicore: 20,
+    aicpu: 7,
+    templates: &[
+        tpl("vir05_1c_16g", 16384, 5, 1),
+        tpl("vir10_3c_32g", 32768, 10, 3),
+    ],
+};
+static ASCEND_910B4_1: AscendChip = AscendChip {
+    chip_name: "910B4-1",
+    memory_allocatable_mib: 65536,
+    memory_capacity_mib: 65536,
+    aicore: 20,
+    aicpu: 7,
+    templates: &[
+        tpl("vir05_1c_16g", 16384, 5, 1),
+        tpl("vir10_3c_32g", 32768, 10, 3),
+    ],
+};
+static ASCEND_910B4: AscendChip = AscendChip {
+    chip_name: "910B4",
+    memory_allocatable_mib: 32768,
+    memory_capacity_mib: 32768,
+    aicore: 20,
+    aicpu: 7,
+    templates: &[
+        tpl("vir05_1c_8g", 8192, 5, 1),
+        tpl("vir10_3c_16g", 16384, 10, 3),
+    ],
+};
+static ASCEND_310P: AscendChip = AscendChip {
+    chip_name: "310P3",
+    memory_allocatable_mib: 21527,
+    memory_capacity_mib: 24576,
+    aicore: 8,
+    aicpu: 7,
+    templates: &[
+        tpl("vir01", 3072, 1, 1),
+        tpl("vir02", 6144, 2, 2),
+        tpl("vir04", 12288, 4, 4),
+    ],
+};
+static ASCEND_910C: AscendChip = AscendChip {
+    chip_name: "Ascend910",
+    memory_allocatable_mib: 65536,
+    memory_capacity_mib: 65536,
+    aicore: 20,
+    aicpu: 7,
+    templates: &[
+        tpl("vir05_1c_16g", 16384, 5, 1),
+        tpl("vir10_3c_32g", 32768, 10, 3),
+    ],
+};
+
+/// The Ascend chip facts of a family, `None` for families without [`Quirk::AscendTemplates`].
+pub fn ascend_chip(family: FamilyId) -> Option<&'static AscendChip> {
+    match family.spec().name {
+        "ascend910a" => Some(&ASCEND_910A),
+        "ascend910b2" => Some(&ASCEND_910B2),
+        "ascend910b3" => Some(&ASCEND_910B3),
+        "ascend910b4" => Some(&ASCEND_910B4),
+        "ascend910b4-1" => Some(&ASCEND_910B4_1),
+        "ascend910c" => Some(&ASCEND_910C),
+        "ascend310p" => Some(&ASCEND_310P),
+        _ => None,
+    }
+}
+
+/// The vNPU templates of a family (memory ascending); empty for non-Ascend families.
+pub fn ascend_templates(family: FamilyId) -> &'static [AscendTemplate] {
+    ascend_chip(family).map_or(&[], |c| c.templates)
+}
+
 /// The NVIDIA row: the reference every other row is compared with.
 pub const NVIDIA: FamilySpec = FamilySpec {
     name: "nvidia",
     keyword: "NVIDIA",
+    common_word: "NVIDIA",
     count_resource: "nvidia.com/gpu",
     memory_resource: Some("nvidia.com/gpumem"),
     memory_percentage_resource: Some("nvidia.com/gpumem-percentage"),
@@ -131,5 +319,389 @@ pub const NVIDIA: FamilySpec = FamilySpec {
     quirk: Quirk::Mig,
 };
 
-/// Every family hami-rs knows, NVIDIA first. Rows other than NVIDIA follow HAMi's vendor code.
-pub static FAMILIES: &[FamilySpec] = &[NVIDIA];
+/// Ascend rows differ only in the common word; HAMi builds every key from it
+/// (`pkg/device/ascend/device.go`, `InitDevices`).
+macro_rules! ascend {
+    ($name:literal, $word:literal) => {
+        FamilySpec {
+            name: $name,
+            keyword: $word,
+            common_word: $word,
+            count_resource: concat!("huawei.com/", $word),
+            memory_resource: Some(concat!("huawei.com/", $word, "-memory")),
+            memory_percentage_resource: None,
+            cores_resource: Some(concat!("huawei.com/", $word, "-core")),
+            priority_resource: None,
+            register_annotation: concat!("hami.io/node-register-", $word),
+            register_format: RegisterFormat::Json,
+            to_allocate_annotation: concat!("hami.io/", $word, "-devices-to-allocate"),
+            allocated_annotation: concat!("hami.io/", $word, "-devices-allocated"),
+            handshake_annotation: Some(concat!("hami.io/node-handshake-", $word)),
+            use_type_annotation: None,
+            nouse_type_annotation: None,
+            use_uuid_annotation: Some(concat!("hami.io/use-", $word, "-uuid")),
+            nouse_uuid_annotation: Some(concat!("hami.io/no-use-", $word, "-uuid")),
+            memory_unit_mib: 1,
+            multi_card: true,
+            quirk: Quirk::AscendTemplates,
+        }
+    };
+}
+
+/// Every family hami-rs knows, NVIDIA first. Rows other than NVIDIA follow HAMi's vendor code
+/// (`pkg/device/<vendor>/device.go`) and the default names of its Helm chart
+/// (`charts/hami/values.yaml`, `templates/scheduler/device-configmap.yaml`).
+pub static FAMILIES: &[FamilySpec] = &[
+    NVIDIA,
+    ascend!("ascend910a", "Ascend910A"),
+    ascend!("ascend910b2", "Ascend910B2"),
+    ascend!("ascend910b3", "Ascend910B3"),
+    ascend!("ascend910b4", "Ascend910B4"),
+    ascend!("ascend910b4-1", "Ascend910B4-1"),
+    ascend!("ascend910c", "Ascend910C"),
+    ascend!("ascend310p", "Ascend310P"),
+    // Cambricon: devices come from node capacity; memory resource in 256 MiB units.
+    FamilySpec {
+        name: "cambricon",
+        keyword: "MLU",
+        common_word: "MLU",
+        count_resource: "cambricon.com/vmlu",
+        memory_resource: Some("cambricon.com/mlu.smlu.vmemory"),
+        memory_percentage_resource: None,
+        cores_resource: Some("cambricon.com/mlu.smlu.vcore"),
+        priority_resource: None,
+        register_annotation: "",
+        register_format: RegisterFormat::NodeCapacity,
+        to_allocate_annotation: "hami.io/cambricon-mlu-devices-to-allocate",
+        allocated_annotation: "hami.io/cambricon-mlu-devices-allocated",
+        handshake_annotation: None,
+        use_type_annotation: Some("cambricon.com/use-mlutype"),
+        nouse_type_annotation: Some("cambricon.com/nouse-mlutype"),
+        use_uuid_annotation: Some("cambricon.com/use-gpuuuid"),
+        nouse_uuid_annotation: Some("cambricon.com/nouse-gpuuuid"),
+        memory_unit_mib: 256,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // Hygon DCU: legacy text registration; memoryFactor 1 in the default config.
+    FamilySpec {
+        name: "hygon",
+        keyword: "DCU",
+        common_word: "DCU",
+        count_resource: "hygon.com/dcunum",
+        memory_resource: Some("hygon.com/dcumem"),
+        memory_percentage_resource: None,
+        cores_resource: Some("hygon.com/dcucores"),
+        priority_resource: None,
+        register_annotation: "hami.io/node-dcu-register",
+        register_format: RegisterFormat::LegacyText,
+        to_allocate_annotation: "hami.io/dcu-devices-to-allocate",
+        allocated_annotation: "hami.io/dcu-devices-allocated",
+        handshake_annotation: Some("hami.io/node-handshake-dcu"),
+        use_type_annotation: Some("hygon.com/use-dcutype"),
+        nouse_type_annotation: Some("hygon.com/nouse-dcutype"),
+        use_uuid_annotation: Some("hygon.com/use-gpuuuid"),
+        nouse_uuid_annotation: Some("hygon.com/nouse-gpuuuid"),
+        memory_unit_mib: 1,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // Iluvatar: the first chip of HAMi's default `iluvatars` list; memory in 256 MiB units.
+    FamilySpec {
+        name: "iluvatar",
+        keyword: "MR-V100",
+        common_word: "MR-V100",
+        count_resource: "iluvatar.ai/MR-V100-vgpu",
+        memory_resource: Some("iluvatar.ai/MR-V100.vMem"),
+        memory_percentage_resource: None,
+        cores_resource: Some("iluvatar.ai/MR-V100.vCore"),
+        priority_resource: None,
+        register_annotation: "hami.io/node-MR-V100-register",
+        register_format: RegisterFormat::LegacyText,
+        to_allocate_annotation: "hami.io/MR-V100-devices-to-allocate",
+        allocated_annotation: "hami.io/MR-V100-devices-allocated",
+        handshake_annotation: Some("hami.io/node-handshake-MR-V100"),
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: Some("hami.io/use-MR-V100-uuid"),
+        nouse_uuid_annotation: Some("hami.io/no-use-MR-V100-uuid"),
+        memory_unit_mib: 256,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // MetaX whole GPU: devices from node capacity (64 GiB per card in HAMi).
+    FamilySpec {
+        name: "metax-gpu",
+        keyword: "Metax-GPU",
+        common_word: "Metax-GPU",
+        count_resource: "metax-tech.com/gpu",
+        memory_resource: None,
+        memory_percentage_resource: None,
+        cores_resource: None,
+        priority_resource: None,
+        register_annotation: "",
+        register_format: RegisterFormat::NodeCapacity,
+        to_allocate_annotation: "hami.io/metax-gpu-devices-to-allocate",
+        allocated_annotation: "hami.io/metax-gpu-devices-allocated",
+        handshake_annotation: None,
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: Some("metax-tech.com/use-gpuuuid"),
+        nouse_uuid_annotation: Some("metax-tech.com/nouse-gpuuuid"),
+        memory_unit_mib: 1,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // MetaX shared GPU: vendor JSON registration; vmemory in GiB (MemoryFactor 1024).
+    FamilySpec {
+        name: "metax-sgpu",
+        keyword: "Metax-SGPU",
+        common_word: "Metax-SGPU",
+        count_resource: "metax-tech.com/sgpu",
+        memory_resource: Some("metax-tech.com/vmemory"),
+        memory_percentage_resource: None,
+        cores_resource: Some("metax-tech.com/vcore"),
+        priority_resource: None,
+        register_annotation: "metax-tech.com/node-gpu-devices",
+        register_format: RegisterFormat::VendorJson,
+        to_allocate_annotation: "hami.io/metax-sgpu-devices-to-allocate",
+        allocated_annotation: "hami.io/metax-sgpu-devices-allocated",
+        handshake_annotation: None,
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: Some("metax-tech.com/use-gpuuuid"),
+        nouse_uuid_annotation: Some("metax-tech.com/nouse-gpuuuid"),
+        memory_unit_mib: 1024,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // Moore Threads: devices from node capacity; sgpu-memory in 512 MiB units.
+    FamilySpec {
+        name: "mthreads",
+        keyword: "Mthreads",
+        common_word: "Mthreads",
+        count_resource: "mthreads.com/vgpu",
+        memory_resource: Some("mthreads.com/sgpu-memory"),
+        memory_percentage_resource: None,
+        cores_resource: Some("mthreads.com/sgpu-core"),
+        priority_resource: None,
+        register_annotation: "",
+        register_format: RegisterFormat::NodeCapacity,
+        to_allocate_annotation: "hami.io/mthreads-vgpu-devices-to-allocate",
+        allocated_annotation: "hami.io/mthreads-vgpu-devices-allocated",
+        handshake_annotation: None,
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: Some("mthreads.ai/use-gpuuuid"),
+        nouse_uuid_annotation: Some("mthreads.ai/nouse-gpuuuid"),
+        memory_unit_mib: 512,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // Enflame whole GCU: devices from node capacity.
+    FamilySpec {
+        name: "enflame-gcu",
+        keyword: "GCU",
+        common_word: "GCU",
+        count_resource: "enflame.com/gcu",
+        memory_resource: None,
+        memory_percentage_resource: None,
+        cores_resource: None,
+        priority_resource: None,
+        register_annotation: "",
+        register_format: RegisterFormat::NodeCapacity,
+        to_allocate_annotation: "hami.io/enflame-gcu-devices-to-allocate",
+        allocated_annotation: "hami.io/enflame-gcu-devices-allocated",
+        handshake_annotation: None,
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: None,
+        nouse_uuid_annotation: None,
+        memory_unit_mib: 1,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // Enflame shared GCU (DRS): one card per container, capacity from the vendor's JSON
+    // annotation; gcu-memory is read as GB unless it is clearly MiB (HAMi heuristic).
+    FamilySpec {
+        name: "enflame-vgcu",
+        keyword: "Enflame",
+        common_word: "Enflame",
+        count_resource: "enflame.com/drs-gcu",
+        memory_resource: Some("enflame.com/gcu-memory"),
+        memory_percentage_resource: None,
+        cores_resource: Some("enflame.com/gcu-core"),
+        priority_resource: None,
+        register_annotation: "enflame.com/gcu-drs-capacity",
+        register_format: RegisterFormat::VendorJson,
+        to_allocate_annotation: "",
+        allocated_annotation: "hami.io/enflame-vgpu-devices-allocated",
+        handshake_annotation: None,
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: Some("enflame.com/use-gpuuuid"),
+        nouse_uuid_annotation: Some("enflame.com/nouse-gpuuuid"),
+        memory_unit_mib: 1024,
+        multi_card: false,
+        quirk: Quirk::None,
+    },
+    // Kunlunxin whole XPU: devices from node capacity, only the allocated record is written.
+    FamilySpec {
+        name: "kunlun",
+        keyword: "kunlun",
+        common_word: "kunlun",
+        count_resource: "kunlunxin.com/xpu",
+        memory_resource: None,
+        memory_percentage_resource: None,
+        cores_resource: None,
+        priority_resource: None,
+        register_annotation: "",
+        register_format: RegisterFormat::NodeCapacity,
+        to_allocate_annotation: "",
+        allocated_annotation: "hami.io/kunlun-allocated",
+        handshake_annotation: None,
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: Some("baidu.com/use-gpuuuid"),
+        nouse_uuid_annotation: Some("baidu.com/nouse-gpuuuid"),
+        memory_unit_mib: 1,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // Kunlunxin shared XPU: JSON registration; memory rounded to HAMi's vXPU sizes (MiB).
+    FamilySpec {
+        name: "kunlun-vxpu",
+        keyword: "XPU",
+        common_word: "XPU",
+        count_resource: "kunlunxin.com/vxpu",
+        memory_resource: Some("kunlunxin.com/vxpu-memory"),
+        memory_percentage_resource: None,
+        cores_resource: None,
+        priority_resource: None,
+        register_annotation: "hami.io/node-register-xpu",
+        register_format: RegisterFormat::Json,
+        to_allocate_annotation: "hami.io/xpu-devices-to-allocate",
+        allocated_annotation: "hami.io/xpu-devices-allocated",
+        handshake_annotation: Some("hami.io/node-handshake-xpu"),
+        use_type_annotation: None,
+        nouse_type_annotation: None,
+        use_uuid_annotation: Some("hami.io/use-xpu-uuid"),
+        nouse_uuid_annotation: Some("hami.io/no-use-xpu-uuid"),
+        memory_unit_mib: 1,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+    // AMD: JSON registration, no handshake key.
+    FamilySpec {
+        name: "amd",
+        keyword: "AMD",
+        common_word: "AMD",
+        count_resource: "amd.com/gpu",
+        memory_resource: Some("amd.com/gpumem"),
+        memory_percentage_resource: None,
+        cores_resource: Some("amd.com/gpucores"),
+        priority_resource: None,
+        register_annotation: "hami.io/node-amd-register",
+        register_format: RegisterFormat::Json,
+        to_allocate_annotation: "hami.io/amd-devices-to-allocate",
+        allocated_annotation: "hami.io/amd-devices-allocated",
+        handshake_annotation: None,
+        use_type_annotation: Some("amd.com/use-gputype"),
+        nouse_type_annotation: Some("amd.com/nouse-gputype"),
+        use_uuid_annotation: Some("amd.com/use-gpu-uuid"),
+        nouse_uuid_annotation: Some("amd.com/nouse-gpu-uuid"),
+        memory_unit_mib: 1,
+        multi_card: true,
+        quirk: Quirk::None,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn nvidia_row_is_exact_and_first() {
+        let n = FamilyId::NVIDIA.spec();
+        assert_eq!(n.name, "nvidia");
+        assert_eq!(n.keyword, "NVIDIA");
+        assert_eq!(n.count_resource, "nvidia.com/gpu");
+        assert_eq!(n.memory_resource, Some("nvidia.com/gpumem"));
+        assert_eq!(
+            n.memory_percentage_resource,
+            Some("nvidia.com/gpumem-percentage")
+        );
+        assert_eq!(n.cores_resource, Some("nvidia.com/gpucores"));
+        assert_eq!(n.priority_resource, Some("nvidia.com/priority"));
+        assert_eq!(n.register(), Some("hami.io/node-nvidia-register"));
+        assert_eq!(n.to_allocate(), Some("hami.io/vgpu-devices-to-allocate"));
+        assert_eq!(n.allocated_annotation, "hami.io/vgpu-devices-allocated");
+        assert_eq!(n.handshake_annotation, Some("hami.io/node-handshake"));
+        assert_eq!(n.use_uuid_annotation, Some("nvidia.com/use-gpuuuid"));
+        assert_eq!(n.nouse_type_annotation, Some("nvidia.com/nouse-gputype"));
+        assert_eq!(n.quirk, Quirk::Mig);
+    }
+
+    #[test]
+    fn rows_are_unique() {
+        let mut names = BTreeSet::new();
+        let mut keywords = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for f in FAMILIES {
+            assert!(names.insert(f.name.to_ascii_lowercase()), "name {}", f.name);
+            assert!(keywords.insert(f.keyword), "keyword {}", f.keyword);
+            assert!(
+                !f.keyword.contains([',', ':', ';']),
+                "keyword {} breaks the list",
+                f.keyword
+            );
+            assert!(keys.insert(f.count_resource), "count {}", f.count_resource);
+            assert!(
+                keys.insert(f.allocated_annotation),
+                "allocated {}",
+                f.allocated_annotation
+            );
+            for k in [f.register(), f.to_allocate(), f.handshake_annotation]
+                .into_iter()
+                .flatten()
+            {
+                assert!(keys.insert(k), "key {k} of {}", f.name);
+            }
+            assert_eq!(
+                f.register().is_none(),
+                f.register_format == RegisterFormat::NodeCapacity
+            );
+            assert!(f.memory_unit_mib >= 1);
+        }
+        assert!(FAMILIES.len() < u8::MAX as usize);
+    }
+
+    #[test]
+    fn lookups_and_templates() {
+        let b3 = FamilyId::by_name("Ascend910B3").unwrap();
+        assert_eq!(FamilyId::by_keyword("Ascend910B3"), Some(b3));
+        assert_eq!(b3.spec().count_resource, "huawei.com/Ascend910B3");
+        assert_eq!(
+            b3.spec().register(),
+            Some("hami.io/node-register-Ascend910B3")
+        );
+        for id in FamilyId::all() {
+            let t = ascend_templates(id);
+            assert_eq!(
+                !t.is_empty(),
+                id.spec().quirk == Quirk::AscendTemplates,
+                "{}",
+                id.spec().name
+            );
+            assert!(t.windows(2).all(|w| w[0].memory_mib < w[1].memory_mib));
+            if let Some(chip) = ascend_chip(id) {
+                assert!(t.iter().all(|x| x.memory_mib <= chip.memory_capacity_mib));
+            }
+        }
+        assert_eq!(
+            FamilyId::by_keyword("MLU").map(|f| f.spec().name),
+            Some("cambricon")
+        );
+    }
+}
