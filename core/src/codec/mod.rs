@@ -1,1 +1,121 @@
-//! HAMi annotation wire codec (in progress).
+//! HAMi's annotation wire formats, encoded and decoded byte for byte.
+//!
+//! Every value HAMi's scheduler, device plugins and vendor plugins exchange through Kubernetes
+//! annotations has a typed form here: node registration (v2.8+ JSON and the legacy text form),
+//! per-container device lists, the node lock, the handshake, the topology score, the MIG
+//! allocations, the bind phase. The types are wire-level on purpose: integer widths follow HAMi's
+//! Go structs (`int32`, `uint`, `int`), so any value HAMi can write decodes and re-encodes to the
+//! same bytes. Turning them into the scheduler's model is the caller's job.
+//!
+//! Every decoder takes the annotation key it reads so that a [`CodecError`] can name it; decoders
+//! never panic, whatever the input.
+//!
+//! The module depends on nothing else in the crate except [`crate::family`] (through
+//! [`crate::inspect`]); it is pure.
+
+pub mod devices;
+pub mod handshake;
+pub mod json;
+pub mod keys;
+pub mod lock;
+pub mod mig;
+pub mod phase;
+pub mod register;
+pub mod score;
+pub mod time;
+
+pub use devices::{
+    ContainerDevice, ContainerDevices, PodDevices, decode_container_devices, decode_pod_devices,
+    encode_container_devices, encode_pod_devices,
+};
+pub use handshake::Handshake;
+pub use lock::{LockOwner, NodeLock};
+pub use mig::{MigAllocation, decode_mig_allocations, encode_mig_allocations};
+pub use phase::BindPhase;
+pub use register::{
+    LegacyMigTemplate, MigPlacement, MigProfile, RegisteredDevice, decode_legacy_register,
+    decode_register, decode_register_json, encode_legacy_register, encode_register_json,
+};
+pub use score::{DevicePairScore, decode_pair_scores, encode_pair_scores};
+pub use time::WireTime;
+
+/// A value that could not be decoded: which annotation, where in it, what was there and what was
+/// expected.
+///
+/// Contract: `key` is the annotation key the caller passed to the decoder; `segment` locates the
+/// problem inside the value (for example `container 1, device 3, field "usedmem"`; indexes are
+/// 0-based as in the value); `raw` is the offending text (shortened to 120 characters); `expected`
+/// says in words what would have been accepted. The Display form is one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {key}: {segment}: found {raw:?}, expected {expected}")]
+pub struct CodecError {
+    /// The annotation key whose value failed to decode.
+    pub key: String,
+    /// Where inside the value the problem is.
+    pub segment: String,
+    /// The offending text, shortened.
+    pub raw: String,
+    /// What would have been accepted.
+    pub expected: String,
+}
+
+impl CodecError {
+    /// Build an error; `raw` is shortened so a huge annotation never floods a log line.
+    pub fn new(
+        key: &str,
+        segment: impl Into<String>,
+        raw: &str,
+        expected: impl Into<String>,
+    ) -> CodecError {
+        CodecError {
+            key: key.to_string(),
+            segment: segment.into(),
+            raw: shorten(raw),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Cut text to 120 characters on a char boundary so error messages stay one readable line.
+fn shorten(raw: &str) -> String {
+    const MAX: usize = 120;
+    if raw.chars().count() <= MAX {
+        raw.to_string()
+    } else {
+        let mut s: String = raw.chars().take(MAX).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 10, 32)`: optional sign, ASCII digits, in `i32` range.
+pub(crate) fn parse_i32(s: &str) -> Option<i32> {
+    if !go_int_syntax(s) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Go's `strconv.Atoi` on a 64-bit platform.
+pub(crate) fn parse_i64(s: &str) -> Option<i64> {
+    if !go_int_syntax(s) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Go accepts `[+-]?[0-9]+` for base 10 (no spaces, no underscores); Rust's parser agrees except
+/// that we check it explicitly so the two can never drift.
+fn go_int_syntax(s: &str) -> bool {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Go's `strconv.ParseBool`.
+pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}

@@ -1,0 +1,134 @@
+//! Per-container device lists: `UUID,TYPE,MEM,CORES:` per device, `;` per container.
+//!
+//! Sources: HAMi `pkg/device/devices.go` (`EncodeContainerDevices`, `EncodePodSingleDevice`,
+//! `DecodeContainerDevices`, `DecodePodDevices`). The same format is used by every vendor's
+//! to-allocate and allocated annotation; containers are ordered init containers first.
+
+use super::{CodecError, parse_i32};
+
+/// One device granted to one container.
+///
+/// Contract: `usedmem` is MiB (after HAMi's memory factor), `usedcores` percent; widths are Go's
+/// `int32`. `type_keyword` is the family keyword (`NVIDIA`, `MLU`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ContainerDevice {
+    /// Device UUID.
+    pub uuid: String,
+    /// Vendor keyword written as the TYPE field.
+    pub type_keyword: String,
+    /// Memory granted, MiB.
+    pub usedmem: i32,
+    /// Compute share granted, percent.
+    pub usedcores: i32,
+}
+
+/// The devices of one container (empty when the container has none of this family).
+pub type ContainerDevices = Vec<ContainerDevice>;
+
+/// One entry per container, init containers first, index-aligned with the pod spec.
+pub type PodDevices = Vec<ContainerDevices>;
+
+/// Encode one container's devices, each terminated by `:` (HAMi `EncodeContainerDevices`).
+pub fn encode_container_devices(devices: &[ContainerDevice]) -> String {
+    let mut out = String::new();
+    for d in devices {
+        out.push_str(&format!(
+            "{},{},{},{}:",
+            d.uuid, d.type_keyword, d.usedmem, d.usedcores
+        ));
+    }
+    out
+}
+
+/// Encode a pod's device list: each container terminated by `;` (HAMi `EncodePodSingleDevice`).
+/// An empty container gives an empty segment, so `[[], []]` encodes as `;;` (the to-allocate
+/// value once the device plugin has served every container).
+pub fn encode_pod_devices(pod: &[ContainerDevices]) -> String {
+    let mut out = String::new();
+    for c in pod {
+        out.push_str(&encode_container_devices(c));
+        out.push(';');
+    }
+    out
+}
+
+/// Decode one container segment (the text between two `;`). `container` is only used to locate
+/// errors.
+///
+/// Empty device segments are skipped; a device needs at least 4 comma fields (extra fields are
+/// ignored, as HAMi does); MEM and CORES must be 32-bit integers. Stricter than HAMi on one
+/// point: a non-empty device segment without any comma is an error here, where HAMi silently
+/// drops it.
+pub fn decode_container_devices(
+    key: &str,
+    container: usize,
+    segment: &str,
+) -> Result<ContainerDevices, CodecError> {
+    let mut out = Vec::new();
+    for (i, dev) in segment.split(':').enumerate() {
+        if dev.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = dev.split(',').collect();
+        let place = || format!("container {container}, device {i}");
+        let (Some(uuid), Some(ty), Some(mem), Some(cores)) =
+            (f.first(), f.get(1), f.get(2), f.get(3))
+        else {
+            return Err(CodecError::new(
+                key,
+                place(),
+                dev,
+                format!(
+                    "at least 4 comma-separated fields UUID,TYPE,MEM,CORES, got {}",
+                    f.len()
+                ),
+            ));
+        };
+        let num = |raw: &str, name: &str| {
+            parse_i32(raw).ok_or_else(|| {
+                CodecError::new(
+                    key,
+                    format!("{}, field {name:?}", place()),
+                    raw,
+                    "a 32-bit integer",
+                )
+            })
+        };
+        out.push(ContainerDevice {
+            uuid: (*uuid).to_string(),
+            type_keyword: (*ty).to_string(),
+            usedmem: num(mem, "usedmem")?,
+            usedcores: num(cores, "usedcores")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Decode a pod device-list annotation into one entry per container.
+///
+/// `;` terminates a container, so the empty text after the last `;` is not a container (HAMi's
+/// Go decoder keeps it as an extra empty entry; dropping it makes `encode(decode(v)) == v` for
+/// every value HAMi writes). Empty containers in between are kept to preserve index alignment.
+/// A value without a trailing `;` still decodes its last segment.
+pub fn decode_pod_devices(key: &str, value: &str) -> Result<PodDevices, CodecError> {
+    let mut segs: Vec<&str> = value.split(';').collect();
+    if segs.last() == Some(&"") {
+        segs.pop();
+    }
+    segs.iter()
+        .enumerate()
+        .map(|(i, s)| decode_container_devices(key, i, s))
+        .collect()
+}
+
+/// Index of the first container that still has devices to hand out: the one HAMi's device plugin
+/// serves next from the to-allocate annotation.
+pub fn first_pending_container(pod: &[ContainerDevices]) -> Option<usize> {
+    pod.iter().position(|c| !c.is_empty())
+}
+
+/// Whether a to-allocate value no longer mentions `keyword`: HAMi's test for "every container of
+/// this family has been served" (then bind-phase becomes `success`).
+pub fn fully_consumed(value: &str, keyword: &str) -> bool {
+    !value.contains(keyword)
+}

@@ -1,0 +1,424 @@
+//! Node registration: the v2.8+ JSON array and the legacy (≤ v2.7) text form.
+//!
+//! Sources: HAMi `pkg/device/devices.go` (`DeviceInfo`, `MigProfile`, `MigPlacement`,
+//! `MarshalNodeDevices`, `UnMarshalNodeDevices`, `EncodeNodeDevices`, `DecodeNodeDevices`).
+
+use super::json::{self, Ctx};
+use super::{CodecError, parse_go_bool, parse_i32, parse_i64};
+use serde_json::{Map, Value};
+
+/// One device as a device plugin registers it on its node (HAMi's `DeviceInfo`).
+///
+/// Contract: field types are HAMi's Go types (`int32` counts and MiB, `uint` index, `int` NUMA
+/// node) so every value HAMi writes round-trips; a zero value means "absent" exactly as Go's
+/// `omitempty` does.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RegisteredDevice {
+    /// Device UUID (`GPU-…` for NVIDIA).
+    pub id: String,
+    /// Device index on the node.
+    pub index: u64,
+    /// How many tasks may share the card (deviceSplitCount; max instances in MIG mode).
+    pub count: i32,
+    /// Memory in MiB, after HAMi's memory scaling.
+    pub devmem: i32,
+    /// Compute units, 100 per card times the core scaling.
+    pub devcore: i32,
+    /// Card model (`NVIDIA-Tesla V100-PCIE-32GB`).
+    pub device_type: String,
+    /// NUMA node.
+    pub numa: i64,
+    /// Sharing mode (`hami-core`, `mig`, `mps`); empty when not written.
+    pub mode: String,
+    /// MIG profiles the card can be cut into (MIG mode only).
+    pub mig_profiles: Vec<MigProfile>,
+    /// Deprecated static MIG geometries (`migtemplate`), kept only to round-trip old values.
+    pub mig_template: Vec<Vec<LegacyMigTemplate>>,
+    /// Whether the device plugin reports the card healthy.
+    pub health: bool,
+    /// Vendor word HAMi fills in after decoding; normally absent on the wire.
+    pub device_vendor: String,
+    /// Vendor-specific extras (`custominfo`); normally absent on the wire.
+    pub custom_info: Map<String, Value>,
+}
+
+/// A MIG profile a card supports (HAMi's `MigProfile`; no field is `omitempty`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MigProfile {
+    /// Profile name (`1g.10gb`).
+    pub name: String,
+    /// Memory of one instance, MiB.
+    pub memory_mb: i32,
+    /// Compute share of one instance, percent.
+    pub core: i32,
+    /// Memory slices one instance takes.
+    pub slice_count: u32,
+    /// Placements the profile can take; `None` is Go's nil slice (`null`).
+    pub placements: Option<Vec<MigPlacement>>,
+}
+
+/// A MIG placement: first memory slice and slice count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MigPlacement {
+    /// First slice.
+    pub start: u32,
+    /// Number of slices.
+    pub size: u32,
+}
+
+/// One entry of the deprecated `migtemplate` geometry list (Go field names, no JSON tags).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LegacyMigTemplate {
+    /// Template name.
+    pub name: String,
+    /// Compute share.
+    pub core: i32,
+    /// Memory, MiB.
+    pub memory: i32,
+    /// Instances of this template in the geometry.
+    pub count: i32,
+}
+
+/// Encode devices as HAMi's v2.8+ registration JSON, byte-identical to Go's `json.Marshal` of
+/// `[]*DeviceInfo`: fields in Go struct order, zero values omitted.
+pub fn encode_register_json(devices: &[RegisteredDevice]) -> String {
+    let mut out = String::from("[");
+    for (i, d) in devices.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        encode_device(&mut out, d);
+    }
+    out.push(']');
+    out
+}
+
+fn encode_device(out: &mut String, d: &RegisteredDevice) {
+    let mut first = true;
+    let mut sep = |out: &mut String, name: &str| {
+        out.push_str(if first { "\"" } else { ",\"" });
+        first = false;
+        out.push_str(name);
+        out.push_str("\":");
+    };
+    out.push('{');
+    if !d.id.is_empty() {
+        sep(out, "id");
+        json::write_string(out, &d.id);
+    }
+    for (name, v) in [
+        ("index", d.index as i128),
+        ("count", i128::from(d.count)),
+        ("devmem", i128::from(d.devmem)),
+        ("devcore", i128::from(d.devcore)),
+    ] {
+        if v != 0 {
+            sep(out, name);
+            out.push_str(&v.to_string());
+        }
+    }
+    if !d.device_type.is_empty() {
+        sep(out, "type");
+        json::write_string(out, &d.device_type);
+    }
+    if d.numa != 0 {
+        sep(out, "numa");
+        out.push_str(&d.numa.to_string());
+    }
+    if !d.mode.is_empty() {
+        sep(out, "mode");
+        json::write_string(out, &d.mode);
+    }
+    if !d.mig_profiles.is_empty() {
+        sep(out, "migProfiles");
+        out.push('[');
+        for (i, p) in d.mig_profiles.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            json::write_string(out, &p.name);
+            out.push_str(&format!(
+                ",\"memoryMB\":{},\"core\":{},\"sliceCount\":{},\"placements\":",
+                p.memory_mb, p.core, p.slice_count
+            ));
+            match &p.placements {
+                None => out.push_str("null"),
+                Some(pl) => {
+                    out.push('[');
+                    for (j, x) in pl.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&format!("{{\"start\":{},\"size\":{}}}", x.start, x.size));
+                    }
+                    out.push(']');
+                }
+            }
+            out.push('}');
+        }
+        out.push(']');
+    }
+    if !d.mig_template.is_empty() {
+        sep(out, "migtemplate");
+        out.push('[');
+        for (i, g) in d.mig_template.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            for (j, t) in g.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"Name\":");
+                json::write_string(out, &t.name);
+                out.push_str(&format!(
+                    ",\"Core\":{},\"Memory\":{},\"Count\":{}}}",
+                    t.core, t.memory, t.count
+                ));
+            }
+            out.push(']');
+        }
+        out.push(']');
+    }
+    if d.health {
+        sep(out, "health");
+        out.push_str("true");
+    }
+    if !d.device_vendor.is_empty() {
+        sep(out, "devicevendor");
+        json::write_string(out, &d.device_vendor);
+    }
+    if !d.custom_info.is_empty() {
+        sep(out, "custominfo");
+        json::write_object(out, &d.custom_info);
+    }
+    out.push('}');
+}
+
+const DEVICE_FIELDS: &[&str] = &[
+    "id",
+    "index",
+    "count",
+    "devmem",
+    "devcore",
+    "type",
+    "numa",
+    "mode",
+    "migprofiles",
+    "migtemplate",
+    "health",
+    "devicevendor",
+    "custominfo",
+];
+
+/// Decode HAMi's v2.8+ registration JSON (as Go's `json.Unmarshal` into `[]*DeviceInfo` would):
+/// missing fields default to zero, unknown fields are ignored, keys match case-insensitively,
+/// `null` is an empty list.
+pub fn decode_register_json(key: &str, value: &str) -> Result<Vec<RegisteredDevice>, CodecError> {
+    let root = json::parse(key, value)?;
+    let top = Ctx {
+        key,
+        segment: "top level".to_string(),
+    };
+    let Some(items) = top.array("", &root)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let ctx = Ctx {
+            key,
+            segment: format!("device {i}"),
+        };
+        let mut d = RegisteredDevice::default();
+        if let Some(obj) = ctx.object("", item)? {
+            for (k, v) in obj {
+                match json::field_name(k, DEVICE_FIELDS) {
+                    Some("id") => d.id = ctx.string("id", v)?,
+                    Some("index") => d.index = ctx.u64("index", v)?,
+                    Some("count") => d.count = ctx.i32("count", v)?,
+                    Some("devmem") => d.devmem = ctx.i32("devmem", v)?,
+                    Some("devcore") => d.devcore = ctx.i32("devcore", v)?,
+                    Some("type") => d.device_type = ctx.string("type", v)?,
+                    Some("numa") => d.numa = ctx.i64_in("numa", v, i64::MIN, i64::MAX)?,
+                    Some("mode") => d.mode = ctx.string("mode", v)?,
+                    Some("migprofiles") => d.mig_profiles = decode_profiles(&ctx, v)?,
+                    Some("migtemplate") => d.mig_template = decode_templates(&ctx, v)?,
+                    Some("health") => d.health = ctx.bool("health", v)?,
+                    Some("devicevendor") => d.device_vendor = ctx.string("devicevendor", v)?,
+                    Some("custominfo") => {
+                        d.custom_info = ctx.object("custominfo", v)?.cloned().unwrap_or_default()
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Go's []*DeviceInfo turns a `null` element into a nil pointer; HAMi would crash on it,
+        // so we keep it as an all-zero device the scheduler will see as unhealthy.
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn decode_profiles(dev: &Ctx<'_>, v: &Value) -> Result<Vec<MigProfile>, CodecError> {
+    let mut out = Vec::new();
+    for (i, p) in dev
+        .array("migProfiles", v)?
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let ctx = Ctx {
+            key: dev.key,
+            segment: format!("{}, migProfiles[{i}]", dev.segment),
+        };
+        let mut prof = MigProfile::default();
+        if let Some(obj) = ctx.object("", p)? {
+            for (k, v) in obj {
+                match json::field_name(k, &["name", "memorymb", "core", "slicecount", "placements"])
+                {
+                    Some("name") => prof.name = ctx.string("name", v)?,
+                    Some("memorymb") => prof.memory_mb = ctx.i32("memoryMB", v)?,
+                    Some("core") => prof.core = ctx.i32("core", v)?,
+                    Some("slicecount") => prof.slice_count = ctx.u32("sliceCount", v)?,
+                    Some("placements") => {
+                        prof.placements = match ctx.array("placements", v)? {
+                            None => None,
+                            Some(a) => Some(
+                                a.iter()
+                                    .map(|x| decode_placement(&ctx, x))
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.push(prof);
+    }
+    Ok(out)
+}
+
+/// Decode a `{start,size}` placement object (shared with the MIG allocation annotation).
+pub(crate) fn decode_placement(ctx: &Ctx<'_>, v: &Value) -> Result<MigPlacement, CodecError> {
+    let mut p = MigPlacement::default();
+    if let Some(obj) = ctx.object("placement", v)? {
+        for (k, v) in obj {
+            match json::field_name(k, &["start", "size"]) {
+                Some("start") => p.start = ctx.u32("start", v)?,
+                Some("size") => p.size = ctx.u32("size", v)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn decode_templates(dev: &Ctx<'_>, v: &Value) -> Result<Vec<Vec<LegacyMigTemplate>>, CodecError> {
+    let mut out = Vec::new();
+    for g in dev.array("migtemplate", v)?.unwrap_or_default() {
+        let mut geo = Vec::new();
+        for t in dev.array("migtemplate", g)?.unwrap_or_default() {
+            let mut x = LegacyMigTemplate::default();
+            if let Some(obj) = dev.object("migtemplate", t)? {
+                for (k, v) in obj {
+                    match json::field_name(k, &["name", "core", "memory", "count"]) {
+                        Some("name") => x.name = dev.string("migtemplate.Name", v)?,
+                        Some("core") => x.core = dev.i32("migtemplate.Core", v)?,
+                        Some("memory") => x.memory = dev.i32("migtemplate.Memory", v)?,
+                        Some("count") => x.count = dev.i32("migtemplate.Count", v)?,
+                        _ => {}
+                    }
+                }
+            }
+            geo.push(x);
+        }
+        out.push(geo);
+    }
+    Ok(out)
+}
+
+/// Encode the legacy text registration as HAMi's `EncodeNodeDevices` does: always the 9-field
+/// form `UUID,count,devmem,devcore,type,numa,health,index,mode:` per device.
+pub fn encode_legacy_register(devices: &[RegisteredDevice]) -> String {
+    let mut out = String::new();
+    for d in devices {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{}:",
+            d.id, d.count, d.devmem, d.devcore, d.device_type, d.numa, d.health, d.index, d.mode
+        ));
+    }
+    out
+}
+
+/// Decode the legacy text registration as HAMi's `DecodeNodeDevices` does: the value must
+/// contain `:`; empty segments are skipped; each device has 7 fields (mode defaults to
+/// `hami-core`, index to 0) or 9 fields; anything else is an error.
+pub fn decode_legacy_register(key: &str, value: &str) -> Result<Vec<RegisteredDevice>, CodecError> {
+    if !value.contains(':') {
+        return Err(CodecError::new(
+            key,
+            "whole value",
+            value,
+            "devices terminated by ':'",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, seg) in value.split(':').enumerate() {
+        if seg.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = seg.split(',').collect();
+        if f.len() != 7 && f.len() != 9 {
+            return Err(CodecError::new(
+                key,
+                format!("device {i}"),
+                seg,
+                format!(
+                    "7 or 9 comma-separated fields (UUID,count,devmem,devcore,type,numa,health[,index,mode]), got {}",
+                    f.len()
+                ),
+            ));
+        }
+        let at = |n: usize| f.get(n).copied().unwrap_or("");
+        let bad = |name: &str, raw: &str, exp: &str| {
+            CodecError::new(key, format!("device {i}, field {name:?}"), raw, exp)
+        };
+        let int32 = |n: usize, name: &str| {
+            parse_i32(at(n)).ok_or_else(|| bad(name, at(n), "a 32-bit integer"))
+        };
+        let mut d = RegisteredDevice {
+            id: at(0).to_string(),
+            count: int32(1, "count")?,
+            devmem: int32(2, "devmem")?,
+            devcore: int32(3, "devcore")?,
+            device_type: at(4).to_string(),
+            numa: parse_i64(at(5)).ok_or_else(|| bad("numa", at(5), "an integer"))?,
+            health: parse_go_bool(at(6)).ok_or_else(|| bad("health", at(6), "true or false"))?,
+            mode: "hami-core".to_string(),
+            ..RegisteredDevice::default()
+        };
+        if f.len() == 9 {
+            let idx = parse_i64(at(7)).ok_or_else(|| bad("index", at(7), "an integer"))?;
+            d.index =
+                u64::try_from(idx).map_err(|_| bad("index", at(7), "a non-negative integer"))?;
+            d.mode = at(8).to_string();
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Decode a registration value in either format: a value starting with `[` (after spaces) or
+/// equal to `null` is JSON, anything else legacy text. HAMi itself picks the decoder per vendor;
+/// this is for tools that only have the value.
+pub fn decode_register(key: &str, value: &str) -> Result<Vec<RegisteredDevice>, CodecError> {
+    let t = value.trim_start();
+    if t.starts_with('[') || t.trim_end() == "null" {
+        decode_register_json(key, value)
+    } else {
+        decode_legacy_register(key, value)
+    }
+}
