@@ -4,4 +4,12 @@
 //! seeds come in as arguments; decisions come out as values.
 
 pub mod codec;
+pub mod config;
 pub mod family;
+pub mod fit;
+pub mod ledger;
+pub mod model;
+pub mod pipeline;
+pub mod policy;
+pub mod quantity;
+pub mod request;

@@ -1,0 +1,517 @@
+//! The ledger: nodes, their cards and every pod's grant, in memory.
+//!
+//! Every reserve re-checks capacity, reserve and unreserve are idempotent, and
+//! [`Ledger::check_invariants`] proves that no card is over its slots, memory or cores and that
+//! usage equals the sum of the grants. The ledger holds nothing that is not in node and pod
+//! annotations, so it can be rebuilt from them after a restart.
+
+use crate::family::FamilyId;
+use crate::fit::{MigPick, Pick};
+use crate::model::{DeviceUsage, Node, NodeUsage};
+use crate::policy::Placement;
+use crate::request::PodKey;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Dense id of a node in one ledger (stable while the ledger lives; not persisted).
+pub type NodeId = u32;
+
+/// One card granted to one container, identified by UUID as on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceGrant {
+    /// Card UUID.
+    pub uuid: String,
+    /// Family of the card.
+    pub family: FamilyId,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Cores, percent.
+    pub cores: u32,
+    /// MIG instance (profile index, first slice, slices), in MIG mode.
+    pub mig: Option<(u16, u32, u32)>,
+}
+
+/// What one pod holds on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PodGrant {
+    /// Node name.
+    pub node: String,
+    /// Per container (annotation order), the cards.
+    pub containers: Vec<Vec<DeviceGrant>>,
+    /// CPU, milli-cores.
+    pub cpu_milli: u64,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+}
+
+impl PodGrant {
+    /// Every card of the grant, flattened.
+    pub fn devices(&self) -> impl Iterator<Item = &DeviceGrant> {
+        self.containers.iter().flatten()
+    }
+}
+
+/// A node and what is in use on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeEntry {
+    /// The node as registered.
+    pub node: Node,
+    /// Usage per card, by position in `node.devices`.
+    pub usage: Vec<DeviceUsage>,
+    /// CPU and memory in use.
+    pub used: NodeUsage,
+    /// Pods holding grants here.
+    pub pods: BTreeSet<PodKey>,
+}
+
+/// A read-only view of one node for filters and policies.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    /// The node's id.
+    pub id: NodeId,
+    /// The node.
+    pub node: &'a Node,
+    /// Usage per card.
+    pub usage: &'a [DeviceUsage],
+    /// CPU and memory in use.
+    pub used: &'a NodeUsage,
+    /// The whole ledger (for policies that look at the pods on the node).
+    pub ledger: &'a Ledger,
+}
+
+impl<'a> NodeView<'a> {
+    /// Grants of the pods on this node.
+    pub fn pod_grants(&self) -> impl Iterator<Item = &'a PodGrant> + 'a {
+        let ledger = self.ledger;
+        let entry = ledger.entry(self.id);
+        entry
+            .into_iter()
+            .flat_map(move |e| e.pods.iter().filter_map(move |k| ledger.pods.get(k)))
+    }
+}
+
+/// Why a reserve was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The node is not in the ledger.
+    #[error("node {0:?} is not known")]
+    UnknownNode(String),
+    /// The node has no card with this UUID.
+    #[error("node {node:?} has no card {uuid:?}")]
+    UnknownDevice {
+        /// Node name.
+        node: String,
+        /// Card UUID.
+        uuid: String,
+    },
+    /// The card cannot take the grant.
+    #[error(
+        "card {uuid} on {node:?} cannot take {memory_mib} MiB / {cores} cores / 1 slot more (free {free_mem} MiB, {free_cores} cores, {free_slots} slots)"
+    )]
+    Capacity {
+        /// Node name.
+        node: String,
+        /// Card UUID.
+        uuid: String,
+        /// Memory asked.
+        memory_mib: u64,
+        /// Cores asked.
+        cores: u32,
+        /// Free memory.
+        free_mem: u64,
+        /// Free cores.
+        free_cores: u32,
+        /// Free slots.
+        free_slots: u32,
+    },
+    /// The node cannot take the pod's CPU or memory.
+    #[error("node {0:?} has not enough CPU or memory left")]
+    NodeResources(String),
+    /// The pod already holds a different grant.
+    #[error("pod {0} already holds a different grant")]
+    AlreadyReserved(PodKey),
+}
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Node name.
+    pub node: String,
+    /// What is wrong, readable.
+    pub what: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.node, self.what)
+    }
+}
+
+/// Nodes, cards and grants.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ledger {
+    nodes: Vec<Option<NodeEntry>>,
+    by_name: BTreeMap<String, NodeId>,
+    pods: BTreeMap<PodKey, PodGrant>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// Add a node or replace its registration. Usage is recomputed from the grants of the pods
+    /// already on it (a card that disappeared simply stops counting their share).
+    pub fn upsert_node(&mut self, node: Node) -> NodeId {
+        let id = match self.by_name.get(&node.name) {
+            Some(&id) => id,
+            None => {
+                let id = self.nodes.len() as NodeId;
+                self.by_name.insert(node.name.clone(), id);
+                self.nodes.push(None);
+                id
+            }
+        };
+        let pods = self.nodes[id as usize]
+            .take()
+            .map(|e| e.pods)
+            .unwrap_or_default();
+        let mut entry = NodeEntry {
+            usage: vec![DeviceUsage::default(); node.devices.len()],
+            node,
+            used: NodeUsage::default(),
+            pods: BTreeSet::new(),
+        };
+        for k in &pods {
+            if let Some(g) = self.pods.get(k) {
+                apply_grant(&mut entry, g, true);
+            }
+        }
+        entry.pods = pods;
+        self.nodes[id as usize] = Some(entry);
+        id
+    }
+
+    /// Remove a node; returns the pods that held grants there (their grants are dropped).
+    pub fn remove_node(&mut self, name: &str) -> Vec<PodKey> {
+        let Some(id) = self.by_name.remove(name) else {
+            return Vec::new();
+        };
+        let Some(entry) = self.nodes[id as usize].take() else {
+            return Vec::new();
+        };
+        let pods: Vec<PodKey> = entry.pods.into_iter().collect();
+        for k in &pods {
+            self.pods.remove(k);
+        }
+        pods
+    }
+
+    /// Id of a node by name.
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The entry of a node id, if the node is present.
+    pub fn entry(&self, id: NodeId) -> Option<&NodeEntry> {
+        self.nodes.get(id as usize).and_then(|e| e.as_ref())
+    }
+
+    /// A view of one node.
+    pub fn view(&self, id: NodeId) -> Option<NodeView<'_>> {
+        self.entry(id).map(|e| NodeView {
+            id,
+            node: &e.node,
+            usage: &e.usage,
+            used: &e.used,
+            ledger: self,
+        })
+    }
+
+    /// Views of every present node, in id order.
+    pub fn views(&self) -> impl Iterator<Item = NodeView<'_>> {
+        self.nodes.iter().enumerate().filter_map(move |(i, e)| {
+            e.as_ref().map(|e| NodeView {
+                id: i as NodeId,
+                node: &e.node,
+                usage: &e.usage,
+                used: &e.used,
+                ledger: self,
+            })
+        })
+    }
+
+    /// Number of present nodes.
+    pub fn node_count(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Upper bound of node ids (for per-node arrays).
+    pub fn node_id_bound(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node names in sorted order with their ids.
+    pub fn names(&self) -> impl Iterator<Item = (&str, NodeId)> {
+        self.by_name.iter().map(|(n, &id)| (n.as_str(), id))
+    }
+
+    /// The grant of a pod.
+    pub fn grant(&self, key: &PodKey) -> Option<&PodGrant> {
+        self.pods.get(key)
+    }
+
+    /// Every grant, by pod.
+    pub fn grants(&self) -> &BTreeMap<PodKey, PodGrant> {
+        &self.pods
+    }
+
+    /// Turn picks on a node into a wire-level grant.
+    pub fn grant_from_placement(
+        &self,
+        id: NodeId,
+        placement: &Placement,
+        cpu_milli: u64,
+        memory_mib: u64,
+    ) -> Option<PodGrant> {
+        let e = self.entry(id)?;
+        let containers = placement
+            .iter()
+            .map(|picks| {
+                picks
+                    .iter()
+                    .filter_map(|p| {
+                        let d = e.node.devices.get(p.device as usize)?;
+                        Some(DeviceGrant {
+                            uuid: d.uuid.clone(),
+                            family: d.family,
+                            memory_mib: p.memory_mib,
+                            cores: p.cores,
+                            mig: p.mig.map(|m| (m.profile, m.start, m.size)),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(PodGrant {
+            node: e.node.name.clone(),
+            containers,
+            cpu_milli,
+            memory_mib,
+        })
+    }
+
+    /// Reserve `grant` for `key`. Re-checks capacity of every card and of the node; applies all
+    /// or nothing. Reserving the identical grant again is a no-op; a different one is refused.
+    pub fn reserve(&mut self, key: &PodKey, grant: PodGrant) -> Result<(), LedgerError> {
+        if let Some(existing) = self.pods.get(key) {
+            return if *existing == grant {
+                Ok(())
+            } else {
+                Err(LedgerError::AlreadyReserved(key.clone()))
+            };
+        }
+        let id = self
+            .node_id(&grant.node)
+            .ok_or_else(|| LedgerError::UnknownNode(grant.node.clone()))?;
+        let entry = self.nodes[id as usize]
+            .as_mut()
+            .ok_or_else(|| LedgerError::UnknownNode(grant.node.clone()))?;
+        // Check on a copy so a failure changes nothing.
+        let mut usage = entry.usage.clone();
+        for d in grant.devices() {
+            let pos = entry
+                .node
+                .devices
+                .iter()
+                .position(|x| x.uuid == d.uuid)
+                .ok_or_else(|| LedgerError::UnknownDevice {
+                    node: grant.node.clone(),
+                    uuid: d.uuid.clone(),
+                })?;
+            let dev = &entry.node.devices[pos];
+            let u = &mut usage[pos];
+            let mig_clash = d.mig.is_some_and(|(p, s, n)| {
+                MigPick {
+                    profile: p,
+                    start: s,
+                    size: n,
+                }
+                .mask()
+                    & u.mig_slices
+                    != 0
+            });
+            if u.used + 1 > dev.split_count
+                || u.used_mem + d.memory_mib > dev.memory_mib
+                || u.used_cores + d.cores > dev.cores
+                || mig_clash
+            {
+                return Err(LedgerError::Capacity {
+                    node: grant.node.clone(),
+                    uuid: d.uuid.clone(),
+                    memory_mib: d.memory_mib,
+                    cores: d.cores,
+                    free_mem: dev.memory_mib.saturating_sub(u.used_mem),
+                    free_cores: dev.cores.saturating_sub(u.used_cores),
+                    free_slots: dev.split_count.saturating_sub(u.used),
+                });
+            }
+            pick_of(d, pos).apply(u);
+        }
+        let n = &entry.node;
+        if (n.cpu_milli > 0 && entry.used.cpu_milli + grant.cpu_milli > n.cpu_milli)
+            || (n.memory_mib > 0 && entry.used.memory_mib + grant.memory_mib > n.memory_mib)
+        {
+            return Err(LedgerError::NodeResources(grant.node.clone()));
+        }
+        entry.usage = usage;
+        entry.used.cpu_milli += grant.cpu_milli;
+        entry.used.memory_mib += grant.memory_mib;
+        entry.pods.insert(key.clone());
+        self.pods.insert(key.clone(), grant);
+        Ok(())
+    }
+
+    /// Release a pod's grant; returns it. Releasing an unknown pod is a no-op (`None`).
+    pub fn unreserve(&mut self, key: &PodKey) -> Option<PodGrant> {
+        let grant = self.pods.remove(key)?;
+        if let Some(id) = self.node_id(&grant.node)
+            && let Some(entry) = self.nodes[id as usize].as_mut()
+        {
+            apply_grant(entry, &grant, false);
+            entry.pods.remove(key);
+        }
+        Some(grant)
+    }
+
+    /// Prove the ledger's invariants: no card over its slots, memory or cores; no overlapping
+    /// MIG instances; usage equal to the sum of grants; node CPU/memory within allocatable.
+    pub fn check_invariants(&self) -> Result<(), Vec<Violation>> {
+        let mut out = Vec::new();
+        for e in self.nodes.iter().flatten() {
+            let mut recomputed = NodeEntry {
+                node: e.node.clone(),
+                usage: vec![DeviceUsage::default(); e.node.devices.len()],
+                used: NodeUsage::default(),
+                pods: BTreeSet::new(),
+            };
+            for k in &e.pods {
+                match self.pods.get(k) {
+                    Some(g) if g.node == e.node.name => apply_grant(&mut recomputed, g, true),
+                    _ => out.push(Violation {
+                        node: e.node.name.clone(),
+                        what: format!("pod {k} listed without a grant here"),
+                    }),
+                }
+            }
+            for (i, (d, u)) in e.node.devices.iter().zip(&e.usage).enumerate() {
+                if *u != recomputed.usage[i] {
+                    out.push(Violation {
+                        node: e.node.name.clone(),
+                        what: format!(
+                            "card {} usage {:?} != sum of grants {:?}",
+                            d.uuid, u, recomputed.usage[i]
+                        ),
+                    });
+                }
+                if u.used > d.split_count || u.used_mem > d.memory_mib || u.used_cores > d.cores {
+                    out.push(Violation {
+                        node: e.node.name.clone(),
+                        what: format!(
+                            "card {} over capacity: slots {}/{}, memory {}/{} MiB, cores {}/{}",
+                            d.uuid,
+                            u.used,
+                            d.split_count,
+                            u.used_mem,
+                            d.memory_mib,
+                            u.used_cores,
+                            d.cores
+                        ),
+                    });
+                }
+            }
+            let n = &e.node;
+            if (n.cpu_milli > 0 && e.used.cpu_milli > n.cpu_milli)
+                || (n.memory_mib > 0 && e.used.memory_mib > n.memory_mib)
+            {
+                out.push(Violation {
+                    node: n.name.clone(),
+                    what: format!("node over allocatable: {:?}", e.used),
+                });
+            }
+            if e.used != recomputed.used {
+                out.push(Violation {
+                    node: n.name.clone(),
+                    what: format!(
+                        "node usage {:?} != sum of grants {:?}",
+                        e.used, recomputed.used
+                    ),
+                });
+            }
+        }
+        for (k, g) in &self.pods {
+            let listed = self
+                .node_id(&g.node)
+                .and_then(|id| self.entry(id))
+                .is_some_and(|e| e.pods.contains(k));
+            if !listed {
+                out.push(Violation {
+                    node: g.node.clone(),
+                    what: format!("grant of pod {k} not listed on its node"),
+                });
+            }
+        }
+        if out.is_empty() { Ok(()) } else { Err(out) }
+    }
+
+    /// Apply a usage change directly, bypassing the capacity check. Only for tests that plant
+    /// corruption to prove the checker catches it.
+    #[doc(hidden)]
+    pub fn corrupt_usage_for_test(
+        &mut self,
+        node: &str,
+        device: usize,
+        f: impl FnOnce(&mut DeviceUsage),
+    ) {
+        if let Some(id) = self.node_id(node)
+            && let Some(e) = self.nodes[id as usize].as_mut()
+            && let Some(u) = e.usage.get_mut(device)
+        {
+            f(u);
+        }
+    }
+}
+
+fn pick_of(d: &DeviceGrant, pos: usize) -> Pick {
+    Pick {
+        device: pos as u16,
+        family: d.family,
+        memory_mib: d.memory_mib,
+        cores: d.cores,
+        mig: d.mig.map(|(profile, start, size)| MigPick {
+            profile,
+            start,
+            size,
+        }),
+    }
+}
+
+fn apply_grant(entry: &mut NodeEntry, g: &PodGrant, add: bool) {
+    for d in g.devices() {
+        if let Some(pos) = entry.node.devices.iter().position(|x| x.uuid == d.uuid) {
+            let p = pick_of(d, pos);
+            if add {
+                p.apply(&mut entry.usage[pos])
+            } else {
+                p.remove(&mut entry.usage[pos])
+            }
+        }
+    }
+    if add {
+        entry.used.cpu_milli += g.cpu_milli;
+        entry.used.memory_mib += g.memory_mib;
+    } else {
+        entry.used.cpu_milli = entry.used.cpu_milli.saturating_sub(g.cpu_milli);
+        entry.used.memory_mib = entry.used.memory_mib.saturating_sub(g.memory_mib);
+    }
+}

@@ -1,0 +1,359 @@
+//! The scheduling pipeline, mirroring kube-scheduler's framework: pre-filter (the request is
+//! decoded once per pod), filter (pure over one node view), score (the node policy), device
+//! selection (the device policy), then reserve in the ledger. Failed pods get HAMi-style
+//! per-node reason summaries.
+
+use crate::fit::{Reason, ReasonCounts};
+use crate::ledger::{Ledger, NodeId, NodeView, PodGrant};
+use crate::policy::devices::{FitScratch, Templates, fit_pod};
+use crate::policy::{DevicePolicyChain, NodePolicy, NodePolicyKind, ScoreContext, TieRule, hami};
+use crate::request::PodRequest;
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Scheduler-wide settings (HAMi's `--node-scheduler-policy`, `--gpu-scheduler-policy`, …).
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Node policy when the pod does not override it.
+    pub node_policy: NodePolicyKind,
+    /// Device policy chain when the pod does not override it.
+    pub device_policy: DevicePolicyChain,
+    /// How ties between nodes break.
+    pub tie: TieRule,
+    /// Whether the core checks node CPU and memory (the simulator: yes; behind kube-scheduler,
+    /// which already did: no).
+    pub check_node_resources: bool,
+    /// Ascend memory templates per family.
+    pub templates: Templates,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            node_policy: NodePolicyKind::Binpack,
+            device_policy: DevicePolicyChain::default(),
+            tie: TieRule::NameOrder,
+            check_node_resources: true,
+            templates: Templates::default(),
+        }
+    }
+}
+
+/// Why the pod was not placed: per node, HAMi's reason counts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FailureSummary {
+    /// Per node name, the reasons.
+    pub per_node: BTreeMap<String, ReasonCounts>,
+}
+
+impl FailureSummary {
+    /// Totals per reason over all nodes (nodes counted once per reason they show).
+    pub fn node_totals(&self) -> BTreeMap<Reason, u32> {
+        let mut m = BTreeMap::new();
+        for rc in self.per_node.values() {
+            for (r, _) in rc.iter() {
+                *m.entry(r).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// The reason most nodes show (ties: declaration order); `None` when there are no nodes.
+    pub fn main_reason(&self) -> Option<Reason> {
+        let t = self.node_totals();
+        t.iter()
+            .max_by_key(|(r, c)| (**c, std::cmp::Reverse(**r)))
+            .map(|(r, _)| *r)
+    }
+
+    /// One line like kube-scheduler's: `0/3 nodes are available: 2 CardInsufficientMemory, 1 …`.
+    pub fn headline(&self) -> String {
+        let t = self.node_totals();
+        let parts: Vec<String> = t.iter().map(|(r, c)| format!("{c} {r}")).collect();
+        format!(
+            "0/{} nodes are available: {}",
+            self.per_node.len(),
+            parts.join(", ")
+        )
+    }
+}
+
+/// The outcome for one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Place the pod here with these cards.
+    Placed {
+        /// Node id in the ledger.
+        node: NodeId,
+        /// The grant to reserve.
+        grant: PodGrant,
+        /// The winning score.
+        score: i64,
+        /// Feasible nodes seen.
+        feasible: u32,
+    },
+    /// No node can take the pod.
+    Unschedulable(FailureSummary),
+    /// The pod's policy is not available in this scheduler.
+    PolicyUnavailable(NodePolicyKind),
+}
+
+/// One node's verdict, for explanations.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeVerdict {
+    /// Filtered out, with the reasons.
+    Filtered(ReasonCounts),
+    /// Feasible, with the score (higher is better).
+    Scored(i64),
+    /// Feasible but vetoed by the node policy.
+    Vetoed,
+}
+
+/// The scheduler: configuration plus the node policies it can run.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    /// Settings.
+    pub config: SchedulerConfig,
+    policies: BTreeMap<NodePolicyKind, Arc<dyn NodePolicy>>,
+}
+
+impl Scheduler {
+    /// A scheduler with HAMi's binpack and spread node policies.
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        let mut policies: BTreeMap<NodePolicyKind, Arc<dyn NodePolicy>> = BTreeMap::new();
+        policies.insert(NodePolicyKind::Binpack, Arc::new(hami::Binpack));
+        policies.insert(NodePolicyKind::Spread, Arc::new(hami::Spread));
+        Scheduler { config, policies }
+    }
+
+    /// Make another node policy available (FGD needs its target workload, so it is built by the
+    /// caller). Replaces a policy of the same kind.
+    pub fn with_policy(mut self, p: Arc<dyn NodePolicy>) -> Scheduler {
+        self.policies.insert(p.kind(), p);
+        self
+    }
+
+    /// Node policy in force for `req`.
+    pub fn node_policy_for(&self, req: &PodRequest) -> NodePolicyKind {
+        req.node_policy.unwrap_or(self.config.node_policy)
+    }
+
+    /// Device policy chain in force for `req`.
+    pub fn device_policy_for<'a>(&'a self, req: &'a PodRequest) -> &'a DevicePolicyChain {
+        req.device_policy
+            .as_ref()
+            .unwrap_or(&self.config.device_policy)
+    }
+
+    /// Filter, score and select cards for one pod over `candidates` (all nodes when `None`).
+    /// Pure apart from drawing from `rng`; the ledger is not changed.
+    pub fn schedule(
+        &self,
+        ledger: &Ledger,
+        req: &PodRequest,
+        candidates: Option<&[NodeId]>,
+        rng: &mut ChaCha8Rng,
+    ) -> Decision {
+        let kind = self.node_policy_for(req);
+        let Some(policy) = self.policies.get(&kind) else {
+            return Decision::PolicyUnavailable(kind);
+        };
+        let chain = self.device_policy_for(req);
+        let mut scratch = FitScratch::default();
+        let mut best: Option<(i64, NodeId, Option<crate::policy::Placement>)> = None;
+        let mut ties = 0u32;
+        let mut feasible = 0u32;
+        let mut visit = |view: NodeView<'_>, rng: &mut ChaCha8Rng| {
+            if fit_pod(
+                &view,
+                req,
+                chain,
+                &self.config.templates,
+                self.config.check_node_resources,
+                &mut scratch,
+                None,
+                false,
+            )
+            .is_none()
+            {
+                return;
+            }
+            feasible += 1;
+            let mut cx = ScoreContext {
+                rng,
+                devices: chain,
+            };
+            let Some(scored) = policy.score(&mut cx, &view, req) else {
+                return;
+            };
+            let better = match &best {
+                None => true,
+                Some((bs, bid, _)) => {
+                    if scored.score != *bs {
+                        scored.score > *bs
+                    } else {
+                        match &self.config.tie {
+                            TieRule::NameOrder => {
+                                let a = &view.node.name;
+                                let b = ledger
+                                    .entry(*bid)
+                                    .map(|e| e.node.name.as_str())
+                                    .unwrap_or("");
+                                a.as_str() < b
+                            }
+                            TieRule::NodePriority(ranks) => {
+                                let r = |id: NodeId| {
+                                    ranks.get(id as usize).copied().unwrap_or(u32::MAX)
+                                };
+                                (r(view.id), view.id) < (r(*bid), *bid)
+                            }
+                            TieRule::Uniform => {
+                                ties += 1;
+                                rng_pick(cx.rng, ties)
+                            }
+                        }
+                    }
+                }
+            };
+            if better {
+                if best.as_ref().is_none_or(|(bs, _, _)| scored.score != *bs) {
+                    ties = 1;
+                }
+                best = Some((scored.score, view.id, scored.placement));
+            }
+        };
+        match candidates {
+            Some(ids) => {
+                for &id in ids {
+                    if let Some(v) = ledger.view(id) {
+                        visit(v, rng);
+                    }
+                }
+            }
+            None => {
+                for v in ledger.views() {
+                    visit(v, rng);
+                }
+            }
+        }
+        if let Some((score, id, placement)) = best {
+            let Some(view) = ledger.view(id) else {
+                return Decision::Unschedulable(FailureSummary::default());
+            };
+            let placement = match placement {
+                Some(p) => Some(p),
+                None => fit_pod(
+                    &view,
+                    req,
+                    chain,
+                    &self.config.templates,
+                    self.config.check_node_resources,
+                    &mut scratch,
+                    None,
+                    true,
+                ),
+            };
+            if let Some(p) = placement
+                && let Some(grant) =
+                    ledger.grant_from_placement(id, &p, req.cpu_milli, req.memory_mib)
+            {
+                return Decision::Placed {
+                    node: id,
+                    grant,
+                    score,
+                    feasible,
+                };
+            }
+        }
+        Decision::Unschedulable(self.failure_summary(ledger, req, candidates))
+    }
+
+    /// Per-node reasons for a pod that fits nowhere (the slow path, run only on failure).
+    pub fn failure_summary(
+        &self,
+        ledger: &Ledger,
+        req: &PodRequest,
+        candidates: Option<&[NodeId]>,
+    ) -> FailureSummary {
+        let mut out = FailureSummary::default();
+        let chain = self.device_policy_for(req);
+        let mut scratch = FitScratch::default();
+        let ids: Vec<NodeId> = match candidates {
+            Some(ids) => ids.to_vec(),
+            None => ledger.views().map(|v| v.id).collect(),
+        };
+        for id in ids {
+            let Some(view) = ledger.view(id) else {
+                continue;
+            };
+            let mut rc = ReasonCounts::default();
+            let fits = fit_pod(
+                &view,
+                req,
+                chain,
+                &self.config.templates,
+                self.config.check_node_resources,
+                &mut scratch,
+                Some(&mut rc),
+                false,
+            );
+            if fits.is_some() {
+                // Feasible, yet not chosen: the node policy vetoed it.
+                rc = ReasonCounts::default();
+                rc.add(Reason::NodeUnfitPod);
+                rc.cards = 1;
+            }
+            out.per_node.insert(view.node.name.clone(), rc);
+        }
+        out
+    }
+
+    /// Every node's verdict for `req`, by node name (for `explain`).
+    pub fn explain(
+        &self,
+        ledger: &Ledger,
+        req: &PodRequest,
+        rng: &mut ChaCha8Rng,
+    ) -> BTreeMap<String, NodeVerdict> {
+        let mut out = BTreeMap::new();
+        let chain = self.device_policy_for(req);
+        let policy = self.policies.get(&self.node_policy_for(req));
+        let mut scratch = FitScratch::default();
+        for view in ledger.views() {
+            let mut rc = ReasonCounts::default();
+            let fits = fit_pod(
+                &view,
+                req,
+                chain,
+                &self.config.templates,
+                self.config.check_node_resources,
+                &mut scratch,
+                Some(&mut rc),
+                false,
+            );
+            let verdict = match (fits, policy) {
+                (None, _) => NodeVerdict::Filtered(rc),
+                (Some(_), None) => NodeVerdict::Vetoed,
+                (Some(_), Some(p)) => {
+                    let mut cx = ScoreContext {
+                        rng,
+                        devices: chain,
+                    };
+                    match p.score(&mut cx, &view, req) {
+                        Some(s) => NodeVerdict::Scored(s.score),
+                        None => NodeVerdict::Vetoed,
+                    }
+                }
+            };
+            out.insert(view.node.name.clone(), verdict);
+        }
+        out
+    }
+}
+
+/// Reservoir sampling step: keep the new candidate with probability 1/`seen`.
+fn rng_pick(rng: &mut ChaCha8Rng, seen: u32) -> bool {
+    seen <= 1 || rng.random_range(0..seen) == 0
+}

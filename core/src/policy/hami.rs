@@ -1,0 +1,65 @@
+//! HAMi's node policies: binpack (the most used node first) and spread (the least used first).
+
+use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
+use crate::ledger::NodeView;
+use crate::request::PodRequest;
+
+/// HAMi's node usage score, `10 × (Σused/Σslots + Σcores/Σtotal cores + Σmem/Σtotal mem)` over
+/// the node's cards, as fixed-point millionths so comparisons are exact and deterministic.
+pub fn node_usage_score(node: &NodeView<'_>) -> i64 {
+    let (mut used, mut slots, mut uc, mut tc, mut um, mut tm) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for (d, u) in node.node.devices.iter().zip(node.usage) {
+        used += u64::from(u.used);
+        slots += u64::from(d.split_count);
+        uc += u64::from(u.used_cores);
+        tc += u64::from(d.cores);
+        um += u.used_mem;
+        tm += d.memory_mib;
+    }
+    let f = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let s = 10.0 * (f(used, slots) + f(uc, tc) + f(um, tm));
+    (s * 1_000_000.0).round() as i64
+}
+
+/// Binpack: prefer the node with the highest usage score.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Binpack;
+
+impl NodePolicy for Binpack {
+    fn kind(&self) -> NodePolicyKind {
+        NodePolicyKind::Binpack
+    }
+    fn score(
+        &self,
+        _cx: &mut ScoreContext<'_>,
+        node: &NodeView<'_>,
+        _req: &PodRequest,
+    ) -> Option<Scored> {
+        Some(Scored {
+            score: node_usage_score(node),
+            placement: None,
+        })
+    }
+}
+
+/// Spread: prefer the node with the lowest usage score.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spread;
+
+impl NodePolicy for Spread {
+    fn kind(&self) -> NodePolicyKind {
+        NodePolicyKind::Spread
+    }
+    fn score(
+        &self,
+        _cx: &mut ScoreContext<'_>,
+        node: &NodeView<'_>,
+        _req: &PodRequest,
+    ) -> Option<Scored> {
+        Some(Scored {
+            score: -node_usage_score(node),
+            placement: None,
+        })
+    }
+}

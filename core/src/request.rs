@@ -1,0 +1,597 @@
+//! Pure translation of a Kubernetes Pod into a scheduling request, with HAMi's defaults and
+//! validation. Every error names the container and the field (resource or annotation key).
+
+use crate::config::DeviceConfig;
+use crate::family::{FamilyId, Quirk};
+use crate::model::DeviceMode;
+use crate::policy::{DevicePolicyChain, NodePolicyKind};
+use crate::quantity;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use std::collections::BTreeMap;
+
+/// Annotation selecting the node policy for one pod.
+pub const NODE_POLICY_ANNOTATION: &str = "hami.io/node-scheduler-policy";
+/// Annotation selecting the device policy (chain) for one pod.
+pub const DEVICE_POLICY_ANNOTATION: &str = "hami.io/gpu-scheduler-policy";
+/// Annotation forcing all cards of a container onto one NUMA node.
+pub const NUMA_BIND_ANNOTATION: &str = "nvidia.com/numa-bind";
+/// Annotation selecting the sharing mode (`hami-core`, `mig`, `mps`).
+pub const VGPU_MODE_ANNOTATION: &str = "nvidia.com/vgpu-mode";
+
+/// Identity of a pod: namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PodKey {
+    /// Namespace (`default` when the object has none).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl PodKey {
+    /// A key from its parts.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> PodKey {
+        PodKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PodKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Memory asked per card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemoryRequest {
+    /// A fixed amount, MiB.
+    Mib(u64),
+    /// A share of each card's memory, percent (1..=100).
+    Percent(u32),
+}
+
+/// Card selectors of one family, from the pod's use/nouse annotations.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct Selectors {
+    /// Model substrings one of which must match (lower case); empty = any.
+    pub use_types: Vec<String>,
+    /// Model substrings none of which may match (lower case).
+    pub nouse_types: Vec<String>,
+    /// UUIDs one of which must match; empty = any.
+    pub use_uuids: Vec<String>,
+    /// UUIDs that must not be used.
+    pub nouse_uuids: Vec<String>,
+}
+
+impl Selectors {
+    /// Whether a card of `model` passes the type selectors (case-insensitive substring).
+    pub fn type_ok(&self, model: &str) -> bool {
+        if self.use_types.is_empty() && self.nouse_types.is_empty() {
+            return true;
+        }
+        let m = model.to_ascii_lowercase();
+        (self.use_types.is_empty() || self.use_types.iter().any(|t| m.contains(t.as_str())))
+            && !self.nouse_types.iter().any(|t| m.contains(t.as_str()))
+    }
+
+    /// Whether a card with `uuid` passes the UUID selectors.
+    pub fn uuid_ok(&self, uuid: &str) -> bool {
+        (self.use_uuids.is_empty() || self.use_uuids.iter().any(|u| u == uuid))
+            && !self.nouse_uuids.iter().any(|u| u == uuid)
+    }
+}
+
+/// What one container asks of one family.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceRequest {
+    /// The family.
+    pub family: FamilyId,
+    /// Number of distinct physical cards.
+    pub count: u32,
+    /// Memory per card.
+    pub memory: MemoryRequest,
+    /// Compute per card, percent (100 = the card exclusively).
+    pub cores: u32,
+    /// Task priority (0 high, 1 low), when asked.
+    pub priority: Option<u32>,
+    /// Sharing mode the pod asks for (NVIDIA `vgpu-mode`), when any.
+    pub mode: Option<DeviceMode>,
+    /// Card selectors.
+    pub selectors: Selectors,
+}
+
+impl DeviceRequest {
+    /// Memory this request takes on a card of `memory_mib`, before vendor rounding.
+    pub fn memory_on(&self, card_memory_mib: u64) -> u64 {
+        match self.memory {
+            MemoryRequest::Mib(m) => m,
+            MemoryRequest::Percent(p) => card_memory_mib * u64::from(p) / 100,
+        }
+    }
+}
+
+/// What one container asks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerRequest {
+    /// Container name.
+    pub name: String,
+    /// Whether it is an init container.
+    pub init: bool,
+    /// Device requests, one per family, in family table order.
+    pub devices: Vec<DeviceRequest>,
+}
+
+/// The scheduling request of a pod.
+///
+/// Contract: `containers` holds every container, init containers first, in spec order (even
+/// those asking no device) so indexes line up with HAMi's per-container annotations.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PodRequest {
+    /// Namespace and name.
+    pub key: PodKey,
+    /// UID, when the object has one.
+    pub uid: Option<String>,
+    /// Containers in annotation order.
+    pub containers: Vec<ContainerRequest>,
+    /// Effective CPU request of the pod, milli-cores (Kubernetes' init/app container rule).
+    pub cpu_milli: u64,
+    /// Effective memory request of the pod, MiB.
+    pub memory_mib: u64,
+    /// All cards of a container on one NUMA node.
+    pub numa_bind: bool,
+    /// Per-pod node policy override.
+    pub node_policy: Option<NodePolicyKind>,
+    /// Per-pod device policy override.
+    pub device_policy: Option<DevicePolicyChain>,
+    /// Kubernetes priority (`spec.priority`), 0 when unset.
+    pub priority: i32,
+}
+
+impl PodRequest {
+    /// Whether the pod asks for any managed device at all.
+    pub fn wants_devices(&self) -> bool {
+        self.containers.iter().any(|c| !c.devices.is_empty())
+    }
+
+    /// Total cards asked over all containers.
+    pub fn total_cards(&self) -> u32 {
+        self.containers
+            .iter()
+            .flat_map(|c| &c.devices)
+            .map(|d| d.count)
+            .sum()
+    }
+}
+
+/// A pod that cannot be turned into a request. The message names the place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A resource of a container is wrong.
+    #[error("pod {pod}: container {container:?}: resource {resource}: {problem}")]
+    Resource {
+        /// The pod.
+        pod: String,
+        /// The container name.
+        container: String,
+        /// The resource name.
+        resource: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An annotation is wrong.
+    #[error("pod {pod}: annotation {key}={value:?}: {problem}")]
+    Annotation {
+        /// The pod.
+        pod: String,
+        /// The annotation key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Resource names of one family after config overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FamilyNames {
+    family: FamilyId,
+    count: String,
+    memory: Option<String>,
+    memory_pct: Option<String>,
+    cores: Option<String>,
+    priority: Option<String>,
+}
+
+/// The translator: resource names and defaults resolved once from the device configuration.
+#[derive(Debug, Clone)]
+pub struct RequestTranslator {
+    names: Vec<FamilyNames>,
+    default_memory: u64,
+    default_cores: u32,
+    default_count: u32,
+    memory_factor: u64,
+}
+
+impl Default for RequestTranslator {
+    fn default() -> Self {
+        RequestTranslator::new(&DeviceConfig::default())
+    }
+}
+
+impl RequestTranslator {
+    /// Resolve resource names and defaults from `config`.
+    pub fn new(config: &DeviceConfig) -> RequestTranslator {
+        let n = &config.nvidia;
+        let names = FamilyId::all()
+            .map(|f| {
+                let spec = f.spec();
+                if f == FamilyId::NVIDIA {
+                    FamilyNames {
+                        family: f,
+                        count: n.resource_count_name.clone(),
+                        memory: Some(n.resource_memory_name.clone()),
+                        memory_pct: Some(n.resource_memory_percentage_name.clone()),
+                        cores: Some(n.resource_core_name.clone()),
+                        priority: Some(n.resource_priority_name.clone()),
+                    }
+                } else {
+                    FamilyNames {
+                        family: f,
+                        count: spec.count_resource.to_string(),
+                        memory: spec.memory_resource.map(str::to_string),
+                        memory_pct: spec.memory_percentage_resource.map(str::to_string),
+                        cores: spec.cores_resource.map(str::to_string),
+                        priority: spec.priority_resource.map(str::to_string),
+                    }
+                }
+            })
+            .collect();
+        RequestTranslator {
+            names,
+            default_memory: n.default_memory,
+            default_cores: n.default_cores,
+            default_count: n.default_gpu_num.max(1),
+            memory_factor: u64::from(n.memory_factor.max(1)),
+        }
+    }
+
+    /// Whether `resource` is one this translator manages (a webhook routes such pods).
+    pub fn is_managed_resource(&self, resource: &str) -> bool {
+        self.names.iter().any(|n| {
+            n.count == resource
+                || n.memory.as_deref() == Some(resource)
+                || n.memory_pct.as_deref() == Some(resource)
+                || n.cores.as_deref() == Some(resource)
+                || n.priority.as_deref() == Some(resource)
+        })
+    }
+
+    /// Every managed resource name (for the extender's managedResources).
+    pub fn managed_resources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .names
+            .iter()
+            .flat_map(|n| {
+                [
+                    Some(n.count.clone()),
+                    n.memory.clone(),
+                    n.memory_pct.clone(),
+                    n.cores.clone(),
+                    n.priority.clone(),
+                ]
+            })
+            .flatten()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Translate a pod. Pure: the same pod always gives the same request or error.
+    pub fn translate(&self, pod: &Pod) -> Result<PodRequest, RequestError> {
+        let meta = &pod.metadata;
+        let key = PodKey::new(
+            meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            meta.name.clone().unwrap_or_default(),
+        );
+        let pod_name = key.to_string();
+        let empty = BTreeMap::new();
+        let ann = meta.annotations.as_ref().unwrap_or(&empty);
+        let ann_err = |key: &str, value: &str, problem: String| RequestError::Annotation {
+            pod: pod_name.clone(),
+            key: key.to_string(),
+            value: value.to_string(),
+            problem,
+        };
+
+        let numa_bind = match ann.get(NUMA_BIND_ANNOTATION).map(|s| s.trim()) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") || v.is_empty() => false,
+            Some(v) => {
+                return Err(ann_err(
+                    NUMA_BIND_ANNOTATION,
+                    v,
+                    "expected \"true\" or \"false\"".into(),
+                ));
+            }
+        };
+        let node_policy = match ann.get(NODE_POLICY_ANNOTATION) {
+            None => None,
+            Some(v) => {
+                Some(NodePolicyKind::parse(v).map_err(|p| ann_err(NODE_POLICY_ANNOTATION, v, p))?)
+            }
+        };
+        let device_policy = match ann.get(DEVICE_POLICY_ANNOTATION) {
+            None => None,
+            Some(v) => Some(
+                DevicePolicyChain::parse(v).map_err(|p| ann_err(DEVICE_POLICY_ANNOTATION, v, p))?,
+            ),
+        };
+        let mode = match ann.get(VGPU_MODE_ANNOTATION) {
+            None => None,
+            Some(v) => Some(DeviceMode::parse(v.trim()).ok_or_else(|| {
+                ann_err(
+                    VGPU_MODE_ANNOTATION,
+                    v,
+                    "expected hami-core, mig or mps".into(),
+                )
+            })?),
+        };
+        let mut selectors: BTreeMap<FamilyId, Selectors> = BTreeMap::new();
+        for f in FamilyId::all() {
+            let spec = f.spec();
+            let list = |k: Option<&str>, lower: bool| -> Result<Vec<String>, RequestError> {
+                let Some(k) = k else { return Ok(Vec::new()) };
+                let Some(v) = ann.get(k) else {
+                    return Ok(Vec::new());
+                };
+                let items: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        if lower {
+                            s.to_ascii_lowercase()
+                        } else {
+                            s.to_string()
+                        }
+                    })
+                    .collect();
+                if items.is_empty() {
+                    return Err(ann_err(k, v, "empty list".into()));
+                }
+                Ok(items)
+            };
+            let s = Selectors {
+                use_types: list(spec.use_type_annotation, true)?,
+                nouse_types: list(spec.nouse_type_annotation, true)?,
+                use_uuids: list(spec.use_uuid_annotation, false)?,
+                nouse_uuids: list(spec.nouse_uuid_annotation, false)?,
+            };
+            selectors.insert(f, s);
+        }
+
+        let spec = pod.spec.as_ref();
+        let init = spec
+            .and_then(|s| s.init_containers.as_deref())
+            .unwrap_or(&[]);
+        let app = spec.map(|s| s.containers.as_slice()).unwrap_or(&[]);
+        let mut containers = Vec::with_capacity(init.len() + app.len());
+        for (c, is_init) in init
+            .iter()
+            .map(|c| (c, true))
+            .chain(app.iter().map(|c| (c, false)))
+        {
+            let devices = self.container_devices(&pod_name, c, mode, &selectors)?;
+            containers.push(ContainerRequest {
+                name: c.name.clone(),
+                init: is_init,
+                devices,
+            });
+        }
+
+        // Kubernetes' effective request: max(sum of app containers, largest init container).
+        let mut cpu_app = 0u64;
+        let mut mem_app = 0u64;
+        let mut cpu_init = 0u64;
+        let mut mem_init = 0u64;
+        for (c, is_init) in init
+            .iter()
+            .map(|c| (c, true))
+            .chain(app.iter().map(|c| (c, false)))
+        {
+            let (cpu, mem) = cpu_mem(&pod_name, c)?;
+            if is_init {
+                cpu_init = cpu_init.max(cpu);
+                mem_init = mem_init.max(mem);
+            } else {
+                cpu_app += cpu;
+                mem_app += mem;
+            }
+        }
+        Ok(PodRequest {
+            key,
+            uid: meta.uid.clone(),
+            containers,
+            cpu_milli: cpu_app.max(cpu_init),
+            memory_mib: mem_app.max(mem_init),
+            numa_bind,
+            node_policy,
+            device_policy,
+            priority: spec.and_then(|s| s.priority).unwrap_or(0),
+        })
+    }
+
+    fn container_devices(
+        &self,
+        pod: &str,
+        c: &Container,
+        mode: Option<DeviceMode>,
+        selectors: &BTreeMap<FamilyId, Selectors>,
+    ) -> Result<Vec<DeviceRequest>, RequestError> {
+        let res = c.resources.as_ref();
+        let limits = res.and_then(|r| r.limits.as_ref());
+        let requests = res.and_then(|r| r.requests.as_ref());
+        // HAMi reads limits first and falls back to requests.
+        let get = |name: &str| -> Option<String> {
+            limits
+                .and_then(|l| l.get(name))
+                .or_else(|| requests.and_then(|r| r.get(name)))
+                .map(|q| q.0.clone())
+        };
+        let err = |resource: &str, problem: String| RequestError::Resource {
+            pod: pod.to_string(),
+            container: c.name.clone(),
+            resource: resource.to_string(),
+            problem,
+        };
+        let count_of = |name: &str| -> Result<Option<u64>, RequestError> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) => quantity::parse_count(&v)
+                    .map(Some)
+                    .map_err(|p| err(name, p)),
+            }
+        };
+        let mut out = Vec::new();
+        for names in &self.names {
+            let spec = names.family.spec();
+            let count = count_of(&names.count)?;
+            let mem = match &names.memory {
+                Some(n) => count_of(n)?.map(|v| (n, v)),
+                None => None,
+            };
+            let pct = match &names.memory_pct {
+                Some(n) => count_of(n)?.map(|v| (n, v)),
+                None => None,
+            };
+            let cores = match &names.cores {
+                Some(n) => count_of(n)?.map(|v| (n, v)),
+                None => None,
+            };
+            let prio = match &names.priority {
+                Some(n) => count_of(n)?.map(|v| (n, v)),
+                None => None,
+            };
+            if count.is_none() && mem.is_none() && pct.is_none() && cores.is_none() {
+                continue;
+            }
+            let count = match count {
+                Some(0) if mem.is_none() && pct.is_none() && cores.is_none() => continue,
+                Some(0) | None => u64::from(self.default_count),
+                Some(n) => n,
+            };
+            if count > 64 {
+                return Err(err(
+                    &names.count,
+                    format!("{count} cards in one container is more than any node has"),
+                ));
+            }
+            if count > 1 && !spec.multi_card {
+                return Err(err(
+                    &names.count,
+                    format!("{} allows one card per container, asked {count}", spec.name),
+                ));
+            }
+            if let Some((n, p)) = pct
+                && p > 100
+            {
+                return Err(err(n, format!("percentage must be 0..=100, got {p}")));
+            }
+            if let Some((n, v)) = cores
+                && v > 100
+            {
+                return Err(err(
+                    n,
+                    format!("cores are a percentage of one card and must be 0..=100, got {v}"),
+                ));
+            }
+            if let Some((n, v)) = prio
+                && v > 1
+            {
+                return Err(err(
+                    n,
+                    format!("priority must be 0 (high) or 1 (low), got {v}"),
+                ));
+            }
+            let unit = spec.memory_unit_mib.max(1);
+            let memory = match (mem, pct) {
+                (Some((_, m)), _) if m > 0 => MemoryRequest::Mib(m * unit * self.memory_factor),
+                (_, Some((_, p))) if p > 0 => MemoryRequest::Percent(p as u32),
+                _ if self.default_memory > 0 && names.family == FamilyId::NVIDIA => {
+                    MemoryRequest::Mib(self.default_memory)
+                }
+                _ => MemoryRequest::Percent(100),
+            };
+            let mut cores_v =
+                cores
+                    .map(|(_, v)| v as u32)
+                    .unwrap_or(if names.family == FamilyId::NVIDIA {
+                        self.default_cores
+                    } else {
+                        0
+                    });
+            // HAMi >= 2.8: a whole-card request without a compute share takes the card exclusively.
+            if memory == MemoryRequest::Percent(100)
+                && cores_v == 0
+                && spec.cores_resource.is_some()
+            {
+                cores_v = 100;
+            }
+            let mode = if names.family == FamilyId::NVIDIA {
+                mode
+            } else {
+                None
+            };
+            if spec.quirk != Quirk::Mig && mode == Some(DeviceMode::Mig) {
+                return Err(err(
+                    &names.count,
+                    "MIG mode is only available for NVIDIA cards".into(),
+                ));
+            }
+            out.push(DeviceRequest {
+                family: names.family,
+                count: count as u32,
+                memory,
+                cores: cores_v,
+                priority: prio.map(|(_, v)| v as u32),
+                mode,
+                selectors: selectors.get(&names.family).cloned().unwrap_or_default(),
+            });
+        }
+        debug_assert!(out.windows(2).all(|w| w[0].family < w[1].family));
+        Ok(out)
+    }
+}
+
+fn cpu_mem(pod: &str, c: &Container) -> Result<(u64, u64), RequestError> {
+    let res = c.resources.as_ref();
+    let pick = |name: &str| {
+        res.and_then(|r| r.requests.as_ref())
+            .and_then(|m| m.get(name))
+            .or_else(|| {
+                res.and_then(|r| r.limits.as_ref())
+                    .and_then(|m| m.get(name))
+            })
+            .map(|q| q.0.clone())
+    };
+    let err = |resource: &str, problem: String| RequestError::Resource {
+        pod: pod.to_string(),
+        container: c.name.clone(),
+        resource: resource.to_string(),
+        problem,
+    };
+    let cpu = match pick("cpu") {
+        Some(v) => quantity::parse_cpu_milli(&v).map_err(|p| err("cpu", p))?,
+        None => 0,
+    };
+    let mem = match pick("memory") {
+        Some(v) => quantity::parse_memory_mib(&v).map_err(|p| err("memory", p))?,
+        None => 0,
+    };
+    Ok((cpu, mem))
+}
