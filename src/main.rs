@@ -1,1 +1,34 @@
-fn main() {}
+//! `hami`: the single front end of hami-rs.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod commands;
+
+/// hami-rs: a simulation-first GPU/NPU sharing scheduler for Kubernetes, wire-compatible with HAMi.
+#[derive(Debug, Parser)]
+#[command(name = "hami", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode a node's or pod's HAMi annotations (YAML/JSON object file, or `-` for stdin).
+    Inspect(commands::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
