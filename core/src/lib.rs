@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod config;
 pub mod family;
+pub mod inspect;
 pub mod fit;
 pub mod ledger;
 pub mod model;
