@@ -6,8 +6,8 @@
 pub mod codec;
 pub mod config;
 pub mod family;
-pub mod inspect;
 pub mod fit;
+pub mod inspect;
 pub mod ledger;
 pub mod model;
 pub mod pipeline;
