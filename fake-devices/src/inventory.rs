@@ -99,7 +99,11 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 /// The default UUID of fake device `i`: stable, and clearly fake (`fa4e` = "fake").
 pub fn default_uuid(i: u32) -> String {
-    format!("GPU-fa4e{:04x}-0000-4000-8000-{:012x}", i, 0xfa4e_0000u64 + i as u64)
+    format!(
+        "GPU-fa4e{:04x}-0000-4000-8000-{:012x}",
+        i,
+        0xfa4e_0000u64 + i as u64
+    )
 }
 
 /// Parses a `GPU-` UUID into the 16 raw bytes `cuDeviceGetUuid` returns.
@@ -189,12 +193,18 @@ impl Inventory {
                     }
                     "kernel_ns_per_block" => {
                         ns_per_block = v.parse().map_err(|_| {
-                            err(lineno, format!("kernel_ns_per_block must be an integer, got `{v}`"))
+                            err(
+                                lineno,
+                                format!("kernel_ns_per_block must be an integer, got `{v}`"),
+                            )
                         })?
                     }
                     "max_queue_ms" => {
                         let ms: u64 = v.parse().map_err(|_| {
-                            err(lineno, format!("max_queue_ms must be an integer, got `{v}`"))
+                            err(
+                                lineno,
+                                format!("max_queue_ms must be an integer, got `{v}`"),
+                            )
                         })?;
                         max_queue_ns = ms * 1_000_000;
                     }
@@ -215,7 +225,10 @@ impl Inventory {
             .collect();
         for (lineno, key, value) in &global {
             if key == "uuid" {
-                return Err(err(*lineno, "uuid must be set per device (device.<i>.uuid)".into()));
+                return Err(err(
+                    *lineno,
+                    "uuid must be set per device (device.<i>.uuid)".into(),
+                ));
             }
             for d in devices.iter_mut() {
                 apply(d, key, value).map_err(|m| err(*lineno, m))?;
@@ -352,7 +365,10 @@ mod tests {
     fn errors_name_source_and_line() {
         let e = Inventory::parse("count=1\n\nmemory=lots", "/etc/fake.inv").unwrap_err();
         assert_eq!(e.line, 3);
-        assert!(e.to_string().starts_with("/etc/fake.inv:3: memory must be"), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/fake.inv:3: memory must be"),
+            "{e}"
+        );
         let e = Inventory::parse("count=1\ndevice.3.sms=2", "f").unwrap_err();
         assert_eq!(e.to_string(), "f:2: device 3 does not exist (count=1)");
         let e = Inventory::parse("colour=red", "f").unwrap_err();

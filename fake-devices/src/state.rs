@@ -92,9 +92,18 @@ pub fn open_path(path: &str, inv: &Inventory) -> Result<&'static SharedState, St
     let size = std::mem::size_of::<SharedState>();
     let cpath = std::ffi::CString::new(path).map_err(|_| format!("{path}: bad path"))?;
     // SAFETY: cpath is NUL-terminated; the flags and mode are plain integers.
-    let fd = unsafe { libc::open(cpath.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o666) };
+    let fd = unsafe {
+        libc::open(
+            cpath.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+            0o666,
+        )
+    };
     if fd < 0 {
-        return Err(format!("{path}: cannot open: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "{path}: cannot open: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: fd is an open descriptor we own.
     unsafe { libc::flock(fd, libc::LOCK_EX) };
@@ -122,7 +131,10 @@ pub fn open_path(path: &str, inv: &Inventory) -> Result<&'static SharedState, St
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(format!("{path}: mmap failed: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "{path}: mmap failed: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         // SAFETY: the mapping is sized and aligned (page) for SharedState, every field is an
         // atomic valid for any bit pattern, and it is never unmapped, hence 'static.
@@ -269,8 +281,7 @@ impl SharedState {
             }
             let start = cur.max(now);
             let end = start + dur_ns;
-            if d
-                .timeline_end
+            if d.timeline_end
                 .compare_exchange(cur, end, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
@@ -341,7 +352,8 @@ mod tests {
 
     fn tmp_state(name: &str) -> (&'static SharedState, Inventory) {
         let inv = Inventory::parse("count=2;memory=1g", "t").unwrap();
-        let path = std::env::temp_dir().join(format!("hami-fake-test-{name}-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("hami-fake-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         (open_path(path.to_str().unwrap(), &inv).unwrap(), inv)
     }
