@@ -3,8 +3,10 @@
 //! Pure, synchronous and deterministic: no I/O, no clock reads, no global randomness. Time and
 //! seeds come in as arguments; decisions come out as values.
 
+pub mod annotations;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod family;
 pub mod fit;
 pub mod inspect;

@@ -1,0 +1,241 @@
+//! The bridge between the model and HAMi's annotations: nodes from registration annotations,
+//! grants from pod annotations (how a restarted scheduler rebuilds its ledger), and the exact
+//! annotations a bind writes.
+
+use crate::codec::CodecError;
+use crate::codec::devices::{ContainerDevice, decode_pod_devices, encode_pod_devices};
+use crate::codec::keys;
+use crate::codec::register::{
+    RegisteredDevice, decode_legacy_register, decode_register_json, encode_legacy_register,
+    encode_register_json,
+};
+use crate::codec::score::decode_pair_scores;
+use crate::family::{FamilyId, RegisterFormat, ascend_templates};
+use crate::ledger::{DeviceGrant, PodGrant};
+use crate::model::{Device, DeviceMode, LinkScores, MigProfile, Node};
+use crate::policy::devices::Templates;
+use std::collections::BTreeMap;
+
+/// Ascend templates of every family from the family table, as the fit wants them.
+pub fn default_templates() -> Templates {
+    Templates(
+        FamilyId::all()
+            .map(|f| ascend_templates(f).iter().map(|t| t.memory_mib).collect())
+            .collect(),
+    )
+}
+
+/// Build a node from its annotations (every family's registration, the topology score and the
+/// cordon list) plus allocatable CPU (milli) and memory (MiB). Errors name the annotation.
+pub fn node_from_annotations(
+    name: &str,
+    annotations: &BTreeMap<String, String>,
+    cpu_milli: u64,
+    memory_mib: u64,
+) -> Result<Node, CodecError> {
+    let mut node = Node::new(name);
+    node.cpu_milli = cpu_milli;
+    node.memory_mib = memory_mib;
+    for f in FamilyId::all() {
+        let spec = f.spec();
+        let Some(key) = spec.register() else { continue };
+        let Some(value) = annotations.get(key) else {
+            continue;
+        };
+        let devs = match spec.register_format {
+            RegisterFormat::Json => decode_register_json(key, value)?,
+            RegisterFormat::LegacyText => decode_legacy_register(key, value)?,
+            // Devices known from node capacity or a vendor's own JSON are not HAMi's
+            // registration format; the vendor integration builds them.
+            RegisterFormat::NodeCapacity | RegisterFormat::VendorJson => continue,
+        };
+        for d in devs {
+            node.devices.push(device_from_registered(f, &d));
+        }
+    }
+    let cordoned: Vec<&str> = annotations
+        .get(keys::DEVICE_CORDON)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    for d in &mut node.devices {
+        d.cordoned = cordoned.contains(&d.uuid.as_str());
+    }
+    node.links = LinkScores::new(node.devices.len());
+    if let Some(v) = annotations.get(keys::NODE_NVIDIA_SCORE) {
+        let pos: BTreeMap<&str, usize> = node
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.uuid.as_str(), i))
+            .collect();
+        for s in decode_pair_scores(keys::NODE_NVIDIA_SCORE, v)? {
+            let Some(&a) = pos.get(s.uuid.as_str()) else {
+                continue;
+            };
+            for (other, score) in &s.scores {
+                if let Some(&b) = pos.get(other.as_str()) {
+                    node.links.set(a, b, u32::try_from(*score).unwrap_or(0));
+                }
+            }
+        }
+    }
+    Ok(node)
+}
+
+fn device_from_registered(family: FamilyId, d: &RegisteredDevice) -> Device {
+    Device {
+        uuid: d.id.clone(),
+        index: u32::try_from(d.index).unwrap_or(u32::MAX),
+        family,
+        model: d.device_type.clone(),
+        memory_mib: u64::try_from(d.devmem).unwrap_or(0),
+        cores: u32::try_from(d.devcore).unwrap_or(0),
+        split_count: u32::try_from(d.count).unwrap_or(0),
+        numa: i32::try_from(d.numa).unwrap_or(0),
+        healthy: d.health,
+        mode: DeviceMode::parse(&d.mode).unwrap_or_default(),
+        mig_profiles: d
+            .mig_profiles
+            .iter()
+            .map(|p| MigProfile {
+                name: p.name.clone(),
+                memory_mib: u64::try_from(p.memory_mb).unwrap_or(0),
+                cores: u32::try_from(p.core).unwrap_or(0),
+                slice_count: p.slice_count,
+                placements: p
+                    .placements
+                    .iter()
+                    .flatten()
+                    .map(|pl| (pl.start, pl.size))
+                    .collect(),
+            })
+            .collect(),
+        cordoned: false,
+    }
+}
+
+/// The registration annotations a device plugin writes for `node` (one per family present), in
+/// HAMi's exact encoding.
+pub fn node_register_annotations(node: &Node) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for f in FamilyId::all() {
+        let spec = f.spec();
+        let Some(key) = spec.register() else { continue };
+        let devs: Vec<RegisteredDevice> = node
+            .devices
+            .iter()
+            .filter(|d| d.family == f)
+            .map(|d| RegisteredDevice {
+                id: d.uuid.clone(),
+                index: u64::from(d.index),
+                count: i32::try_from(d.split_count).unwrap_or(i32::MAX),
+                devmem: i32::try_from(d.memory_mib).unwrap_or(i32::MAX),
+                devcore: i32::try_from(d.cores).unwrap_or(i32::MAX),
+                device_type: d.model.clone(),
+                numa: i64::from(d.numa),
+                mode: d.mode.as_str().to_string(),
+                health: d.healthy,
+                ..RegisteredDevice::default()
+            })
+            .collect();
+        if devs.is_empty() {
+            continue;
+        }
+        let v = match spec.register_format {
+            RegisterFormat::Json => encode_register_json(&devs),
+            RegisterFormat::LegacyText => encode_legacy_register(&devs),
+            RegisterFormat::NodeCapacity | RegisterFormat::VendorJson => continue,
+        };
+        out.insert(key.to_string(), v);
+    }
+    out
+}
+
+/// The annotations HAMi's scheduler writes on a pod it placed: `hami.io/vgpu-node`,
+/// `hami.io/vgpu-time` (unix seconds `now`) and, per family the pod uses, the to-allocate and
+/// allocated device lists (one `;` segment per container, init containers first).
+pub fn bind_annotations(grant: &PodGrant, now_unix: i64) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    out.insert(keys::VGPU_NODE.to_string(), grant.node.clone());
+    out.insert(keys::VGPU_TIME.to_string(), now_unix.to_string());
+    let families: std::collections::BTreeSet<FamilyId> =
+        grant.devices().map(|d| d.family).collect();
+    for f in families {
+        let spec = f.spec();
+        let per_container: Vec<Vec<ContainerDevice>> = grant
+            .containers
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .filter(|d| d.family == f)
+                    .map(|d| ContainerDevice {
+                        uuid: d.uuid.clone(),
+                        type_keyword: spec.keyword.to_string(),
+                        usedmem: i32::try_from(d.memory_mib).unwrap_or(i32::MAX),
+                        usedcores: i32::try_from(d.cores).unwrap_or(i32::MAX),
+                    })
+                    .collect()
+            })
+            .collect();
+        let v = encode_pod_devices(&per_container);
+        for key in spec.device_list_annotations() {
+            out.insert(key.to_string(), v.clone());
+        }
+    }
+    out
+}
+
+/// Rebuild a pod's grant from its annotations alone: the node from `hami.io/vgpu-node`, the
+/// cards from every family's allocated list. `Ok(None)` when the pod holds no grant.
+/// MIG instances are not recovered here (their placement lives in the MIG annotation).
+pub fn grant_from_annotations(
+    annotations: &BTreeMap<String, String>,
+    cpu_milli: u64,
+    memory_mib: u64,
+) -> Result<Option<PodGrant>, CodecError> {
+    let Some(node) = annotations.get(keys::VGPU_NODE) else {
+        return Ok(None);
+    };
+    let mut containers: Vec<Vec<DeviceGrant>> = Vec::new();
+    let mut any = false;
+    for f in FamilyId::all() {
+        let spec = f.spec();
+        let key = spec.allocated_annotation;
+        if key.is_empty() {
+            continue;
+        }
+        let Some(v) = annotations.get(key) else {
+            continue;
+        };
+        let pod = decode_pod_devices(key, v)?;
+        if containers.len() < pod.len() {
+            containers.resize(pod.len(), Vec::new());
+        }
+        for (i, c) in pod.iter().enumerate() {
+            for d in c {
+                any = true;
+                containers[i].push(DeviceGrant {
+                    uuid: d.uuid.clone(),
+                    family: f,
+                    memory_mib: u64::try_from(d.usedmem).unwrap_or(0),
+                    cores: u32::try_from(d.usedcores).unwrap_or(0),
+                    mig: None,
+                });
+            }
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    Ok(Some(PodGrant {
+        node: node.clone(),
+        containers,
+        cpu_milli,
+        memory_mib,
+    }))
+}

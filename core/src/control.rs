@@ -1,0 +1,369 @@
+//! The sans-IO control loop: one state machine, `(now, event) → actions`.
+//!
+//! The simulator and the cluster components both drive exactly this machine. It never reads a
+//! clock, a file or a socket: time comes in with each event, randomness from the seed it was
+//! built with, and every effect goes out as an [`Action`] for the driver to carry out.
+
+use crate::annotations::{bind_annotations, grant_from_annotations, node_from_annotations};
+use crate::codec::keys;
+use crate::ledger::{Ledger, NodeId, PodGrant};
+use crate::pipeline::{Decision, FailureSummary, Scheduler};
+use crate::request::{PodKey, PodRequest, RequestTranslator};
+use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// Something the driver observed or was asked.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A node appeared or its annotations/allocatable changed.
+    NodeChanged(Box<K8sNode>),
+    /// A node is gone.
+    NodeRemoved(String),
+    /// A pod waits to be placed; place and bind it in one step (the simulator's path, and a
+    /// scheduler that binds directly).
+    PodPending(Box<Pod>),
+    /// A pod is seen running or bound with annotations (a watch event): make sure the ledger
+    /// holds its grant (how state is rebuilt after a restart).
+    PodObserved(Box<Pod>),
+    /// A pod ended or was deleted: release its grant.
+    PodDeleted(PodKey),
+    /// kube-scheduler's extender filter: choose one node among `nodes` for the pod.
+    Filter {
+        /// The pod.
+        pod: Box<Pod>,
+        /// Candidate node names.
+        nodes: Vec<String>,
+    },
+    /// kube-scheduler's extender bind: bind the pod to `node`.
+    Bind {
+        /// The pod.
+        pod: PodKey,
+        /// The node kube-scheduler chose.
+        node: String,
+    },
+    /// The API write for a bind failed: release the pod's grant so it can be retried.
+    BindFailed(PodKey),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Merge these annotations into the pod (`None` removes a key).
+    PatchPod {
+        /// The pod.
+        pod: PodKey,
+        /// Keys to set or remove.
+        annotations: BTreeMap<String, Option<String>>,
+    },
+    /// Create the Binding of the pod to the node.
+    BindPod {
+        /// The pod.
+        pod: PodKey,
+        /// The node.
+        node: String,
+    },
+    /// The answer to a filter: one node, or per-node reasons, or an error.
+    FilterResult {
+        /// The pod.
+        pod: PodKey,
+        /// The chosen node.
+        node: Option<String>,
+        /// Per node name, HAMi's reason summary (`2/8 CardInsufficientMemory, …`).
+        failed: BTreeMap<String, String>,
+        /// An error for the whole request.
+        error: Option<String>,
+    },
+    /// The pod cannot be placed now; it stays pending with this reason.
+    Unschedulable {
+        /// The pod.
+        pod: PodKey,
+        /// Per-node reasons.
+        summary: FailureSummary,
+    },
+    /// The pod's request is invalid; it will never be placed until changed.
+    Rejected {
+        /// The pod.
+        pod: PodKey,
+        /// The error, naming the container and field.
+        error: String,
+    },
+    /// The pod asks for no managed device; leave it to the default path.
+    NotManaged(PodKey),
+    /// The node's annotations could not be decoded; its devices are not used.
+    NodeError {
+        /// Node name.
+        node: String,
+        /// The error, naming the annotation.
+        error: String,
+    },
+}
+
+/// The control loop state: scheduler, translator, ledger and the seeded RNG.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    scheduler: Scheduler,
+    translator: RequestTranslator,
+    ledger: Ledger,
+    rng: ChaCha8Rng,
+    requests: BTreeMap<PodKey, PodRequest>,
+}
+
+impl Controller {
+    /// A controller with an empty ledger. `seed` feeds the policies that draw randomness.
+    pub fn new(scheduler: Scheduler, translator: RequestTranslator, seed: u64) -> Controller {
+        Controller {
+            scheduler,
+            translator,
+            ledger: Ledger::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            requests: BTreeMap::new(),
+        }
+    }
+
+    /// The ledger (read-only; every change goes through events).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// The translator.
+    pub fn translator(&self) -> &RequestTranslator {
+        &self.translator
+    }
+
+    /// Handle one event at time `now` (unix seconds) and return what the driver must do.
+    pub fn handle(&mut self, now: i64, event: Event) -> Vec<Action> {
+        match event {
+            Event::NodeChanged(n) => self.node_changed(&n),
+            Event::NodeRemoved(name) => {
+                self.ledger.remove_node(&name);
+                Vec::new()
+            }
+            Event::PodPending(pod) => self.place(now, &pod, None, true),
+            Event::PodObserved(pod) => self.observe(&pod),
+            Event::PodDeleted(key) => {
+                self.ledger.unreserve(&key);
+                self.requests.remove(&key);
+                Vec::new()
+            }
+            Event::Filter { pod, nodes } => self.place(now, &pod, Some(&nodes), false),
+            Event::Bind { pod, node } => self.bind(now, pod, node),
+            Event::BindFailed(key) => {
+                self.ledger.unreserve(&key);
+                Vec::new()
+            }
+        }
+    }
+
+    fn node_changed(&mut self, n: &K8sNode) -> Vec<Action> {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let empty = BTreeMap::new();
+        let ann = n.metadata.annotations.as_ref().unwrap_or(&empty);
+        let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let q = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.clone());
+        let cpu = q("cpu")
+            .and_then(|v| crate::quantity::parse_cpu_milli(&v).ok())
+            .unwrap_or(0);
+        let mem = q("memory")
+            .and_then(|v| crate::quantity::parse_memory_mib(&v).ok())
+            .unwrap_or(0);
+        match node_from_annotations(&name, ann, cpu, mem) {
+            Ok(node) => {
+                self.ledger.upsert_node(node);
+                Vec::new()
+            }
+            Err(e) => vec![Action::NodeError {
+                node: name,
+                error: e.to_string(),
+            }],
+        }
+    }
+
+    fn observe(&mut self, pod: &Pod) -> Vec<Action> {
+        let key = key_of(pod);
+        let terminal = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if terminal || pod.metadata.deletion_timestamp.is_some() {
+            self.ledger.unreserve(&key);
+            return Vec::new();
+        }
+        if self.ledger.grant(&key).is_some() {
+            return Vec::new();
+        }
+        let empty = BTreeMap::new();
+        let ann = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+        let (cpu, mem) = match self.translator.translate(pod) {
+            Ok(r) => (r.cpu_milli, r.memory_mib),
+            Err(_) => (0, 0),
+        };
+        match grant_from_annotations(ann, cpu, mem) {
+            Ok(Some(g)) => match self.ledger.reserve(&key, g) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![Action::Rejected {
+                    pod: key,
+                    error: format!("recorded grant does not fit the ledger: {e}"),
+                }],
+            },
+            Ok(None) => Vec::new(),
+            Err(e) => vec![Action::Rejected {
+                pod: key,
+                error: e.to_string(),
+            }],
+        }
+    }
+
+    fn place(
+        &mut self,
+        now: i64,
+        pod: &Pod,
+        nodes: Option<&[String]>,
+        bind_now: bool,
+    ) -> Vec<Action> {
+        let key = key_of(pod);
+        let req = match self.translator.translate(pod) {
+            Ok(r) => r,
+            Err(e) => {
+                let error = e.to_string();
+                return vec![match nodes {
+                    Some(_) => Action::FilterResult {
+                        pod: key,
+                        node: None,
+                        failed: BTreeMap::new(),
+                        error: Some(error),
+                    },
+                    None => Action::Rejected { pod: key, error },
+                }];
+            }
+        };
+        if !req.wants_devices() {
+            return match nodes {
+                // Not ours: every candidate passes untouched.
+                Some(n) if n.len() == 1 => {
+                    vec![Action::FilterResult {
+                        pod: key,
+                        node: n.first().cloned(),
+                        failed: BTreeMap::new(),
+                        error: None,
+                    }]
+                }
+                _ => vec![Action::NotManaged(key)],
+            };
+        }
+        // A repeated filter for the same pod replaces its earlier (unbound) choice.
+        self.ledger.unreserve(&key);
+        let ids: Option<Vec<NodeId>> = nodes.map(|n| {
+            n.iter()
+                .filter_map(|name| self.ledger.node_id(name))
+                .collect()
+        });
+        let decision = self
+            .scheduler
+            .schedule(&self.ledger, &req, ids.as_deref(), &mut self.rng);
+        let mut actions = Vec::new();
+        match decision {
+            Decision::Placed { grant, .. } => {
+                let node = grant.node.clone();
+                let annotations = bind_annotations(&grant, now);
+                if let Err(e) = self.ledger.reserve(&key, grant) {
+                    actions.push(Action::Rejected {
+                        pod: key,
+                        error: format!("reserve failed: {e}"),
+                    });
+                    return actions;
+                }
+                self.requests.insert(key.clone(), req);
+                let mut patch: BTreeMap<String, Option<String>> =
+                    annotations.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                if bind_now {
+                    patch.insert(keys::BIND_PHASE.to_string(), Some("allocating".to_string()));
+                    patch.insert(keys::BIND_TIME.to_string(), Some(now.to_string()));
+                }
+                actions.push(Action::PatchPod {
+                    pod: key.clone(),
+                    annotations: patch,
+                });
+                if bind_now {
+                    actions.push(Action::BindPod { pod: key, node });
+                } else {
+                    actions.push(Action::FilterResult {
+                        pod: key,
+                        node: Some(node),
+                        failed: BTreeMap::new(),
+                        error: None,
+                    });
+                }
+            }
+            Decision::Unschedulable(summary) => {
+                if nodes.is_some() {
+                    let failed = summary
+                        .per_node
+                        .iter()
+                        .map(|(n, rc)| (n.clone(), rc.to_string()))
+                        .collect();
+                    actions.push(Action::FilterResult {
+                        pod: key.clone(),
+                        node: None,
+                        failed,
+                        error: None,
+                    });
+                }
+                actions.push(Action::Unschedulable { pod: key, summary });
+            }
+            Decision::PolicyUnavailable(kind) => {
+                actions.push(Action::Rejected {
+                    pod: key,
+                    error: format!("node policy {kind} is not enabled in this scheduler"),
+                });
+            }
+        }
+        actions
+    }
+
+    fn bind(&mut self, now: i64, key: PodKey, node: String) -> Vec<Action> {
+        match self.ledger.grant(&key) {
+            Some(PodGrant { node: n, .. }) if *n == node => {
+                let mut patch = BTreeMap::new();
+                patch.insert(keys::BIND_PHASE.to_string(), Some("allocating".to_string()));
+                patch.insert(keys::BIND_TIME.to_string(), Some(now.to_string()));
+                vec![
+                    Action::PatchPod {
+                        pod: key.clone(),
+                        annotations: patch,
+                    },
+                    Action::BindPod { pod: key, node },
+                ]
+            }
+            Some(g) => vec![Action::Rejected {
+                pod: key,
+                error: format!(
+                    "bind to {node:?} but the filter placed the pod on {:?}",
+                    g.node
+                ),
+            }],
+            None => vec![Action::Rejected {
+                pod: key,
+                error: format!("bind to {node:?} without a filter decision"),
+            }],
+        }
+    }
+}
+
+/// The key of a pod object.
+pub fn key_of(pod: &Pod) -> PodKey {
+    PodKey::new(
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
