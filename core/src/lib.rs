@@ -4,6 +4,7 @@
 //! seeds come in as arguments; decisions come out as values.
 
 pub mod annotations;
+pub mod build;
 pub mod codec;
 pub mod config;
 pub mod control;
