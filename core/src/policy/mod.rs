@@ -6,7 +6,9 @@
 //! a [`TieRule`].
 
 pub mod devices;
+pub mod fgd;
 pub mod hami;
+pub mod paper;
 
 use crate::fit::Pick;
 use crate::ledger::NodeView;

@@ -1,0 +1,398 @@
+//! Fragmentation Gradient Descent (Weng et al., "Beware of Fragmentation", USENIX ATC'23).
+//!
+//! A node's *fragmentation* for a target workload is the GPU share (milli-GPU) that the
+//! workload's task types, weighted by their frequency, cannot use there: for a task type that
+//! cannot run on the node at all (CPU-only task, no access to the card model, too little free
+//! CPU, too few cards with enough free share) all the node's idle GPU counts; otherwise the idle
+//! GPU on cards too small for it. FGD places a pod where the fragmentation grows least: the node
+//! score is `⌊100·σ(−Δ/1000)⌋` with `Δ` the change in milli-GPU (the paper's artifact quantises
+//! this way), best over the node's card choices. [`Fgd::exact`] takes the exact arg-min of `Δ`.
+//!
+//! Free shares per card are those of [`super::paper::card_free_milli`].
+
+use super::paper::{MILLI, NodeShape, card_free_milli};
+use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
+use crate::ledger::NodeView;
+use crate::request::PodRequest;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// One task type of a target workload.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskType {
+    /// CPU request, milli-CPU.
+    pub cpu_milli: u64,
+    /// Per-card GPU share, milli-GPU (0 for CPU-only tasks, 1000 for whole cards).
+    pub share: u64,
+    /// Cards (0 for CPU-only tasks).
+    pub count: u32,
+    /// Allowed card models as written in the trace (`V100M16|V100M32`); empty = any model.
+    pub gpu_spec: String,
+}
+
+impl TaskType {
+    /// Lower-cased model names of `gpu_spec` (empty = any).
+    fn models(&self) -> Vec<String> {
+        self.gpu_spec
+            .split('|')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// A target workload: task types with frequencies summing to 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetWorkload {
+    tasks: Vec<(TaskType, f64)>,
+    models: Vec<Vec<String>>,
+}
+
+impl TargetWorkload {
+    /// A workload from explicit task types and weights (weights are renormalised to sum to 1;
+    /// non-positive weights are dropped).
+    pub fn new(tasks: Vec<(TaskType, f64)>) -> TargetWorkload {
+        let tasks: Vec<(TaskType, f64)> = tasks.into_iter().filter(|(_, w)| *w > 0.0).collect();
+        let sum: f64 = tasks.iter().map(|(_, w)| w).sum();
+        let tasks: Vec<(TaskType, f64)> = tasks
+            .into_iter()
+            .map(|(t, w)| (t, if sum > 0.0 { w / sum } else { 0.0 }))
+            .collect();
+        let models = tasks.iter().map(|(t, _)| t.models()).collect();
+        TargetWorkload { tasks, models }
+    }
+
+    /// The paper's construction from every task of a workload: count each type, order by count
+    /// (equal counts: larger resources first), keep the shortest prefix covering at least
+    /// `coverage` (0..=1) of the tasks, and renormalise the frequencies.
+    pub fn from_tasks(tasks: impl IntoIterator<Item = TaskType>, coverage: f64) -> TargetWorkload {
+        let mut counts: BTreeMap<TaskType, u64> = BTreeMap::new();
+        let mut total = 0u64;
+        for t in tasks {
+            *counts.entry(t).or_insert(0) += 1;
+            total += 1;
+        }
+        let mut v: Vec<(TaskType, u64)> = counts.into_iter().collect();
+        // BTreeMap order is ascending by resources; a stable sort by descending count keeps
+        // equal counts in that order, so reverse first to put larger resources first.
+        v.reverse();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        let need = coverage.clamp(0.0, 1.0) * total as f64;
+        let mut cum = 0u64;
+        let mut keep = Vec::new();
+        for (t, c) in v {
+            if !keep.is_empty() && cum as f64 >= need {
+                break;
+            }
+            cum += c;
+            keep.push((t, c as f64));
+        }
+        TargetWorkload::new(keep)
+    }
+
+    /// Task types with their frequencies, most frequent first.
+    pub fn tasks(&self) -> &[(TaskType, f64)] {
+        &self.tasks
+    }
+
+    /// Which task types may use a card of `model` (case-insensitive substring match of each
+    /// listed model, as HAMi's `use-gputype`).
+    pub fn access(&self, model: &str) -> Vec<bool> {
+        let m = model.to_ascii_lowercase();
+        self.models
+            .iter()
+            .map(|ms| ms.is_empty() || ms.iter().any(|x| m.contains(x.as_str())))
+            .collect()
+    }
+
+    /// Fragmentation (milli-GPU) of a node with `cpu_free` milli-CPU and cards given as
+    /// (free share, access row from [`TargetWorkload::access`]).
+    pub fn frag(&self, cpu_free: u64, cards: &[(u64, &[bool])]) -> f64 {
+        let total: u64 = cards.iter().map(|c| c.0).sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let mut out = 0.0;
+        for (i, (t, w)) in self.tasks.iter().enumerate() {
+            let lost = if t.count == 0 || t.share == 0 || cpu_free < t.cpu_milli {
+                total
+            } else {
+                let mut fit = 0u32;
+                let mut small = 0u64;
+                for &(free, acc) in cards {
+                    if acc.get(i).copied().unwrap_or(false) && free >= t.share {
+                        fit += 1;
+                    } else {
+                        small += free;
+                    }
+                }
+                if fit >= t.count { small } else { total }
+            };
+            out += w * lost as f64;
+        }
+        out
+    }
+
+    /// Fragmentation (milli-GPU) of one node as it is.
+    pub fn node_frag(&self, node: &NodeView<'_>) -> f64 {
+        let rows: Vec<Vec<bool>> = node
+            .node
+            .devices
+            .iter()
+            .map(|d| self.access(&d.model))
+            .collect();
+        let cards: Vec<(u64, &[bool])> = node
+            .node
+            .devices
+            .iter()
+            .zip(node.usage)
+            .zip(&rows)
+            .map(|((d, u), r)| (card_free_milli(d, u), r.as_slice()))
+            .collect();
+        self.frag(
+            node.node.cpu_milli.saturating_sub(node.used.cpu_milli),
+            &cards,
+        )
+    }
+}
+
+/// `⌊100·σ(−Δ/1000)⌋`, the artifact's quantised FGD score for a fragmentation change `delta`.
+pub fn quantised_score(delta: f64) -> i64 {
+    let x = -delta / 1000.0;
+    (1.0 / (1.0 + (-x).exp()) * 100.0) as i64
+}
+
+/// The exact FGD score: `−Δ` in micro-milli-GPU (higher is better, no quantisation).
+pub fn exact_score(delta: f64) -> i64 {
+    -(delta * 1e6).round() as i64
+}
+
+/// The FGD node policy (quantised like the artifact, or exact).
+#[derive(Debug)]
+pub struct Fgd {
+    workload: TargetWorkload,
+    exact: bool,
+    access_cache: Mutex<BTreeMap<String, Arc<[bool]>>>,
+}
+
+impl Fgd {
+    /// FGD with the artifact's quantised score `⌊100·σ(−Δ/1000)⌋` (kind `fgd`).
+    pub fn new(workload: TargetWorkload) -> Fgd {
+        Fgd {
+            workload,
+            exact: false,
+            access_cache: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// FGD taking the exact arg-min of the fragmentation change (kind `fgd-exact`).
+    pub fn exact(workload: TargetWorkload) -> Fgd {
+        Fgd {
+            exact: true,
+            ..Fgd::new(workload)
+        }
+    }
+
+    /// The target workload.
+    pub fn workload(&self) -> &TargetWorkload {
+        &self.workload
+    }
+
+    fn access(&self, model: &str) -> Arc<[bool]> {
+        // The cache only memoises a pure function of (workload, model).
+        let mut c = match self.access_cache.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(a) = c.get(model) {
+            return a.clone();
+        }
+        let a: Arc<[bool]> = self.workload.access(model).into();
+        c.insert(model.to_string(), a.clone());
+        a
+    }
+
+    fn to_score(&self, delta: f64) -> i64 {
+        if self.exact {
+            exact_score(delta)
+        } else {
+            quantised_score(delta)
+        }
+    }
+}
+
+impl NodePolicy for Fgd {
+    fn kind(&self) -> NodePolicyKind {
+        if self.exact {
+            NodePolicyKind::FgdExact
+        } else {
+            NodePolicyKind::Fgd
+        }
+    }
+
+    fn score(
+        &self,
+        _cx: &mut ScoreContext<'_>,
+        node: &NodeView<'_>,
+        req: &PodRequest,
+    ) -> Option<Scored> {
+        let shape = NodeShape::of(node, req);
+        if shape.count == 0 && req.cpu_milli == 0 && req.memory_mib == 0 {
+            // A pod asking nothing changes nothing (the artifact gives it the top score).
+            return Some(Scored {
+                score: 100,
+                placement: None,
+            });
+        }
+        let rows: Vec<Arc<[bool]>> = node
+            .node
+            .devices
+            .iter()
+            .map(|d| self.access(&d.model))
+            .collect();
+        let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
+        let mut cards: Vec<(u64, &[bool])> = shape
+            .free
+            .iter()
+            .zip(&rows)
+            .map(|(&f, r)| (f, &r[..]))
+            .collect();
+        let before = self.workload.frag(cpu_free, &cards);
+        let cpu_after = cpu_free.saturating_sub(req.cpu_milli);
+        if shape.is_sharing() && shape.container.is_some() {
+            let mut best: Option<(i64, usize)> = None;
+            let mut seen: Vec<(u64, usize)> = Vec::with_capacity(shape.fits.len());
+            for (i, f) in shape.fits.iter().enumerate() {
+                let p = f.pos as usize;
+                // Cards of one model with equal free share give equal fragmentation; the first
+                // one wins, so the others need no evaluation.
+                if seen
+                    .iter()
+                    .any(|&(fr, q)| fr == f.free && Arc::ptr_eq(&rows[q], &rows[p]))
+                {
+                    continue;
+                }
+                seen.push((f.free, p));
+                let old = cards[p].0;
+                cards[p].0 = old.saturating_sub(shape.share);
+                let after = self.workload.frag(cpu_after, &cards);
+                cards[p].0 = old;
+                let s = self.to_score(after - before);
+                if best.is_none_or(|(bs, _)| s > bs) {
+                    best = Some((s, i));
+                }
+            }
+            let (score, i) = best?;
+            return Some(Scored {
+                score,
+                placement: shape.placement(req, &[i]),
+            });
+        }
+        // CPU-only, whole-card and multi-card pods: the least free fitting cards (whole cards:
+        // the lowest-index free ones).
+        let chosen = if shape.count > 0 && shape.container.is_some() {
+            Some(shape.least_free()?)
+        } else {
+            None
+        };
+        if let Some(c) = &chosen {
+            for &i in c {
+                let p = shape.fits[i].pos as usize;
+                cards[p].0 = cards[p].0.saturating_sub(shape.share.min(MILLI));
+            }
+        }
+        let after = self.workload.frag(cpu_after, &cards);
+        Some(Scored {
+            score: self.to_score(after - before),
+            placement: chosen.and_then(|c| shape.placement(req, &c)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(cpu: u64, share: u64, count: u32, spec: &str) -> TaskType {
+        TaskType {
+            cpu_milli: cpu,
+            share,
+            count,
+            gpu_spec: spec.into(),
+        }
+    }
+
+    #[test]
+    fn frag_table() {
+        // Workload: half 500-milli sharing tasks (4 CPU), half one-card tasks (8 CPU).
+        let w = TargetWorkload::new(vec![
+            (t(4000, 500, 1, ""), 1.0),
+            (t(8000, 1000, 1, ""), 1.0),
+        ]);
+        let acc = w.access("G2");
+        let a = acc.as_slice();
+        let cases: [(u64, &[u64], f64); 5] = [
+            // Idle 2-card node, plenty of CPU: nothing is lost.
+            (32_000, &[1000, 1000], 0.0),
+            // One card with 300 free: too small for both types → 300 lost for both.
+            (32_000, &[300, 1000], 300.0),
+            // 600 free: fits the sharing type (no loss), not the whole-card one (600 lost, the
+            // other card still fits it) → 0.5·0 + 0.5·600.
+            (32_000, &[600, 1000], 300.0),
+            // 6 CPU left: the whole-card type cannot run → all 1600 lost for it.
+            (6_000, &[600, 1000], 800.0),
+            // No CPU: everything lost for both.
+            (0, &[600, 1000], 1600.0),
+        ];
+        for (cpu, free, want) in cases {
+            let cards: Vec<(u64, &[bool])> = free.iter().map(|&f| (f, a)).collect();
+            let got = w.frag(cpu, &cards);
+            assert!((got - want).abs() < 1e-9, "{cpu} {free:?}: {got} != {want}");
+        }
+    }
+
+    #[test]
+    fn cpu_only_and_no_access_tasks_lose_everything() {
+        let w = TargetWorkload::new(vec![
+            (t(1000, 0, 0, ""), 1.0),
+            (t(1000, 100, 1, "V100M32"), 1.0),
+        ]);
+        let acc = w.access("T4");
+        let cards: Vec<(u64, &[bool])> = vec![(1000, acc.as_slice()), (500, acc.as_slice())];
+        assert!((w.frag(64_000, &cards) - 1500.0).abs() < 1e-9);
+        let acc = w.access("V100M32");
+        let cards: Vec<(u64, &[bool])> = vec![(1000, acc.as_slice()), (500, acc.as_slice())];
+        assert!((w.frag(64_000, &cards) - 750.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn quantised_score_table() {
+        // σ(0) = 0.5 → 50; Δ = +1000 → σ(−1) = 0.2689 → 26; Δ = −1000 → 73; big Δ → 0.
+        for (d, want) in [
+            (0.0, 50),
+            (1000.0, 26),
+            (-1000.0, 73),
+            (1e6, 0),
+            (-1e6, 100),
+        ] {
+            assert_eq!(quantised_score(d), want, "{d}");
+        }
+        assert_eq!(exact_score(-1.5), 1_500_000);
+    }
+
+    #[test]
+    fn from_tasks_keeps_the_shortest_covering_prefix() {
+        let mut v = Vec::new();
+        v.extend(std::iter::repeat_n(t(1000, 500, 1, ""), 6));
+        v.extend(std::iter::repeat_n(t(2000, 1000, 1, ""), 3));
+        v.extend(std::iter::repeat_n(t(500, 0, 0, ""), 1));
+        let w = TargetWorkload::from_tasks(v.clone(), 0.9);
+        assert_eq!(w.tasks().len(), 2);
+        assert!((w.tasks()[0].1 - 6.0 / 9.0).abs() < 1e-12);
+        let w = TargetWorkload::from_tasks(v, 0.95);
+        assert_eq!(w.tasks().len(), 3);
+        // Equal counts: larger resources first.
+        let w = TargetWorkload::from_tasks(vec![t(1000, 0, 0, ""), t(2000, 0, 0, "")], 1.0);
+        assert_eq!(w.tasks()[0].0.cpu_milli, 2000);
+    }
+}
