@@ -173,6 +173,9 @@ impl SharedState {
     pub fn claim_slot(&self) -> Result<usize, String> {
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
+        // Processes that exited since the last claim leave their memory behind; the real driver
+        // frees it at exit, so do the same before reporting anything.
+        self.reap_dead();
         // A slot already holding our pid belongs to a dead process whose pid was reused.
         for (i, slot) in self.procs.iter().enumerate() {
             if slot.pid.load(Ordering::Acquire) == me {

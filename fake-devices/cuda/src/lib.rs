@@ -290,9 +290,7 @@ pub unsafe extern "C" fn cuDeviceGetName(name: *mut c_char, len: c_int, dev: CUd
     })
 }
 
-/// `cuDeviceGetUuid`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuDeviceGetUuid(uuid: *mut [u8; 16], dev: CUdevice) -> CUresult {
+fn device_uuid(uuid: *mut [u8; 16], dev: CUdevice) -> CUresult {
     run(|| {
         let f = fake()?;
         let d = dev_ok(f, dev)?;
@@ -300,11 +298,16 @@ pub unsafe extern "C" fn cuDeviceGetUuid(uuid: *mut [u8; 16], dev: CUdevice) -> 
     })
 }
 
+/// `cuDeviceGetUuid`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuDeviceGetUuid(uuid: *mut [u8; 16], dev: CUdevice) -> CUresult {
+    device_uuid(uuid, dev)
+}
+
 /// `cuDeviceGetUuid_v2` (same as v1 here: no MIG).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuDeviceGetUuid_v2(uuid: *mut [u8; 16], dev: CUdevice) -> CUresult {
-    // SAFETY: same contract.
-    unsafe { cuDeviceGetUuid(uuid, dev) }
+    device_uuid(uuid, dev)
 }
 
 /// `cuDeviceTotalMem_v2`.
@@ -531,9 +534,7 @@ pub extern "C" fn cuCtxSynchronize() -> CUresult {
 // ---------------------------------------------------------------------------------------------
 // Streams
 
-/// `cuStreamCreate`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamCreate(s: *mut Handle, _flags: c_uint) -> CUresult {
+fn stream_create(s: *mut Handle) -> CUresult {
     run(|| {
         fake()?;
         let d = current_dev()?;
@@ -541,15 +542,20 @@ pub unsafe extern "C" fn cuStreamCreate(s: *mut Handle, _flags: c_uint) -> CUres
     })
 }
 
+/// `cuStreamCreate`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuStreamCreate(s: *mut Handle, _flags: c_uint) -> CUresult {
+    stream_create(s)
+}
+
 /// `cuStreamCreateWithPriority`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuStreamCreateWithPriority(
     s: *mut Handle,
-    flags: c_uint,
+    _flags: c_uint,
     _prio: c_int,
 ) -> CUresult {
-    // SAFETY: same contract.
-    unsafe { cuStreamCreate(s, flags) }
+    stream_create(s)
 }
 
 /// `cuStreamDestroy_v2` (the stream record is leaked on purpose: a racing launch may still read it).
@@ -644,6 +650,10 @@ pub unsafe extern "C" fn cuStreamEndCapture(s: Handle, graph: *mut Handle) -> CU
 /// `cuModuleLoadData`: any image is accepted.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuModuleLoadData(m: *mut Handle, image: *const c_void) -> CUresult {
+    module_load(m, image)
+}
+
+fn module_load(m: *mut Handle, image: *const c_void) -> CUresult {
     run(|| {
         fake()?;
         current_dev()?;
@@ -657,8 +667,7 @@ pub unsafe extern "C" fn cuModuleLoadData(m: *mut Handle, image: *const c_void) 
 /// `cuModuleLoad`: any file name is accepted.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuModuleLoad(m: *mut Handle, fname: *const c_char) -> CUresult {
-    // SAFETY: same contract; the name is only checked for null.
-    unsafe { cuModuleLoadData(m, fname as *const c_void) }
+    module_load(m, fname as *const c_void)
 }
 
 /// `cuModuleUnload`.
@@ -913,9 +922,9 @@ fn free_of(kind: Kind, key: u64) -> Result<(), CUresult> {
     }
 }
 
-/// `cuMemAlloc_v2`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemAlloc_v2(p: *mut CUdeviceptr, size: usize) -> CUresult {
+// Exported functions never call each other: under LD_PRELOAD such a call would be
+// resolved to the interposer's hook and counted twice, which a real driver never does.
+fn mem_alloc(p: *mut CUdeviceptr, size: usize) -> CUresult {
     run(|| {
         if p.is_null() {
             return Err(INVALID_VALUE);
@@ -923,6 +932,12 @@ pub unsafe extern "C" fn cuMemAlloc_v2(p: *mut CUdeviceptr, size: usize) -> CUre
         let d = current_dev()?;
         put(p, alloc_on(d, size as u64, Kind::Mem, None)?)
     })
+}
+
+/// `cuMemAlloc_v2`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuMemAlloc_v2(p: *mut CUdeviceptr, size: usize) -> CUresult {
+    mem_alloc(p, size)
 }
 
 /// Row pitch used by `cuMemAllocPitch_v2`: rows are padded to 512 bytes.
@@ -957,8 +972,7 @@ pub unsafe extern "C" fn cuMemAllocManaged(
     size: usize,
     _flags: c_uint,
 ) -> CUresult {
-    // SAFETY: same contract.
-    unsafe { cuMemAlloc_v2(p, size) }
+    mem_alloc(p, size)
 }
 
 fn alloc_async(p: *mut CUdeviceptr, size: usize, s: Handle) -> CUresult {
@@ -1056,6 +1070,10 @@ pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) ->
 /// `cuDeviceGetDefaultMemPool`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuDeviceGetDefaultMemPool(pool: *mut Handle, dev: CUdevice) -> CUresult {
+    default_pool(pool, dev)
+}
+
+fn default_pool(pool: *mut Handle, dev: CUdevice) -> CUresult {
     run(|| {
         let d = dev_ok(fake()?, dev)?;
         static DEFAULT_POOLS: Mutex<[usize; 16]> = Mutex::new([0; 16]);
@@ -1070,8 +1088,7 @@ pub unsafe extern "C" fn cuDeviceGetDefaultMemPool(pool: *mut Handle, dev: CUdev
 /// `cuDeviceGetMemPool` (the current pool is the default pool in the fake).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuDeviceGetMemPool(pool: *mut Handle, dev: CUdevice) -> CUresult {
-    // SAFETY: same contract.
-    unsafe { cuDeviceGetDefaultMemPool(pool, dev) }
+    default_pool(pool, dev)
 }
 
 /// `CUmemLocation` inside `CUmemPoolProps` / `CUmemAllocationProp` (both start with two u32s).

@@ -1,0 +1,1 @@
+int whoami(void) { return 2; }
