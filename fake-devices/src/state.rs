@@ -238,10 +238,7 @@ impl SharedState {
         let used = &self.devices[dev].mem_used;
         for attempt in 0..2 {
             let mut cur = used.load(Ordering::Acquire);
-            loop {
-                let Some(next) = cur.checked_add(size).filter(|n| *n <= capacity) else {
-                    break;
-                };
+            while let Some(next) = cur.checked_add(size).filter(|n| *n <= capacity) {
                 match used.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         self.procs[slot].mem_used[dev].fetch_add(size, Ordering::AcqRel);

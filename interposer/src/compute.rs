@@ -319,9 +319,8 @@ fn controller() {
             c.last_taken = taken;
             c.thr[slot] = l.throttled.swap(false, Ordering::Relaxed);
             let launches = l.launches.load(Ordering::Relaxed);
-            if launches > 0 {
-                l.avg_cost
-                    .store((taken / launches).max(1), Ordering::Relaxed);
+            if let Some(avg) = taken.checked_div(launches) {
+                l.avg_cost.store(avg.max(1), Ordering::Relaxed);
             }
             let Some(h) = c.handle else { continue };
             let Some((own, cont)) = measure(h, &mut buf, &pids, me) else {
@@ -356,7 +355,7 @@ fn controller() {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
                     Some(t.saturating_add(refill).min(cap))
                 });
-            if log::enabled(Level::Debug) && tick % 50 == 0 {
+            if log::enabled(Level::Debug) && tick.is_multiple_of(50) {
                 log!(
                     Level::Debug,
                     "device {d}: limit {limit}% own {:.1}% container {:.1}% cost {:.3e}s/token integ {:.3}",

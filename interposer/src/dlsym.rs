@@ -54,7 +54,7 @@ hook_table!(
 
 /// Decides a `dlsym` lookup: our hook's address, or null to let glibc answer. Never panics,
 /// never takes a lock, never calls `dlsym` itself.
-pub extern "C" fn dlsym_decide(_handle: *mut c_void, name: *const c_char) -> *mut c_void {
+extern "C" fn dlsym_decide(_handle: *mut c_void, name: *const c_char) -> *mut c_void {
     // Resolve glibc's dlsym first: the trampoline jumps through it when we return null.
     real::real_dlsym();
     if name.is_null() {

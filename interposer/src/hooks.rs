@@ -809,7 +809,7 @@ pub fn ensure_nvml() {
 
 /// CUDA ordinal of an NVML device: its position in `CUDA_VISIBLE_DEVICES` (indices or UUIDs),
 /// or its NVML index when the variable is unset.
-pub fn nvml_to_cuda(h: Handle) -> Option<usize> {
+fn nvml_to_cuda(h: Handle) -> Option<usize> {
     ensure_nvml();
     let mut idx: c_uint = 0;
     // SAFETY: resolved NVML symbol with its documented signature.

@@ -45,7 +45,7 @@ impl Sym {
     }
 
     /// Resolves `name` in `handle`.
-    pub fn resolve(&self, handle: *mut c_void, name: &CStr) {
+    pub(crate) fn resolve(&self, handle: *mut c_void, name: &CStr) {
         if handle.is_null() {
             return;
         }
@@ -89,7 +89,7 @@ macro_rules! symbols {
             pub static $name: Sym = Sym::new();
         )*
         /// Resolves every symbol of this group in `handle`.
-        pub fn $resolve(handle: *mut c_void) {
+        pub(crate) fn $resolve(handle: *mut c_void) {
             $(
                 // SAFETY: the literal is NUL-terminated.
                 $name.resolve(handle, unsafe {

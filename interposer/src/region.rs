@@ -269,10 +269,7 @@ impl Region {
         for attempt in 0..2 {
             let used = &self.used[dev];
             let mut cur = used.load(Ordering::Acquire);
-            loop {
-                let Some(next) = cur.checked_add(size).filter(|n| *n <= limit) else {
-                    break;
-                };
+            while let Some(next) = cur.checked_add(size).filter(|n| *n <= limit) {
                 match used.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         if let Some(s) = slot {

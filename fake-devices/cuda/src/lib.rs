@@ -74,7 +74,8 @@ enum Kind {
 }
 
 /// Live allocations: (kind, address or handle) → (card, bytes).
-static ALLOCS: Mutex<Option<HashMap<(Kind, u64), (usize, u64)>>> = Mutex::new(None);
+type AllocMap = HashMap<(Kind, u64), (usize, u64)>;
+static ALLOCS: Mutex<Option<AllocMap>> = Mutex::new(None);
 /// Live contexts, streams, pools, graphs (for handle validation): address → card or payload.
 static HANDLES: Mutex<Option<HashMap<usize, Obj>>> = Mutex::new(None);
 static PRIMARY: Mutex<[usize; 16]> = Mutex::new([0; 16]);
@@ -151,7 +152,7 @@ fn handles<R>(f: impl FnOnce(&mut HashMap<usize, Obj>) -> R) -> R {
     f(g.get_or_insert_with(HashMap::new))
 }
 
-fn allocs<R>(f: impl FnOnce(&mut HashMap<(Kind, u64), (usize, u64)>) -> R) -> R {
+fn allocs<R>(f: impl FnOnce(&mut AllocMap) -> R) -> R {
     let mut g = ALLOCS.lock().unwrap_or_else(|e| e.into_inner());
     f(g.get_or_insert_with(HashMap::new))
 }
@@ -1257,7 +1258,7 @@ pub unsafe extern "C" fn cuMemCreate(
     _flags: u64,
 ) -> CUresult {
     run(|| {
-        if h.is_null() || size % VMM_GRANULARITY != 0 {
+        if h.is_null() || !size.is_multiple_of(VMM_GRANULARITY) {
             return Err(INVALID_VALUE);
         }
         let d = props_dev(props)?;
