@@ -9,6 +9,7 @@ use crate::family::FamilyId;
 use crate::fit::{MigPick, Pick};
 use crate::model::{DeviceUsage, Node, NodeUsage};
 use crate::policy::Placement;
+use crate::policy::hami::node_usage_score;
 use crate::request::PodKey;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,6 +62,8 @@ pub struct NodeEntry {
     pub used: NodeUsage,
     /// Pods holding grants here.
     pub pods: BTreeSet<PodKey>,
+    /// HAMi's node usage score for the current usage (cached: node policies read it per pod).
+    pub usage_score: i64,
 }
 
 /// A read-only view of one node for filters and policies.
@@ -76,6 +79,8 @@ pub struct NodeView<'a> {
     pub used: &'a NodeUsage,
     /// The whole ledger (for policies that look at the pods on the node).
     pub ledger: &'a Ledger,
+    /// HAMi's node usage score of the current usage ([`crate::policy::hami::node_usage_score`]).
+    pub usage_score: i64,
 }
 
 impl<'a> NodeView<'a> {
@@ -181,6 +186,7 @@ impl Ledger {
             node,
             used: NodeUsage::default(),
             pods: BTreeSet::new(),
+            usage_score: 0,
         };
         for k in &pods {
             if let Some(g) = self.pods.get(k) {
@@ -225,6 +231,7 @@ impl Ledger {
             usage: &e.usage,
             used: &e.used,
             ledger: self,
+            usage_score: e.usage_score,
         })
     }
 
@@ -237,6 +244,7 @@ impl Ledger {
                 usage: &e.usage,
                 used: &e.used,
                 ledger: self,
+                usage_score: e.usage_score,
             })
         })
     }
@@ -365,6 +373,7 @@ impl Ledger {
             return Err(LedgerError::NodeResources(grant.node.clone()));
         }
         entry.usage = usage;
+        entry.usage_score = node_usage_score(&entry.node, &entry.usage);
         entry.used.cpu_milli += grant.cpu_milli;
         entry.used.memory_mib += grant.memory_mib;
         entry.pods.insert(key.clone());
@@ -394,6 +403,7 @@ impl Ledger {
                 usage: vec![DeviceUsage::default(); e.node.devices.len()],
                 used: NodeUsage::default(),
                 pods: BTreeSet::new(),
+                usage_score: 0,
             };
             for k in &e.pods {
                 match self.pods.get(k) {
@@ -507,6 +517,7 @@ fn apply_grant(entry: &mut NodeEntry, g: &PodGrant, add: bool) {
             }
         }
     }
+    entry.usage_score = node_usage_score(&entry.node, &entry.usage);
     if add {
         entry.used.cpu_milli += g.cpu_milli;
         entry.used.memory_mib += g.memory_mib;

@@ -89,13 +89,19 @@ pub fn fit_pod(
     for c in &req.containers {
         let mut picks = Vec::new();
         for dr in &c.devices {
-            let ok = fit_one(
+            let usage: &[DeviceUsage] = if quick { view.usage } else { &scratch.usage };
+            let input = FitInput {
                 node,
+                usage,
                 dr,
-                req.numa_bind,
+                numa_bind: req.numa_bind,
                 chain,
                 templates,
-                scratch,
+            };
+            let ok = fit_one(
+                input,
+                &mut scratch.cand,
+                &mut scratch.chosen,
                 reasons.as_deref_mut(),
                 quick,
             );
@@ -126,25 +132,39 @@ pub fn fit_pod(
     Some(placement)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fit_one(
-    node: &Node,
-    dr: &DeviceRequest,
+/// What one device request is fitted against.
+struct FitInput<'a> {
+    node: &'a Node,
+    usage: &'a [DeviceUsage],
+    dr: &'a DeviceRequest,
     numa_bind: bool,
-    chain: &DevicePolicyChain,
-    templates: &Templates,
-    s: &mut FitScratch,
+    chain: &'a DevicePolicyChain,
+    templates: &'a Templates,
+}
+
+fn fit_one(
+    inp: FitInput<'_>,
+    cand: &mut Vec<Cand>,
+    chosen: &mut Vec<usize>,
     mut reasons: Option<&mut ReasonCounts>,
     quick: bool,
 ) -> bool {
+    let FitInput {
+        node,
+        usage,
+        dr,
+        numa_bind,
+        chain,
+        templates,
+    } = inp;
     let mutex = chain.has(DevicePolicyKind::Mutex);
     let binpack = chain
         .0
         .iter()
         .find(|k| matches!(k, DevicePolicyKind::Binpack | DevicePolicyKind::Spread))
         == Some(&DevicePolicyKind::Binpack);
-    s.cand.clear();
-    s.chosen.clear();
+    cand.clear();
+    chosen.clear();
     let mut family_cards = 0u32;
     for (pos, dev) in node.devices.iter().enumerate() {
         if dev.family != dr.family {
@@ -152,8 +172,8 @@ fn fit_one(
         }
         family_cards += 1;
         let mem = memory_needed(dev, dr, templates.of(dr.family));
-        match check_card(dev, &s.usage[pos], dr, mem, mutex) {
-            Ok(mig) => s.cand.push(Cand {
+        match check_card(dev, &usage[pos], dr, mem, mutex) {
+            Ok(mig) => cand.push(Cand {
                 pos: pos as u16,
                 mem: mem.unwrap_or(0),
                 mig,
@@ -177,14 +197,11 @@ fn fit_one(
         }
         return false;
     }
-    if s.cand.len() < need {
+    if cand.len() < need {
         if let Some(rc) = reasons.as_deref_mut()
-            && !s.cand.is_empty()
+            && !cand.is_empty()
         {
-            rc.add_n(
-                Reason::AllocatedCardsInsufficientRequest,
-                s.cand.len() as u32,
-            );
+            rc.add_n(Reason::AllocatedCardsInsufficientRequest, cand.len() as u32);
         }
         return false;
     }
@@ -193,20 +210,18 @@ fn fit_one(
         return true;
     }
     // Order: binpack = most used first, spread = least used first; ties by position.
-    for c in s.cand.iter_mut() {
-        let sc = card_usage_score(node, &s.usage, c.pos as usize);
+    for c in cand.iter_mut() {
+        let sc = card_usage_score(node, usage, c.pos as usize);
         c.key = if binpack { -sc } else { sc };
     }
-    s.cand
-        .sort_by(|a, b| a.key.total_cmp(&b.key).then(a.pos.cmp(&b.pos)));
+    cand.sort_by(|a, b| a.key.total_cmp(&b.key).then(a.pos.cmp(&b.pos)));
 
     if numa_bind || numa_pref {
         // The first NUMA node (in policy order) that holds enough fitting cards.
         let mut chosen_numa = None;
-        for c in &s.cand {
+        for c in cand.iter() {
             let numa = node.devices[c.pos as usize].numa;
-            let n = s
-                .cand
+            let n = cand
                 .iter()
                 .filter(|x| node.devices[x.pos as usize].numa == numa)
                 .count();
@@ -216,7 +231,7 @@ fn fit_one(
             }
         }
         match chosen_numa {
-            Some(numa) => s.cand.retain(|x| node.devices[x.pos as usize].numa == numa),
+            Some(numa) => cand.retain(|x| node.devices[x.pos as usize].numa == numa),
             None if numa_bind => {
                 if let Some(rc) = reasons.as_deref_mut() {
                     rc.add_n(Reason::NumaNotFit, need as u32);
@@ -230,9 +245,9 @@ fn fit_one(
         return true;
     }
     if chain.has(DevicePolicyKind::TopologyAware) && node.links.is_known() {
-        choose_topology(node, need, s);
+        choose_topology(node, need, cand, chosen);
     } else {
-        s.chosen.extend(0..need);
+        chosen.extend(0..need);
     }
     true
 }
@@ -240,8 +255,8 @@ fn fit_one(
 /// Topology-aware choice: one card → the worst-connected fitting card (keeps well-connected
 /// groups free); several → the fitting set with the highest sum of pair scores. Ties keep the
 /// policy order. Very large searches fall back to a greedy extension of the best pair.
-fn choose_topology(node: &Node, need: usize, s: &mut FitScratch) {
-    let pos: Vec<usize> = s.cand.iter().map(|c| c.pos as usize).collect();
+fn choose_topology(node: &Node, need: usize, cand: &[Cand], chosen: &mut Vec<usize>) {
+    let pos: Vec<usize> = cand.iter().map(|c| c.pos as usize).collect();
     if need == 1 {
         let mut best = 0usize;
         let mut best_sum = u64::MAX;
@@ -255,7 +270,7 @@ fn choose_topology(node: &Node, need: usize, s: &mut FitScratch) {
                 best = i;
             }
         }
-        s.chosen.push(best);
+        chosen.push(best);
         return;
     }
     let m = pos.len();
@@ -287,7 +302,7 @@ fn choose_topology(node: &Node, need: usize, s: &mut FitScratch) {
             }
         }
         if let Some((_, v)) = best {
-            s.chosen.extend(v);
+            chosen.extend(v);
         }
     } else {
         // Greedy: start from the first card, repeatedly add the card best connected to the set.
@@ -307,7 +322,7 @@ fn choose_topology(node: &Node, need: usize, s: &mut FitScratch) {
             }
         }
         set.sort_unstable();
-        s.chosen.extend(set);
+        chosen.extend(set);
     }
 }
 

@@ -2,14 +2,16 @@
 
 use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
 use crate::ledger::NodeView;
+use crate::model::{DeviceUsage, Node};
 use crate::request::PodRequest;
 
 /// HAMi's node usage score, `10 × (Σused/Σslots + Σcores/Σtotal cores + Σmem/Σtotal mem)` over
 /// the node's cards, as fixed-point millionths so comparisons are exact and deterministic.
-pub fn node_usage_score(node: &NodeView<'_>) -> i64 {
+/// The ledger keeps it cached per node ([`NodeView::usage_score`]); this computes it.
+pub fn node_usage_score(node: &Node, usage: &[DeviceUsage]) -> i64 {
     let (mut used, mut slots, mut uc, mut tc, mut um, mut tm) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for (d, u) in node.node.devices.iter().zip(node.usage) {
+    for (d, u) in node.devices.iter().zip(usage) {
         used += u64::from(u.used);
         slots += u64::from(d.split_count);
         uc += u64::from(u.used_cores);
@@ -37,7 +39,7 @@ impl NodePolicy for Binpack {
         _req: &PodRequest,
     ) -> Option<Scored> {
         Some(Scored {
-            score: node_usage_score(node),
+            score: node.usage_score,
             placement: None,
         })
     }
@@ -58,7 +60,7 @@ impl NodePolicy for Spread {
         _req: &PodRequest,
     ) -> Option<Scored> {
         Some(Scored {
-            score: -node_usage_score(node),
+            score: -node.usage_score,
             placement: None,
         })
     }
