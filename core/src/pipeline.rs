@@ -5,7 +5,7 @@
 
 use crate::fit::{Reason, ReasonCounts};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant};
-use crate::policy::devices::{FitScratch, Templates, fit_pod};
+use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{DevicePolicyChain, NodePolicy, NodePolicyKind, ScoreContext, TieRule, hami};
 use crate::request::PodRequest;
 use rand::RngExt;
@@ -135,6 +135,15 @@ impl Scheduler {
         self
     }
 
+    /// The fit settings for one pod with device policy `chain`.
+    fn fit_env<'a>(&'a self, chain: &'a DevicePolicyChain) -> FitEnv<'a> {
+        FitEnv {
+            chain,
+            templates: &self.config.templates,
+            check_node: self.config.check_node_resources,
+        }
+    }
+
     /// Node policy in force for `req`.
     pub fn node_policy_for(&self, req: &PodRequest) -> NodePolicyKind {
         req.node_policy.unwrap_or(self.config.node_policy)
@@ -166,18 +175,7 @@ impl Scheduler {
         let mut ties = 0u32;
         let mut feasible = 0u32;
         let mut visit = |view: NodeView<'_>, rng: &mut ChaCha8Rng| {
-            if fit_pod(
-                &view,
-                req,
-                chain,
-                &self.config.templates,
-                self.config.check_node_resources,
-                &mut scratch,
-                None,
-                false,
-            )
-            .is_none()
-            {
+            if fit_pod(&view, req, &self.fit_env(chain), &mut scratch, None, false).is_none() {
                 return;
             }
             feasible += 1;
@@ -244,16 +242,7 @@ impl Scheduler {
             };
             let placement = match placement {
                 Some(p) => Some(p),
-                None => fit_pod(
-                    &view,
-                    req,
-                    chain,
-                    &self.config.templates,
-                    self.config.check_node_resources,
-                    &mut scratch,
-                    None,
-                    true,
-                ),
+                None => fit_pod(&view, req, &self.fit_env(chain), &mut scratch, None, true),
             };
             if let Some(p) = placement
                 && let Some(grant) =
@@ -292,9 +281,7 @@ impl Scheduler {
             let fits = fit_pod(
                 &view,
                 req,
-                chain,
-                &self.config.templates,
-                self.config.check_node_resources,
+                &self.fit_env(chain),
                 &mut scratch,
                 Some(&mut rc),
                 false,
@@ -326,9 +313,7 @@ impl Scheduler {
             let fits = fit_pod(
                 &view,
                 req,
-                chain,
-                &self.config.templates,
-                self.config.check_node_resources,
+                &self.fit_env(chain),
                 &mut scratch,
                 Some(&mut rc),
                 false,

@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let ok: &[(&str, fn(&str) -> Result<u64, String>, u64)] = &[
+        type Parser = fn(&str) -> Result<u64, String>;
+        let ok: &[(&str, Parser, u64)] = &[
             ("2", parse_count, 2),
             ("3000", parse_count, 3000),
             ("1k", parse_count, 1000),

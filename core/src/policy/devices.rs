@@ -24,6 +24,18 @@ impl Templates {
     }
 }
 
+/// The settings a fit runs under: device policy chain, vendor templates, and whether node
+/// CPU/memory are checked.
+#[derive(Debug, Clone, Copy)]
+pub struct FitEnv<'a> {
+    /// Device policy chain.
+    pub chain: &'a DevicePolicyChain,
+    /// Ascend memory templates.
+    pub templates: &'a Templates,
+    /// Check node CPU and memory.
+    pub check_node: bool,
+}
+
 /// Reusable buffers so that filtering thousands of nodes allocates nothing per node.
 #[derive(Debug, Default, Clone)]
 pub struct FitScratch {
@@ -56,13 +68,16 @@ pub fn card_usage_score(node: &Node, usage: &[DeviceUsage], pos: usize) -> f64 {
 pub fn fit_pod(
     view: &NodeView<'_>,
     req: &PodRequest,
-    chain: &DevicePolicyChain,
-    templates: &Templates,
-    check_node: bool,
+    env: &FitEnv<'_>,
     scratch: &mut FitScratch,
     mut reasons: Option<&mut ReasonCounts>,
     want_placement: bool,
 ) -> Option<Placement> {
+    let FitEnv {
+        chain,
+        templates,
+        check_node,
+    } = *env;
     let node = view.node;
     if check_node
         && let Err(r) = check_node_resources(node, view.used, req.cpu_milli, req.memory_mib)
@@ -233,7 +248,7 @@ fn fit_one(
         match chosen_numa {
             Some(numa) => cand.retain(|x| node.devices[x.pos as usize].numa == numa),
             None if numa_bind => {
-                if let Some(rc) = reasons.as_deref_mut() {
+                if let Some(rc) = reasons {
                     rc.add_n(Reason::NumaNotFit, need as u32);
                 }
                 return false;
