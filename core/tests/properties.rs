@@ -31,19 +31,42 @@ struct PodSpec {
 }
 
 fn node_spec() -> impl Strategy<Value = NodeSpec> {
-    (1u32..=8, prop::sample::select(vec![8000u64, 16000, 40000]), 1u32..=10, any::<bool>())
-        .prop_map(|(cards, mem, split, numa)| NodeSpec { cards, mem, split, numa })
+    (
+        1u32..=8,
+        prop::sample::select(vec![8000u64, 16000, 40000]),
+        1u32..=10,
+        any::<bool>(),
+    )
+        .prop_map(|(cards, mem, split, numa)| NodeSpec {
+            cards,
+            mem,
+            split,
+            numa,
+        })
 }
 
 fn pod_spec() -> impl Strategy<Value = PodSpec> {
-    (1u32..=3, 0u64..20000, 0u32..=100, 0u32..=100, 1u32..=2)
-        .prop_map(|(count, mem, pct, cores, containers)| PodSpec { count, mem, pct, cores, containers })
+    (1u32..=3, 0u64..20000, 0u32..=100, 0u32..=100, 1u32..=2).prop_map(
+        |(count, mem, pct, cores, containers)| PodSpec {
+            count,
+            mem,
+            pct,
+            cores,
+            containers,
+        },
+    )
 }
 
 fn policies() -> impl Strategy<Value = (NodePolicyKind, &'static str)> {
     (
         prop::sample::select(vec![NodePolicyKind::Binpack, NodePolicyKind::Spread]),
-        prop::sample::select(vec!["spread", "binpack", "binpack,numa", "spread,topology-aware", "mutex"]),
+        prop::sample::select(vec![
+            "spread",
+            "binpack",
+            "binpack,numa",
+            "spread,topology-aware",
+            "mutex",
+        ]),
     )
 }
 
@@ -52,7 +75,9 @@ fn build_nodes(specs: &[NodeSpec]) -> Vec<Node> {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let mut b = NodeBuilder::new(&format!("node-{i:02}")).gpus(s.cards, "NVIDIA-A100", s.mem).with_each(|d| d.split_count = s.split);
+            let mut b = NodeBuilder::new(&format!("node-{i:02}"))
+                .gpus(s.cards, "NVIDIA-A100", s.mem)
+                .with_each(|d| d.split_count = s.split);
             if s.numa {
                 b = b.two_numa();
             }
@@ -66,7 +91,8 @@ fn build_pod(i: usize, s: &PodSpec) -> k8s_openapi::api::core::v1::Pod {
     let mem = s.mem.to_string();
     let pct = s.pct.to_string();
     let cores = s.cores.to_string();
-    let mut limits: Vec<(&str, &str)> = vec![("nvidia.com/gpu", &count), ("nvidia.com/gpucores", &cores)];
+    let mut limits: Vec<(&str, &str)> =
+        vec![("nvidia.com/gpu", &count), ("nvidia.com/gpucores", &cores)];
     if s.mem % 3 == 0 {
         limits.push(("nvidia.com/gpumem-percentage", &pct));
     } else {
@@ -104,7 +130,9 @@ fn run(nodes: &[Node], pods: &[PodRequest], sched: &Scheduler) -> (Ledger, Vec<S
         match sched.schedule(&ledger, r, None, &mut rng) {
             Decision::Placed { grant, .. } => {
                 out.push(format!("{:?}", grant));
-                ledger.reserve(&r.key, grant).expect("a fresh decision always reserves");
+                ledger
+                    .reserve(&r.key, grant)
+                    .expect("a fresh decision always reserves");
             }
             Decision::Unschedulable(s) => out.push(format!("unschedulable {}", s.headline())),
             Decision::PolicyUnavailable(k) => out.push(format!("no policy {k}")),
@@ -115,7 +143,10 @@ fn run(nodes: &[Node], pods: &[PodRequest], sched: &Scheduler) -> (Ledger, Vec<S
 
 fn requests(pods: &[PodSpec]) -> Vec<PodRequest> {
     let tr = RequestTranslator::default();
-    pods.iter().enumerate().filter_map(|(i, s)| tr.translate(&build_pod(i, s)).ok()).collect()
+    pods.iter()
+        .enumerate()
+        .filter_map(|(i, s)| tr.translate(&build_pod(i, s)).ok())
+        .collect()
 }
 
 proptest! {

@@ -10,16 +10,49 @@ fn hami_defaults() {
     let tr = RequestTranslator::default();
     // (case, limits, expected (count, memory, cores))
     let cases: &[(&str, &[(&str, &str)], (u32, MemoryRequest, u32))] = &[
-        ("memory only → one card", &[("nvidia.com/gpumem", "3000")], (1, MemoryRequest::Mib(3000), 0)),
-        ("cores only → one card, whole memory", &[("nvidia.com/gpucores", "30")], (1, MemoryRequest::Percent(100), 30)),
-        ("whole card → exclusive", &[("nvidia.com/gpu", "2")], (2, MemoryRequest::Percent(100), 100)),
-        ("percentage", &[("nvidia.com/gpu", "1"), ("nvidia.com/gpumem-percentage", "25")], (1, MemoryRequest::Percent(25), 0)),
-        ("MiB wins over percentage", &[("nvidia.com/gpu", "1"), ("nvidia.com/gpumem", "100"), ("nvidia.com/gpumem-percentage", "25")], (1, MemoryRequest::Mib(100), 0)),
+        (
+            "memory only → one card",
+            &[("nvidia.com/gpumem", "3000")],
+            (1, MemoryRequest::Mib(3000), 0),
+        ),
+        (
+            "cores only → one card, whole memory",
+            &[("nvidia.com/gpucores", "30")],
+            (1, MemoryRequest::Percent(100), 30),
+        ),
+        (
+            "whole card → exclusive",
+            &[("nvidia.com/gpu", "2")],
+            (2, MemoryRequest::Percent(100), 100),
+        ),
+        (
+            "percentage",
+            &[
+                ("nvidia.com/gpu", "1"),
+                ("nvidia.com/gpumem-percentage", "25"),
+            ],
+            (1, MemoryRequest::Percent(25), 0),
+        ),
+        (
+            "MiB wins over percentage",
+            &[
+                ("nvidia.com/gpu", "1"),
+                ("nvidia.com/gpumem", "100"),
+                ("nvidia.com/gpumem-percentage", "25"),
+            ],
+            (1, MemoryRequest::Mib(100), 0),
+        ),
     ];
     for (name, limits, (count, mem, cores)) in cases {
-        let r = tr.translate(&PodBuilder::new("p").container("main", limits).build()).expect(name);
+        let r = tr
+            .translate(&PodBuilder::new("p").container("main", limits).build())
+            .expect(name);
         let d = &r.containers[0].devices[0];
-        assert_eq!((d.count, d.memory, d.cores), (*count, *mem, *cores), "{name}");
+        assert_eq!(
+            (d.count, d.memory, d.cores),
+            (*count, *mem, *cores),
+            "{name}"
+        );
     }
 }
 
@@ -31,7 +64,11 @@ fn containers_keep_annotation_order_init_first() {
         .init_container("init", &[("cpu", "2")])
         .build();
     let r = tr.translate(&pod).expect("valid");
-    let names: Vec<(&str, bool)> = r.containers.iter().map(|c| (c.name.as_str(), c.init)).collect();
+    let names: Vec<(&str, bool)> = r
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.init))
+        .collect();
     assert_eq!(names, vec![("init", true), ("app", false)]);
     assert_eq!(r.cpu_milli, 2000, "effective CPU is max(sum app, max init)");
 }
@@ -40,26 +77,84 @@ fn containers_keep_annotation_order_init_first() {
 fn invalid_requests_name_container_and_field() {
     let tr = RequestTranslator::default();
     let cases: Vec<(&str, k8s_openapi::api::core::v1::Pod, &str)> = vec![
-        ("percentage", PodBuilder::new("p").container("main", &[("nvidia.com/gpumem-percentage", "150")]).build(),
-         "pod default/p: container \"main\": resource nvidia.com/gpumem-percentage: percentage must be 0..=100, got 150"),
-        ("cores", PodBuilder::new("p").container("main", &[("nvidia.com/gpucores", "101")]).build(),
-         "pod default/p: container \"main\": resource nvidia.com/gpucores: cores are a percentage of one card and must be 0..=100, got 101"),
-        ("negative", PodBuilder::new("p").container("main", &[("nvidia.com/gpu", "-1")]).build(),
-         "pod default/p: container \"main\": resource nvidia.com/gpu: negative quantity \"-1\""),
-        ("fractional", PodBuilder::new("p").container("main", &[("nvidia.com/gpumem", "1.5")]).build(),
-         "pod default/p: container \"main\": resource nvidia.com/gpumem: \"1.5\" is not a whole number"),
-        ("priority", PodBuilder::new("p").container("main", &[("nvidia.com/gpu", "1"), ("nvidia.com/priority", "3")]).build(),
-         "pod default/p: container \"main\": resource nvidia.com/priority: priority must be 0 (high) or 1 (low), got 3"),
-        ("policy", PodBuilder::new("p").gpu(1, 10, 0).annotation("hami.io/node-scheduler-policy", "packer").build(),
-         "pod default/p: annotation hami.io/node-scheduler-policy=\"packer\": unknown node policy \"packer\"; expected one of binpack, spread, fgd, fgd-exact, random, dotproduct, clustering, packing, bestfit"),
-        ("device policy", PodBuilder::new("p").gpu(1, 10, 0).annotation("hami.io/gpu-scheduler-policy", "binpack,wat").build(),
-         "pod default/p: annotation hami.io/gpu-scheduler-policy=\"binpack,wat\": unknown device policy \"wat\"; expected binpack, spread, mutex, numa or topology-aware (comma-chained)"),
-        ("numa-bind", PodBuilder::new("p").gpu(1, 10, 0).annotation("nvidia.com/numa-bind", "yes").build(),
-         "pod default/p: annotation nvidia.com/numa-bind=\"yes\": expected \"true\" or \"false\""),
-        ("vgpu-mode", PodBuilder::new("p").gpu(1, 10, 0).annotation("nvidia.com/vgpu-mode", "sliced").build(),
-         "pod default/p: annotation nvidia.com/vgpu-mode=\"sliced\": expected hami-core, mig or mps"),
-        ("empty type list", PodBuilder::new("p").gpu(1, 10, 0).annotation("nvidia.com/use-gputype", " , ").build(),
-         "pod default/p: annotation nvidia.com/use-gputype=\" , \": empty list"),
+        (
+            "percentage",
+            PodBuilder::new("p")
+                .container("main", &[("nvidia.com/gpumem-percentage", "150")])
+                .build(),
+            "pod default/p: container \"main\": resource nvidia.com/gpumem-percentage: percentage must be 0..=100, got 150",
+        ),
+        (
+            "cores",
+            PodBuilder::new("p")
+                .container("main", &[("nvidia.com/gpucores", "101")])
+                .build(),
+            "pod default/p: container \"main\": resource nvidia.com/gpucores: cores are a percentage of one card and must be 0..=100, got 101",
+        ),
+        (
+            "negative",
+            PodBuilder::new("p")
+                .container("main", &[("nvidia.com/gpu", "-1")])
+                .build(),
+            "pod default/p: container \"main\": resource nvidia.com/gpu: negative quantity \"-1\"",
+        ),
+        (
+            "fractional",
+            PodBuilder::new("p")
+                .container("main", &[("nvidia.com/gpumem", "1.5")])
+                .build(),
+            "pod default/p: container \"main\": resource nvidia.com/gpumem: \"1.5\" is not a whole number",
+        ),
+        (
+            "priority",
+            PodBuilder::new("p")
+                .container(
+                    "main",
+                    &[("nvidia.com/gpu", "1"), ("nvidia.com/priority", "3")],
+                )
+                .build(),
+            "pod default/p: container \"main\": resource nvidia.com/priority: priority must be 0 (high) or 1 (low), got 3",
+        ),
+        (
+            "policy",
+            PodBuilder::new("p")
+                .gpu(1, 10, 0)
+                .annotation("hami.io/node-scheduler-policy", "packer")
+                .build(),
+            "pod default/p: annotation hami.io/node-scheduler-policy=\"packer\": unknown node policy \"packer\"; expected one of binpack, spread, fgd, fgd-exact, random, dotproduct, clustering, packing, bestfit",
+        ),
+        (
+            "device policy",
+            PodBuilder::new("p")
+                .gpu(1, 10, 0)
+                .annotation("hami.io/gpu-scheduler-policy", "binpack,wat")
+                .build(),
+            "pod default/p: annotation hami.io/gpu-scheduler-policy=\"binpack,wat\": unknown device policy \"wat\"; expected binpack, spread, mutex, numa or topology-aware (comma-chained)",
+        ),
+        (
+            "numa-bind",
+            PodBuilder::new("p")
+                .gpu(1, 10, 0)
+                .annotation("nvidia.com/numa-bind", "yes")
+                .build(),
+            "pod default/p: annotation nvidia.com/numa-bind=\"yes\": expected \"true\" or \"false\"",
+        ),
+        (
+            "vgpu-mode",
+            PodBuilder::new("p")
+                .gpu(1, 10, 0)
+                .annotation("nvidia.com/vgpu-mode", "sliced")
+                .build(),
+            "pod default/p: annotation nvidia.com/vgpu-mode=\"sliced\": expected hami-core, mig or mps",
+        ),
+        (
+            "empty type list",
+            PodBuilder::new("p")
+                .gpu(1, 10, 0)
+                .annotation("nvidia.com/use-gputype", " , ")
+                .build(),
+            "pod default/p: annotation nvidia.com/use-gputype=\" , \": empty list",
+        ),
     ];
     for (name, pod, want) in cases {
         let err = tr.translate(&pod).expect_err(name);
