@@ -4,7 +4,8 @@
 //!
 //! Every launch calls [`admit`] with its cost in tokens (the grid's block count; a graph launch
 //! costs this process's average kernel cost). With no limit that is one relaxed load. With a
-//! limit it is the real `cuCtxGetDevice` plus three atomic read-modify-writes: count the launch,
+//! limit it is the real `cuCtxGetDevice` (skipped when the process sees a single device) plus
+//! three atomic read-modify-writes: count the launch,
 //! take the tokens, and — only if the bucket went negative — wait (sleeping 1 ms at a time)
 //! until the controller has refilled it. No allocation, no lock. Debt is allowed, so a launch
 //! larger than the bucket still goes through and is paid for afterwards.
@@ -20,15 +21,16 @@
 //! term makes it converge in a few ticks; the integral removes the remaining bias. It works
 //! for a process alone on its card: nothing depends on other tenants.
 //!
-//! Until NVML has been reached and `c` measured, the bucket admits one launch per tick (a
-//! probe); if NVML cannot be used at all the device is left unlimited and an error is logged.
+//! Until NVML has been reached and `c` measured, the bucket admits a probe budget that starts at
+//! one token per tick and doubles every tick; if NVML cannot be used at all the device is left
+//! unlimited and an error is logged.
 
 use crate::config::{Config, MAX_DEVICES};
 use crate::hooks;
 use crate::log;
 use crate::log::Level;
 use std::ffi::{c_char, c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Controller period.
@@ -91,10 +93,20 @@ pub fn admit_graph() {
     }
 }
 
+/// The only device the process can see, once known (-1: unknown or several). Saves the
+/// `cuCtxGetDevice` call on the launch path in the common one-GPU container.
+static ONLY_DEV: AtomicI32 = AtomicI32::new(-1);
+
 #[inline(always)]
 fn take(blocks: u64, kernel: bool) {
-    let Some(dev) = hooks::current_device() else {
-        return;
+    let only = ONLY_DEV.load(Ordering::Relaxed);
+    let dev = if only >= 0 {
+        only as usize
+    } else {
+        match hooks::current_device() {
+            Some(d) => d,
+            None => return,
+        }
     };
     let Some(l) = LIMITERS.get(dev) else {
         return;
@@ -160,6 +172,7 @@ type PProcUtil = unsafe extern "C" fn(*mut c_void, *mut Sample, *mut c_uint, u64
 type PByUuid = unsafe extern "C" fn(*const c_char, *mut *mut c_void) -> c_int;
 type PNvmlInit = unsafe extern "C" fn() -> c_int;
 type PUuid = unsafe extern "C" fn(*mut [u8; 16], c_int) -> c_int;
+type PCount = unsafe extern "C" fn(*mut c_int) -> c_int;
 
 fn realtime_us() -> u64 {
     std::time::SystemTime::now()
@@ -239,6 +252,7 @@ struct DevCtl {
     handle: Option<*mut c_void>,
     tries: u32,
     cost: f64,
+    probe: f64,
     integ: f64,
     ring: [u64; WINDOW_TICKS],
     thr: [bool; WINDOW_TICKS],
@@ -267,6 +281,7 @@ fn controller() {
             handle: None,
             tries: 0,
             cost: 0.0,
+            probe: 1.0,
             integ: 0.0,
             ring: [0; WINDOW_TICKS],
             thr: [false; WINDOW_TICKS],
@@ -296,7 +311,15 @@ fn controller() {
                 c.handle = nvml_handle(d);
                 match c.handle {
                     Some(_) => {
-                        // Start closed: the probe lets one launch through per tick.
+                        let mut n: c_int = 0;
+                        // SAFETY: resolved driver symbol; n is a valid out-pointer.
+                        let count_ok = unsafe { crate::real::cu::cuDeviceGetCount.get::<PCount>() }
+                            .map(|f| unsafe { f(&mut n) } == 0)
+                            .unwrap_or(false);
+                        if count_ok && n == 1 {
+                            ONLY_DEV.store(0, Ordering::Relaxed);
+                        }
+                        // Start closed: the probe budget grows from one token per tick.
                         l.tokens.store(0, Ordering::Release);
                     }
                     None => {
@@ -337,10 +360,16 @@ fn controller() {
                 };
             }
             if c.cost == 0.0 {
-                // Probe: admit one launch per tick until the cost per token is known.
+                // Probe until the cost per token is known: forgive any debt and admit a budget
+                // that doubles every tick, so that even tiny kernels soon add up to measurable
+                // utilisation (a fixed budget would never get there).
+                let budget = c.probe as i64;
+                c.probe = (c.probe * 2.0).min(1e12);
                 let _ = l
                     .tokens
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.max(0)));
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                        Some(t.max(0).saturating_add(budget))
+                    });
                 continue;
             }
             let err = target - cont;

@@ -100,6 +100,9 @@ struct Stream {
 
 thread_local! {
     static CURRENT: Cell<usize> = const { Cell::new(0) };
+    /// (context, card) of the last lookup: keeps `cuCtxGetDevice` lock-free like the real
+    /// driver's (a context destroyed by another thread while current here is not noticed).
+    static CURRENT_DEV: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     static CTX_STACK: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -177,8 +180,15 @@ fn current_dev() -> Result<usize, CUresult> {
     if c == 0 {
         return Err(INVALID_CONTEXT);
     }
+    let (cc, cd) = CURRENT_DEV.with(|x| x.get());
+    if cc == c {
+        return Ok(cd);
+    }
     match handles(|m| m.get(&c).copied()) {
-        Some(Obj::Ctx(d)) => Ok(d),
+        Some(Obj::Ctx(d)) => {
+            CURRENT_DEV.with(|x| x.set((c, d)));
+            Ok(d)
+        }
         _ => Err(INVALID_CONTEXT),
     }
 }
