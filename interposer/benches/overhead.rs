@@ -127,8 +127,8 @@ fn main() {
             let o = ch.wait_with_output().unwrap();
             let e = String::from_utf8_lossy(&o.stderr).into_owned();
             let rest = e.split("initialised in ").nth(1)?;
-            let wall = rest.split_whitespace().next()?.parse().ok()?;
-            let cpu = rest
+            let wall: f64 = rest.split_whitespace().next()?.parse().ok()?;
+            let cpu: f64 = rest
                 .split("(cpu ")
                 .nth(1)?
                 .split_whitespace()

@@ -19,8 +19,9 @@
 //!
 //! Every field is updated with atomic instructions only. A reservation is a compare-and-swap on
 //! `used[dev]` that never lets it exceed the limit, followed by an add to the process's own slot,
-//! so two processes can never both pass the check on the last free bytes. `flock` is held only
-//! while the file is created or its header written. A slot whose pid no longer exists
+//! so two processes can never both pass the check on the last free bytes. `flock` is taken only
+//! while the file is created or its header written; attaching to an initialised file takes no
+//! lock. A slot whose pid no longer exists
 //! (`kill(pid, 0)` fails with `ESRCH`) is reclaimed — its bytes are subtracted from `used` —
 //! whenever a reservation would fail, so memory of a killed process comes back.
 //!
@@ -105,6 +106,24 @@ fn open_file(path: &str, limits: &[u64; MAX_DEVICES]) -> Result<&'static Region,
             std::io::Error::last_os_error()
         ));
     }
+    // Fast path, no lock: a file already initialised by another process of the container
+    // (the common case when many processes start at once) only needs mapping and checking.
+    // SAFETY: fd open; st is a valid out-pointer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } == 0
+        && st.st_size as usize == size
+        && let Some(r) = map(fd, size)
+    {
+        if r.magic.load(Ordering::Acquire) == MAGIC && r.version.load(Ordering::Relaxed) == VERSION
+        {
+            check_limits(r, path, limits);
+            // SAFETY: fd is ours; the mapping survives close.
+            unsafe { libc::close(fd) };
+            return Ok(r);
+        }
+        // SAFETY: unmapping the mapping made just above, not yet shared with anyone.
+        unsafe { libc::munmap(r as *const Region as *mut libc::c_void, size) };
+    }
     // SAFETY: fd is ours; fchmod lets the other (possibly non-root) processes of the container
     // share the file despite the umask; failure is harmless.
     unsafe {
@@ -130,22 +149,7 @@ fn open_file(path: &str, limits: &[u64; MAX_DEVICES]) -> Result<&'static Region,
                 return Err(format!("{path}: cannot size the file"));
             }
         }
-        // SAFETY: shared mapping of `size` bytes of a file at least that large.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!("{path}: mmap failed"));
-        }
-        // SAFETY: page-aligned, sized for Region, all-atomic fields, never unmapped.
-        let r: &'static Region = unsafe { &*(p as *const Region) };
+        let r = map(fd, size).ok_or_else(|| format!("{path}: mmap failed"))?;
         match r.magic.load(Ordering::Acquire) {
             0 => {
                 r.version.store(VERSION, Ordering::Relaxed);
@@ -155,18 +159,7 @@ fn open_file(path: &str, limits: &[u64; MAX_DEVICES]) -> Result<&'static Region,
                 }
                 r.magic.store(MAGIC, Ordering::Release);
             }
-            MAGIC if r.version.load(Ordering::Relaxed) == VERSION => {
-                let differ: Vec<usize> = (0..MAX_DEVICES)
-                    .filter(|d| r.limits[*d].load(Ordering::Relaxed) != limits[*d])
-                    .collect();
-                if !differ.is_empty() {
-                    log!(
-                        Level::Warn,
-                        "{path}: memory limits of devices {differ:?} differ from those recorded by \
-                         the first process; each process enforces its own limit on the shared total"
-                    );
-                }
-            }
+            MAGIC if r.version.load(Ordering::Relaxed) == VERSION => check_limits(r, path, limits),
             m => {
                 return Err(format!(
                     "{path}: magic {m:#x} / version {} is not hami-rs layout 1; delete the stale file",
@@ -182,6 +175,39 @@ fn open_file(path: &str, limits: &[u64; MAX_DEVICES]) -> Result<&'static Region,
         libc::close(fd);
     }
     r
+}
+
+/// Maps the accounting file shared and read-write.
+fn map(fd: libc::c_int, size: usize) -> Option<&'static Region> {
+    // SAFETY: shared mapping of `size` bytes of a file at least that large.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: page-aligned, sized for Region, all-atomic fields, never unmapped once returned.
+    Some(unsafe { &*(p as *const Region) })
+}
+
+fn check_limits(r: &Region, path: &str, limits: &[u64; MAX_DEVICES]) {
+    let differ: Vec<usize> = (0..MAX_DEVICES)
+        .filter(|d| r.limits[*d].load(Ordering::Relaxed) != limits[*d])
+        .collect();
+    if !differ.is_empty() {
+        log!(
+            Level::Warn,
+            "{path}: memory limits of devices {differ:?} differ from those recorded by the first \
+             process; each process enforces its own limit on the shared total"
+        );
+    }
 }
 
 fn pid_dead(pid: i32) -> bool {
