@@ -176,10 +176,15 @@ impl MigPick {
 /// Memory a request takes on `dev`, after the family's rounding (Ascend templates), or `None`
 /// when no template is large enough.
 pub fn memory_needed(dev: &Device, req: &DeviceRequest, templates: &[u64]) -> Option<u64> {
-    let raw = req.memory_on(dev.memory_mib);
-    if dev.family.spec().quirk == Quirk::AscendTemplates && !templates.is_empty() {
+    memory_needed_caps(&CardCaps::of(dev), req, templates)
+}
+
+/// [`memory_needed`] from a card's hot numbers.
+pub fn memory_needed_caps(caps: &CardCaps, req: &DeviceRequest, templates: &[u64]) -> Option<u64> {
+    let raw = req.memory_on(caps.memory_mib);
+    if caps.ascend && !templates.is_empty() {
         if req.memory == MemoryRequest::Percent(100) {
-            return Some(dev.memory_mib);
+            return Some(caps.memory_mib);
         }
         return templates.iter().copied().filter(|&t| t >= raw).min();
     }
@@ -195,24 +200,41 @@ pub fn check_card(
     mem: Option<u64>,
     mutex: bool,
 ) -> Result<Option<MigPick>, Reason> {
-    if !dev.healthy {
+    check_card_caps(&CardCaps::of(dev), dev, usage, req, mem, mutex)
+}
+
+/// [`check_card`] reading the numbers from the card's compact [`CardCaps`] and touching the
+/// full [`Device`] only for selectors and MIG (the filter's hot loop stays in a few cache lines).
+pub fn check_card_caps(
+    caps: &CardCaps,
+    dev: &Device,
+    usage: &DeviceUsage,
+    req: &DeviceRequest,
+    mem: Option<u64>,
+    mutex: bool,
+) -> Result<Option<MigPick>, Reason> {
+    if !caps.healthy {
         return Err(Reason::CardNotHealth);
     }
-    if dev.cordoned {
+    if caps.cordoned {
         return Err(Reason::CardCordoned);
     }
     let wants_mig = req.mode == Some(DeviceMode::Mig);
     let mode_ok = match req.mode {
-        None => dev.mode != DeviceMode::Mig || !dev.mig_profiles.is_empty(),
-        Some(m) => m == dev.mode,
+        None => caps.mode != DeviceMode::Mig || !dev.mig_profiles.is_empty(),
+        Some(m) => m == caps.mode,
     };
-    if dev.family != req.family || !mode_ok || !req.selectors.type_ok(&dev.model) {
+    let selectors = &req.selectors;
+    let typed = !(selectors.use_types.is_empty() && selectors.nouse_types.is_empty());
+    if caps.family != req.family || !mode_ok || (typed && !selectors.type_ok(&dev.model)) {
         return Err(Reason::CardTypeMismatch);
     }
-    if !req.selectors.uuid_ok(&dev.uuid) {
+    if !(selectors.use_uuids.is_empty() && selectors.nouse_uuids.is_empty())
+        && !selectors.uuid_ok(&dev.uuid)
+    {
         return Err(Reason::CardUuidMismatch);
     }
-    if usage.used >= dev.split_count {
+    if usage.used >= caps.split_count {
         return Err(Reason::CardTimeSlicingExhausted);
     }
     if mutex && usage.used > 0 {
@@ -221,25 +243,63 @@ pub fn check_card(
     let Some(mem) = mem else {
         return Err(Reason::CardInsufficientMemory);
     };
-    if dev.memory_mib.saturating_sub(usage.used_mem) < mem {
+    if caps.memory_mib.saturating_sub(usage.used_mem) < mem {
         return Err(Reason::CardInsufficientMemory);
     }
     let cores = req.cores.min(100);
-    if dev.cores.saturating_sub(usage.used_cores) < cores {
+    if caps.cores.saturating_sub(usage.used_cores) < cores {
         return Err(Reason::CardInsufficientCore);
     }
-    if dev.cores == 100 && cores == 100 && usage.used > 0 {
+    if caps.cores == 100 && cores == 100 && usage.used > 0 {
         return Err(Reason::ExclusiveDeviceAllocateConflict);
     }
-    if dev.cores != 0 && usage.used_cores >= dev.cores && cores == 0 {
+    if caps.cores != 0 && usage.used_cores >= caps.cores && cores == 0 {
         return Err(Reason::CardComputeUnitsExhausted);
     }
-    if dev.mode == DeviceMode::Mig && (wants_mig || req.mode.is_none()) {
+    if caps.mode == DeviceMode::Mig && (wants_mig || req.mode.is_none()) {
         return mig_pick(dev, usage, mem)
             .map(Some)
             .ok_or(Reason::CardMigTopologyInfeasible);
     }
     Ok(None)
+}
+
+/// The numbers of a card the filter reads for every pod, packed together (the full [`Device`]
+/// with its strings is only touched for selectors and MIG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardCaps {
+    /// Memory capacity, MiB.
+    pub memory_mib: u64,
+    /// Core units.
+    pub cores: u32,
+    /// Slots.
+    pub split_count: u32,
+    /// Family.
+    pub family: FamilyId,
+    /// Healthy.
+    pub healthy: bool,
+    /// Cordoned.
+    pub cordoned: bool,
+    /// Sharing mode.
+    pub mode: DeviceMode,
+    /// Memory rounds up to Ascend templates.
+    pub ascend: bool,
+}
+
+impl CardCaps {
+    /// The hot numbers of `dev`.
+    pub fn of(dev: &Device) -> CardCaps {
+        CardCaps {
+            memory_mib: dev.memory_mib,
+            cores: dev.cores,
+            split_count: dev.split_count,
+            family: dev.family,
+            healthy: dev.healthy,
+            cordoned: dev.cordoned,
+            mode: dev.mode,
+            ascend: dev.family.spec().quirk == Quirk::AscendTemplates,
+        }
+    }
 }
 
 /// The smallest MIG profile with at least `mem` MiB that has a free placement (lowest start).

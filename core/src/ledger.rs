@@ -6,7 +6,7 @@
 //! annotations, so it can be rebuilt from them after a restart.
 
 use crate::family::FamilyId;
-use crate::fit::{MigPick, Pick};
+use crate::fit::{CardCaps, MigPick, Pick};
 use crate::model::{DeviceUsage, Node, NodeUsage};
 use crate::policy::Placement;
 use crate::policy::hami::node_usage_score;
@@ -64,6 +64,8 @@ pub struct NodeEntry {
     pub pods: BTreeSet<PodKey>,
     /// HAMi's node usage score for the current usage (cached: node policies read it per pod).
     pub usage_score: i64,
+    /// Compact per-card numbers for the filter's hot loop, by position.
+    pub caps: Vec<CardCaps>,
 }
 
 /// A read-only view of one node for filters and policies.
@@ -81,6 +83,8 @@ pub struct NodeView<'a> {
     pub ledger: &'a Ledger,
     /// HAMi's node usage score of the current usage ([`crate::policy::hami::node_usage_score`]).
     pub usage_score: i64,
+    /// Compact per-card numbers, by position.
+    pub caps: &'a [CardCaps],
 }
 
 impl<'a> NodeView<'a> {
@@ -187,7 +191,9 @@ impl Ledger {
             used: NodeUsage::default(),
             pods: BTreeSet::new(),
             usage_score: 0,
+            caps: Vec::new(),
         };
+        entry.caps = entry.node.devices.iter().map(CardCaps::of).collect();
         for k in &pods {
             if let Some(g) = self.pods.get(k) {
                 apply_grant(&mut entry, g, true);
@@ -232,6 +238,7 @@ impl Ledger {
             used: &e.used,
             ledger: self,
             usage_score: e.usage_score,
+            caps: &e.caps,
         })
     }
 
@@ -245,6 +252,7 @@ impl Ledger {
                 used: &e.used,
                 ledger: self,
                 usage_score: e.usage_score,
+                caps: &e.caps,
             })
         })
     }
@@ -404,6 +412,7 @@ impl Ledger {
                 used: NodeUsage::default(),
                 pods: BTreeSet::new(),
                 usage_score: 0,
+                caps: Vec::new(),
             };
             for k in &e.pods {
                 match self.pods.get(k) {

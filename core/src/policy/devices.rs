@@ -4,7 +4,8 @@
 use super::{DevicePolicyChain, DevicePolicyKind, Placement};
 use crate::family::FamilyId;
 use crate::fit::{
-    MigPick, Pick, Reason, ReasonCounts, check_card, check_node_resources, memory_needed,
+    CardCaps, MigPick, Pick, Reason, ReasonCounts, check_card_caps, check_node_resources,
+    memory_needed_caps,
 };
 use crate::ledger::NodeView;
 use crate::model::{DeviceUsage, Node};
@@ -107,6 +108,7 @@ pub fn fit_pod(
             let usage: &[DeviceUsage] = if quick { view.usage } else { &scratch.usage };
             let input = FitInput {
                 node,
+                caps: view.caps,
                 usage,
                 dr,
                 numa_bind: req.numa_bind,
@@ -150,6 +152,7 @@ pub fn fit_pod(
 /// What one device request is fitted against.
 struct FitInput<'a> {
     node: &'a Node,
+    caps: &'a [CardCaps],
     usage: &'a [DeviceUsage],
     dr: &'a DeviceRequest,
     numa_bind: bool,
@@ -166,6 +169,7 @@ fn fit_one(
 ) -> bool {
     let FitInput {
         node,
+        caps,
         usage,
         dr,
         numa_bind,
@@ -181,13 +185,13 @@ fn fit_one(
     cand.clear();
     chosen.clear();
     let mut family_cards = 0u32;
-    for (pos, dev) in node.devices.iter().enumerate() {
-        if dev.family != dr.family {
+    for (pos, (dev, cap)) in node.devices.iter().zip(caps).enumerate() {
+        if cap.family != dr.family {
             continue;
         }
         family_cards += 1;
-        let mem = memory_needed(dev, dr, templates.of(dr.family));
-        match check_card(dev, &usage[pos], dr, mem, mutex) {
+        let mem = memory_needed_caps(cap, dr, templates.of(dr.family));
+        match check_card_caps(cap, dev, &usage[pos], dr, mem, mutex) {
             Ok(mig) => cand.push(Cand {
                 pos: pos as u16,
                 mem: mem.unwrap_or(0),
