@@ -21,36 +21,42 @@ fn main() {
             limit: 10,
             policy: None,
             card: "a",
+            env: &[],
         },
         ShareCase {
             label: "30% alone",
             limit: 30,
             policy: None,
             card: "b",
+            env: &[],
         },
         ShareCase {
             label: "50% alone",
             limit: 50,
             policy: None,
             card: "c",
+            env: &[],
         },
         ShareCase {
             label: "90% alone",
             limit: 90,
             policy: None,
             card: "d",
+            env: &[],
         },
         ShareCase {
             label: "10% + 90%: the 10%",
             limit: 10,
             policy: None,
             card: "e",
+            env: &[],
         },
         ShareCase {
             label: "10% + 90%: the 90%",
             limit: 90,
             policy: None,
             card: "e",
+            env: &[],
         },
     ];
     let res = run_shares("share-bench", &cases, secs);

@@ -41,6 +41,9 @@ const WINDOW_TICKS: usize = 10;
 pub const WINDOW: Duration = Duration::from_millis(200);
 /// Integral gain, per second.
 const KI: f64 = 1.5;
+/// Consecutive readings without any of our pids (while we launch on a busy card) after which
+/// the controller falls back to whole-card utilisation (300 ms).
+const UNMATCHED_TICKS: u32 = 15;
 /// Tokens meaning "no limit in force".
 const OPEN: i64 = i64::MAX / 4;
 
@@ -204,8 +207,8 @@ fn nvml_handle(dev: usize) -> Option<*mut c_void> {
     (unsafe { by(uuid.as_ptr() as *const c_char, &mut out) } == 0).then_some(out)
 }
 
-/// (own, container) utilisation fractions over the window, from NVML.
-fn measure(h: *mut c_void, buf: &mut Vec<Sample>, pids: &[u32], me: u32) -> Option<(f64, f64)> {
+/// Utilisation fractions over the window, from NVML.
+fn measure(h: *mut c_void, buf: &mut Vec<Sample>, pids: &[u32], me: u32) -> Option<Measure> {
     // SAFETY: resolved NVML symbol with its documented signature.
     let f = unsafe { crate::real::nvml::nvmlDeviceGetProcessUtilization.get::<PProcUtil>() }?;
     let since = realtime_us().saturating_sub(WINDOW.as_micros() as u64);
@@ -216,7 +219,15 @@ fn measure(h: *mut c_void, buf: &mut Vec<Sample>, pids: &[u32], me: u32) -> Opti
         let r = unsafe { f(h, buf.as_mut_ptr(), &mut n, since) };
         match r {
             0 => break,
-            6 => return Some((0.0, 0.0)), // NOT_FOUND: no samples, nothing ran
+            // NOT_FOUND: no samples, nothing ran.
+            6 => {
+                return Some(Measure {
+                    own: 0.0,
+                    cont: 0.0,
+                    all: 0.0,
+                    matched: true,
+                });
+            }
             7 if (n as usize) > buf.len() && n < 4096 => {
                 buf.resize(n as usize + 8, Sample::default())
             }
@@ -236,16 +247,35 @@ fn measure(h: *mut c_void, buf: &mut Vec<Sample>, pids: &[u32], me: u32) -> Opti
     }
     let mut own = 0.0;
     let mut cont = 0.0;
+    let mut all = 0.0;
+    let mut matched = false;
     for (pid, sum, k) in per {
         let u = sum / k as f64 / 100.0;
+        all += u;
         if pid == me {
             own = u;
+            matched = true;
         }
         if pid == me || pids.contains(&pid) {
             cont += u;
+            matched = true;
         }
     }
-    Some((own, cont))
+    Some(Measure {
+        own,
+        cont,
+        all,
+        matched,
+    })
+}
+
+/// One NVML reading: this process's and the container's utilisation, the whole card's (sum
+/// over all processes), and whether any sample was ours.
+struct Measure {
+    own: f64,
+    cont: f64,
+    all: f64,
+    matched: bool,
 }
 
 struct DevCtl {
@@ -258,6 +288,7 @@ struct DevCtl {
     thr: [bool; WINDOW_TICKS],
     last_taken: u64,
     gave_up: bool,
+    unmatched: u32,
 }
 
 fn controller() {
@@ -287,6 +318,7 @@ fn controller() {
             thr: [false; WINDOW_TICKS],
             last_taken: 0,
             gave_up: false,
+            unmatched: 0,
         })
         .collect();
     let mut buf = vec![Sample::default(); 64];
@@ -346,12 +378,39 @@ fn controller() {
                 l.avg_cost.store(avg.max(1), Ordering::Relaxed);
             }
             let Some(h) = c.handle else { continue };
-            let Some((own, cont)) = measure(h, &mut buf, &pids, me) else {
+            let Some(m) = measure(h, &mut buf, &pids, me) else {
                 continue;
             };
             let target = limit as f64 / 100.0;
             let tokens_in_window: u64 = c.ring.iter().sum();
-            if tokens_in_window > 0 && own > 0.005 {
+            // A busy card on which none of the pids is ours, while we keep launching, for
+            // UNMATCHED_TICKS: inside a PID namespace NVML reports host pids. Fall back to the
+            // whole card's utilisation — exact for a container alone on its card, conservative
+            // (below the share) when others run there too. A single unmatched reading is just
+            // NVML not having sampled us yet, and is skipped.
+            if m.matched || m.all == 0.0 || tokens_in_window == 0 {
+                c.unmatched = 0;
+            } else {
+                c.unmatched += 1;
+            }
+            let (own, cont) = if m.matched {
+                (m.own, m.cont)
+            } else if c.unmatched >= UNMATCHED_TICKS {
+                if c.unmatched == UNMATCHED_TICKS {
+                    log!(
+                        Level::Warn,
+                        "device {d}: NVML process ids do not match this container's (PID \
+                         namespace?); limiting on whole-card utilisation"
+                    );
+                }
+                (m.all, m.all)
+            } else {
+                (0.0, 0.0)
+            };
+            // An unusable reading still refills (from the current estimate, or the probe);
+            // it only does not feed the estimate or the integral.
+            let usable = m.matched || c.unmatched >= UNMATCHED_TICKS || m.all == 0.0;
+            if usable && tokens_in_window > 0 && own > 0.005 {
                 let est = own * win / tokens_in_window as f64;
                 c.cost = if c.cost == 0.0 {
                     est
@@ -373,7 +432,7 @@ fn controller() {
                 continue;
             }
             let err = target - cont;
-            if c.thr.iter().any(|t| *t) || err < 0.0 {
+            if usable && (c.thr.iter().any(|t| *t) || err < 0.0) {
                 c.integ = (c.integ + KI * err * dt).clamp(-0.9 * target, 0.5);
             }
             let rate = (target + c.integ).max(0.02 * target) / c.cost;

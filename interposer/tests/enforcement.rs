@@ -233,7 +233,8 @@ fn log_level_zero_hides_warnings() {
 }
 
 /// Compute share with simulated kernel time: 10/30/50/90 % each alone on a card, 10 % + 90 % on
-/// one card, and a 30 % limit switched off by policy. Windows are 1 s; the first is warm-up.
+/// one card, 30 % when NVML's pids are not ours (PID namespace: whole-card fallback after 1 s),
+/// and a 30 % limit switched off by policy. Windows are 1 s; the first is warm-up.
 /// The mean of the other windows must be within ±5 points (per-window values are printed; the
 /// `share` bench prints the longer report).
 #[test]
@@ -244,42 +245,56 @@ fn compute_share_meets_the_limit_per_window() {
             limit: 10,
             policy: None,
             card: "a",
+            env: &[],
         },
         ShareCase {
             label: "30% alone",
             limit: 30,
             policy: None,
             card: "b",
+            env: &[],
         },
         ShareCase {
             label: "50% alone",
             limit: 50,
             policy: None,
             card: "c",
+            env: &[],
         },
         ShareCase {
             label: "90% alone",
             limit: 90,
             policy: None,
             card: "d",
+            env: &[],
         },
         ShareCase {
             label: "10% shared",
             limit: 10,
             policy: None,
             card: "e",
+            env: &[],
         },
         ShareCase {
             label: "90% shared",
             limit: 90,
             policy: None,
             card: "e",
+            env: &[],
+        },
+        ShareCase {
+            label: "30% PID namespace",
+            limit: 30,
+            policy: None,
+            card: "g",
+            env: &[("HAMI_FAKE_NVML_PID_OFFSET", "100000")],
         },
         ShareCase {
             label: "30% policy=disable",
             limit: 30,
             policy: Some("disable"),
             card: "f",
+            env: &[],
         },
     ];
     let results = run_shares("share", &cases, 5);

@@ -5,6 +5,7 @@
 //! the fake driver's users did, across processes. Utilisation is busy time over a window:
 //! `nvmlDeviceGetUtilizationRates` uses the last `HAMI_FAKE_NVML_WINDOW_MS` (default 1000 ms),
 //! `nvmlDeviceGetProcessUtilization` the time since `lastSeenTimeStamp` (20 ms to 1.2 s).
+//! `HAMI_FAKE_NVML_PID_OFFSET` shifts the pids NVML reports, to simulate a PID namespace.
 //! Handles are checked: a handle this library did not hand out gives
 //! `NVML_ERROR_INVALID_ARGUMENT`.
 //!
@@ -406,12 +407,25 @@ pub struct ProcessUtilizationSample {
     pub dec_util: c_uint,
 }
 
+/// `HAMI_FAKE_NVML_PID_OFFSET`: added to every pid NVML reports, to simulate a container's PID
+/// namespace (where NVML shows host pids that the processes inside do not know).
+fn pid_offset() -> i32 {
+    static OFF: OnceLock<i32> = OnceLock::new();
+    *OFF.get_or_init(|| {
+        std::env::var("HAMI_FAKE_NVML_PID_OFFSET")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 fn active_slots(n: &Nvml, d: usize) -> Vec<(usize, i32)> {
     (0..MAX_PROCS)
         .filter_map(|i| {
             let s = &n.st.procs[i];
             let pid = s.pid.load(Ordering::Acquire);
-            (pid > 0 && s.active_mask.load(Ordering::Relaxed) & (1 << d) != 0).then_some((i, pid))
+            (pid > 0 && s.active_mask.load(Ordering::Relaxed) & (1 << d) != 0)
+                .then_some((i, pid + pid_offset()))
         })
         .collect()
 }

@@ -20,6 +20,7 @@ pub const CONTRACT_VARS: &[&str] = &[
     "HAMI_FAKE_GPUS",
     "HAMI_FAKE_STATE",
     "HAMI_FAKE_NS_PER_BLOCK",
+    "HAMI_FAKE_NVML_PID_OFFSET",
     "LD_PRELOAD",
 ];
 
@@ -199,6 +200,8 @@ pub struct ShareCase {
     pub policy: Option<&'static str>,
     /// Cases with the same card name share one fake card.
     pub card: &'static str,
+    /// Extra environment.
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 /// Runs all cases concurrently for `secs` seconds (5 ms fake kernels, all four launch paths in
@@ -218,6 +221,7 @@ pub fn run_shares(tag: &str, cases: &[ShareCase], secs: u32) -> Vec<Vec<f64>> {
                 .env("CUDA_DEVICE_SM_LIMIT", case.limit.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
+            c.envs(case.env.iter().copied());
             if let Some(p) = case.policy {
                 c.env("GPU_CORE_UTILIZATION_POLICY", p);
             }
