@@ -1,0 +1,193 @@
+//! The API writes the extender carries out, behind a small trait so tests and the benchmark
+//! can use an in-memory fake that records every call.
+
+use futures::future::BoxFuture;
+use hami_core::request::PodKey;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// A failed API write, as text (the HTTP layer only reports it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ApiError(pub String);
+
+/// One API write, as recorded by [`RecordingWriter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiWrite {
+    /// A JSON merge patch of pod annotations (`None` removes the key).
+    PatchPod {
+        /// The pod.
+        pod: PodKey,
+        /// Keys set or removed.
+        annotations: BTreeMap<String, Option<String>>,
+    },
+    /// A merge patch of node annotations.
+    PatchNode {
+        /// The node.
+        node: String,
+        /// Keys set or removed.
+        annotations: BTreeMap<String, Option<String>>,
+    },
+    /// A `pods/binding` create.
+    Bind {
+        /// The pod.
+        pod: PodKey,
+        /// Its UID (may be empty when kube-scheduler did not send one).
+        uid: String,
+        /// The node.
+        node: String,
+    },
+    /// A core/v1 Event on the pod.
+    Event {
+        /// The pod.
+        pod: PodKey,
+        /// `Normal` or `Warning`.
+        kind: String,
+        /// HAMi's reason word (`FilteringFailed`, `BindingFailed`, …).
+        reason: String,
+        /// Human text.
+        message: String,
+    },
+}
+
+impl ApiWrite {
+    /// The pod this write concerns, if any.
+    pub fn pod(&self) -> Option<&PodKey> {
+        match self {
+            ApiWrite::PatchPod { pod, .. }
+            | ApiWrite::Bind { pod, .. }
+            | ApiWrite::Event { pod, .. } => Some(pod),
+            ApiWrite::PatchNode { .. } => None,
+        }
+    }
+}
+
+/// What the extender needs from the Kubernetes API. Implementations must be cheap to share.
+pub trait ApiWriter: Send + Sync + 'static {
+    /// Merge-patch the pod's annotations.
+    fn patch_pod_annotations(
+        &self,
+        pod: &PodKey,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// Merge-patch the node's annotations.
+    fn patch_node_annotations(
+        &self,
+        node: &str,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// Create the pod's Binding to `node`.
+    fn bind(&self, pod: &PodKey, uid: &str, node: &str) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// Record an Event on the pod (best effort; callers ignore failures).
+    fn event(
+        &self,
+        pod: &PodKey,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> BoxFuture<'_, Result<(), ApiError>>;
+}
+
+/// An in-memory [`ApiWriter`] that records every write; optionally fails binds.
+#[derive(Debug, Default)]
+pub struct RecordingWriter {
+    writes: Mutex<Vec<ApiWrite>>,
+    fail_binds: std::sync::atomic::AtomicBool,
+}
+
+impl RecordingWriter {
+    /// An empty recorder.
+    pub fn new() -> RecordingWriter {
+        RecordingWriter::default()
+    }
+
+    /// Make every later bind fail (to test the failure path).
+    pub fn fail_binds(&self, fail: bool) {
+        self.fail_binds
+            .store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every write so far, in order.
+    pub fn writes(&self) -> Vec<ApiWrite> {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Writes that concern `pod`.
+    pub fn writes_for(&self, pod: &PodKey) -> Vec<ApiWrite> {
+        self.writes()
+            .into_iter()
+            .filter(|w| w.pod() == Some(pod))
+            .collect()
+    }
+
+    /// Forget what was recorded.
+    pub fn clear(&self) {
+        if let Ok(mut w) = self.writes.lock() {
+            w.clear();
+        }
+    }
+
+    fn push(&self, w: ApiWrite) {
+        if let Ok(mut v) = self.writes.lock() {
+            v.push(w);
+        }
+    }
+}
+
+impl ApiWriter for RecordingWriter {
+    fn patch_pod_annotations(
+        &self,
+        pod: &PodKey,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<(), ApiError>> {
+        self.push(ApiWrite::PatchPod {
+            pod: pod.clone(),
+            annotations: annotations.clone(),
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn patch_node_annotations(
+        &self,
+        node: &str,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<(), ApiError>> {
+        self.push(ApiWrite::PatchNode {
+            node: node.to_string(),
+            annotations: annotations.clone(),
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn bind(&self, pod: &PodKey, uid: &str, node: &str) -> BoxFuture<'_, Result<(), ApiError>> {
+        self.push(ApiWrite::Bind {
+            pod: pod.clone(),
+            uid: uid.to_string(),
+            node: node.to_string(),
+        });
+        let fail = self.fail_binds.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if fail {
+                Err(ApiError("injected bind failure".into()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn event(
+        &self,
+        pod: &PodKey,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> BoxFuture<'_, Result<(), ApiError>> {
+        self.push(ApiWrite::Event {
+            pod: pod.clone(),
+            kind: kind.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+        });
+        Box::pin(async { Ok(()) })
+    }
+}

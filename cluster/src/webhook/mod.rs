@@ -1,0 +1,399 @@
+//! The mutating admission webhook (AdmissionReview v1, pod CREATE).
+//!
+//! Only pods that ask for a managed resource are changed: their `schedulerName` is set, HAMi's
+//! validations run (no containers, privileged containers, a preset `nodeName`, and every
+//! request error of [`RequestTranslator::translate`] — percentage range, cores over 100, …),
+//! and the task-priority / core-policy environment is injected. Every other review is allowed
+//! unchanged. The answer carries a JSONPatch as a base64 string (`patchType: JSONPatch`), as
+//! the API documents.
+
+use base64::Engine;
+use hami_core::config::{DeviceConfig, NvidiaConfig};
+use hami_core::request::RequestTranslator;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The API group/version of the reviews we answer.
+pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+
+/// An `AdmissionReview` (request or response side).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionReview {
+    /// `admission.k8s.io/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `AdmissionReview`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// What the API server asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<AdmissionRequest>,
+    /// Our answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<AdmissionResponse>,
+}
+
+/// Group, version and kind of the object under review.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GroupVersionKind {
+    /// API group (empty for core).
+    #[serde(default)]
+    pub group: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Kind (`Pod`).
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// The fields of an admission request this webhook reads; the rest is ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    /// Copied into the response.
+    pub uid: String,
+    /// Kind of the object.
+    #[serde(default)]
+    pub kind: Option<GroupVersionKind>,
+    /// `CREATE`, `UPDATE`, …
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// Namespace of the object.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Name (may be empty for generateName pods).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The object as it will be stored.
+    #[serde(default)]
+    pub object: Option<Value>,
+}
+
+/// `status` of a denied review.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdmissionStatus {
+    /// HTTP-like code (403 denied, 400 bad request).
+    pub code: u16,
+    /// Why.
+    pub message: String,
+}
+
+/// Our answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionResponse {
+    /// The request's uid.
+    pub uid: String,
+    /// Whether the object is admitted.
+    pub allowed: bool,
+    /// Why not (or a note), when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AdmissionStatus>,
+    /// Base64 of the JSONPatch document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// `JSONPatch` when `patch` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<String>,
+}
+
+/// Webhook settings (HAMi's `--scheduler-name`, `--force-overwrite-default-scheduler` and the
+/// `nvidia:` section of the device configuration).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The scheduler name set on managed pods (`hami-scheduler`).
+    pub scheduler_name: String,
+    /// Overwrite `default-scheduler` (HAMi's default: true).
+    pub force_overwrite_default_scheduler: bool,
+    /// Resource names and validations.
+    pub translator: RequestTranslator,
+    /// NVIDIA settings: resource names, default count, core policy, overwriteEnv, runtime class.
+    pub nvidia: NvidiaConfig,
+}
+
+impl WebhookConfig {
+    /// Settings from a device configuration.
+    pub fn new(scheduler_name: impl Into<String>, config: &DeviceConfig) -> WebhookConfig {
+        WebhookConfig {
+            scheduler_name: scheduler_name.into(),
+            force_overwrite_default_scheduler: true,
+            translator: RequestTranslator::new(config),
+            nvidia: config.nvidia.clone(),
+        }
+    }
+}
+
+/// The HTTP answer to one review: status code and JSON or text body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookReply {
+    /// HTTP status (200 for every answered review; 400 when no review could be read).
+    pub status: u16,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Whether `body` is JSON (else plain text).
+    pub json: bool,
+}
+
+fn text_reply(status: u16, msg: String) -> WebhookReply {
+    WebhookReply {
+        status,
+        body: msg.into_bytes(),
+        json: false,
+    }
+}
+
+fn review_reply(resp: AdmissionResponse) -> WebhookReply {
+    let review = AdmissionReview {
+        api_version: Some(ADMISSION_API_VERSION.into()),
+        kind: Some("AdmissionReview".into()),
+        request: None,
+        response: Some(resp),
+    };
+    match serde_json::to_vec(&review) {
+        Ok(body) => WebhookReply {
+            status: 200,
+            body,
+            json: true,
+        },
+        Err(e) => text_reply(500, format!("encoding the AdmissionReview failed: {e}")),
+    }
+}
+
+fn deny(uid: &str, code: u16, message: impl Into<String>) -> AdmissionResponse {
+    AdmissionResponse {
+        uid: uid.to_string(),
+        allowed: false,
+        status: Some(AdmissionStatus {
+            code,
+            message: message.into(),
+        }),
+        patch: None,
+        patch_type: None,
+    }
+}
+
+fn allow(uid: &str) -> AdmissionResponse {
+    AdmissionResponse {
+        uid: uid.to_string(),
+        allowed: true,
+        ..AdmissionResponse::default()
+    }
+}
+
+/// Answer one review body. Never panics: unreadable JSON gets HTTP 400 with the parser's
+/// message; a readable uid with a bad request gets a review with `allowed: false`.
+pub fn handle(body: &[u8], cfg: &WebhookConfig) -> WebhookReply {
+    let raw: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return text_reply(400, format!("malformed AdmissionReview JSON: {e}")),
+    };
+    let uid = raw
+        .pointer("/request/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let review: AdmissionReview = match serde_json::from_value(raw) {
+        Ok(r) => r,
+        Err(e) => {
+            return match uid {
+                Some(u) => review_reply(deny(&u, 400, format!("malformed AdmissionReview: {e}"))),
+                None => text_reply(400, format!("malformed AdmissionReview: {e}")),
+            };
+        }
+    };
+    let Some(req) = review.request else {
+        return text_reply(400, "AdmissionReview has no request".into());
+    };
+    review_reply(review_request(&req, cfg))
+}
+
+/// Decide one admission request.
+pub fn review_request(req: &AdmissionRequest, cfg: &WebhookConfig) -> AdmissionResponse {
+    let uid = req.uid.as_str();
+    let is_pod = req.kind.as_ref().is_none_or(|k| k.kind == "Pod");
+    let is_create = req.operation.as_deref().is_none_or(|o| o == "CREATE");
+    if !is_pod || !is_create {
+        return allow(uid);
+    }
+    let Some(object) = req.object.as_ref() else {
+        return deny(uid, 400, "admission request has no object");
+    };
+    let mut pod: Pod = match serde_json::from_value(object.clone()) {
+        Ok(p) => p,
+        Err(e) => return deny(uid, 400, format!("object is not a valid Pod: {e}")),
+    };
+    if pod.metadata.namespace.is_none() {
+        pod.metadata.namespace = req.namespace.clone();
+    }
+    if pod.metadata.name.as_deref().unwrap_or("").is_empty() {
+        pod.metadata.name = pod
+            .metadata
+            .generate_name
+            .clone()
+            .or_else(|| req.name.clone());
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return deny(uid, 400, "pod has no spec");
+    };
+    if spec.containers.is_empty() {
+        return deny(uid, 403, "pod has no containers");
+    }
+    let current = spec.scheduler_name.as_deref().unwrap_or("");
+    if !current.is_empty()
+        && current != cfg.scheduler_name
+        && (current != "default-scheduler" || !cfg.force_overwrite_default_scheduler)
+    {
+        return allow(uid);
+    }
+    let init = spec.init_containers.as_deref().unwrap_or(&[]);
+    let all: Vec<(String, &Container)> = init
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("/spec/initContainers/{i}"), c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("/spec/containers/{i}"), c)),
+        )
+        .collect();
+    let managed = |c: &Container| {
+        c.resources.as_ref().is_some_and(|r| {
+            [r.limits.as_ref(), r.requests.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|m| m.keys().any(|k| cfg.translator.is_managed_resource(k)))
+        })
+    };
+    if !all.iter().any(|(_, c)| managed(c)) {
+        return allow(uid);
+    }
+    if let Some((_, c)) = all.iter().find(|(_, c)| {
+        c.security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            .unwrap_or(false)
+    }) {
+        return deny(uid, 403, format!("container {} is privileged", c.name));
+    }
+    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return deny(uid, 403, "pod has node assigned");
+    }
+    if let Err(e) = cfg.translator.translate(&pod) {
+        return deny(uid, 403, e.to_string());
+    }
+    let mut ops: Vec<Value> = Vec::new();
+    for (path, c) in &all {
+        container_ops(path, c, cfg, &mut ops);
+    }
+    if current != cfg.scheduler_name {
+        ops.push(json!({"op": "add", "path": "/spec/schedulerName", "value": cfg.scheduler_name}));
+    }
+    let rc = cfg.nvidia.runtime_class_name.as_str();
+    if !rc.is_empty() && spec.runtime_class_name.is_none() {
+        ops.push(json!({"op": "add", "path": "/spec/runtimeClassName", "value": rc}));
+    }
+    let mut resp = allow(uid);
+    if !ops.is_empty() {
+        let doc = Value::Array(ops).to_string();
+        resp.patch = Some(base64::engine::general_purpose::STANDARD.encode(doc));
+        resp.patch_type = Some("JSONPatch".into());
+    }
+    resp
+}
+
+/// Escape a JSON-pointer token (`/` → `~1`, `~` → `~0`).
+fn pointer_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// The NVIDIA part of HAMi's per-container mutation: default card count, task priority and
+/// core-policy environment, and `NVIDIA_VISIBLE_DEVICES=none` with `overwriteEnv`.
+fn container_ops(path: &str, c: &Container, cfg: &WebhookConfig, ops: &mut Vec<Value>) {
+    let n = &cfg.nvidia;
+    let res = c.resources.as_ref();
+    let limits = res.and_then(|r| r.limits.as_ref());
+    let requests = res.and_then(|r| r.requests.as_ref());
+    let has = |name: &str| {
+        limits.is_some_and(|m| m.contains_key(name)) || requests.is_some_and(|m| m.contains_key(name))
+    };
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(p) = limits
+        .and_then(|m| m.get(&n.resource_priority_name))
+        .or_else(|| requests.and_then(|m| m.get(&n.resource_priority_name)))
+    {
+        env.push(("CUDA_TASK_PRIORITY".into(), p.0.trim().to_string()));
+    }
+    let mut has_count = has(&n.resource_count_name);
+    let wants_share = has(&n.resource_memory_name)
+        || has(&n.resource_memory_percentage_name)
+        || has(&n.resource_core_name);
+    if !has_count && wants_share && n.default_gpu_num > 0 {
+        let count = json!(n.default_gpu_num.to_string());
+        let token = pointer_token(&n.resource_count_name);
+        if limits.is_some() {
+            ops.push(json!({"op": "add", "path": format!("{path}/resources/limits/{token}"), "value": count}));
+        } else if res.is_some() {
+            ops.push(json!({"op": "add", "path": format!("{path}/resources/limits"), "value": {n.resource_count_name.clone(): count}}));
+        } else {
+            ops.push(json!({"op": "add", "path": format!("{path}/resources"), "value": {"limits": {n.resource_count_name.clone(): count}}}));
+        }
+        has_count = true;
+    }
+    if has_count && !n.gpu_core_policy.is_empty() && n.gpu_core_policy != "default" {
+        env.push((
+            "GPU_CORE_UTILIZATION_POLICY".into(),
+            n.gpu_core_policy.clone(),
+        ));
+    }
+    if !has_count && n.overwrite_env {
+        env.push(("NVIDIA_VISIBLE_DEVICES".into(), "none".into()));
+    }
+    let existing = c.env.as_deref().unwrap_or(&[]);
+    env.retain(|(k, _)| !existing.iter().any(|e| &e.name == k));
+    if env.is_empty() {
+        return;
+    }
+    let vars: Vec<Value> = env
+        .into_iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    if existing.is_empty() {
+        ops.push(json!({"op": "add", "path": format!("{path}/env"), "value": vars}));
+    } else {
+        for v in vars {
+            ops.push(json!({"op": "add", "path": format!("{path}/env/-"), "value": v}));
+        }
+    }
+}
+
+async fn webhook_route(
+    axum::extract::State(cfg): axum::extract::State<std::sync::Arc<WebhookConfig>>,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let b = match crate::extender::server::read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let reply = handle(&b, &cfg);
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let ct = if reply.json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (status, [(header::CONTENT_TYPE, ct)], reply.body).into_response()
+}
+
+/// The routes of a webhook-only process: `POST /webhook`, `GET /healthz`, `GET /readyz`.
+pub fn router(cfg: std::sync::Arc<WebhookConfig>) -> axum::Router {
+    axum::Router::new()
+        .route("/webhook", axum::routing::post(webhook_route))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .with_state(cfg)
+}
