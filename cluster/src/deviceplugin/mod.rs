@@ -129,6 +129,9 @@ pub struct Service<P> {
     /// Containers served by this process (pod UID, container index). Its lock also serialises
     /// Allocate calls — the only serialisation, one Allocate long.
     served: Arc<Mutex<BTreeSet<(String, usize)>>>,
+    /// Flips to `true` when the serving generation stops, ending open ListAndWatch streams so a
+    /// restart or shutdown never waits on kubelet's long-lived stream.
+    stop: watch::Receiver<bool>,
 }
 
 impl<P> Clone for Service<P> {
@@ -138,6 +141,7 @@ impl<P> Clone for Service<P> {
             source: self.source.clone(),
             cards: self.cards.clone(),
             served: self.served.clone(),
+            stop: self.stop.clone(),
         }
     }
 }
@@ -174,6 +178,7 @@ impl<P: PodSource> Service<P> {
             source,
             cards,
             served: Arc::new(Mutex::new(BTreeSet::new())),
+            stop: watch::channel(false).1,
         }
     }
 
@@ -335,11 +340,19 @@ impl<P: PodSource> DevicePlugin for Service<P> {
         _: Request<api::Empty>,
     ) -> Result<Response<Self::ListAndWatchStream>, Status> {
         let split = self.cfg.split_count;
-        let stream = tokio_stream::wrappers::WatchStream::new(self.cards.clone()).map(move |c| {
-            Ok(api::ListAndWatchResponse {
-                devices: device_list(&c, split),
-            })
-        });
+        let lists = tokio_stream::wrappers::WatchStream::new(self.cards.clone()).map(Some);
+        let stop = tokio_stream::wrappers::WatchStream::new(self.stop.clone())
+            .filter(|stopped| *stopped)
+            .map(|_| None);
+        let stream = lists
+            .merge(stop)
+            .take_while(Option::is_some)
+            .filter_map(|c| c)
+            .map(move |c| {
+                Ok(api::ListAndWatchResponse {
+                    devices: device_list(&c, split),
+                })
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -462,7 +475,10 @@ pub async fn run<P: PodSource>(
             source: e,
         })?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let svc = DevicePluginServer::new(service.clone());
+        let (gen_tx, gen_rx) = watch::channel(false);
+        let mut generation = service.clone();
+        generation.stop = gen_rx;
+        let svc = DevicePluginServer::new(generation);
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(svc)
@@ -499,11 +515,15 @@ pub async fn run<P: PodSource>(
                 }
             }
         };
+        let _ = gen_tx.send(true);
         let _ = stop_tx.send(());
-        match server.await {
-            Ok(Ok(())) => {}
+        // Connections kubelet keeps open must not hold a restart or shutdown hostage.
+        let mut server = server;
+        match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(PluginError::Serve(e.to_string())),
             Ok(Err(e)) => return Err(PluginError::Serve(e.to_string())),
-            Err(e) => return Err(PluginError::Serve(e.to_string())),
+            Err(_) => server.abort(),
         }
         if !restart {
             remove_socket(&sock)?;
