@@ -1,0 +1,207 @@
+//! The extender over real HTTP on 127.0.0.1 with recorded kube-scheduler bodies.
+
+mod common;
+
+use common::{fixture, post, request, start};
+use hami_cluster::extender::writer::ApiWrite;
+use hami_core::request::PodKey;
+use serde_json::Value;
+
+const NODES: &[(&str, u32, u64)] = &[
+    ("gpu-node-a", 8, 81920),
+    ("gpu-node-b", 8, 81920),
+    ("gpu-node-c", 4, 40960),
+];
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[tokio::test]
+async fn filter_then_bind_a_gpu_pod() {
+    let h = start(NODES).await;
+    let (status, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    insta::assert_json_snapshot!("filter_gpu_pod", v);
+    let names = v["NodeNames"].as_array().expect("NodeNames");
+    assert_eq!(names.len(), 1, "exactly one node: {body}");
+    let node = names[0].as_str().expect("name").to_string();
+
+    let mut bind: Value = serde_json::from_slice(&fixture("bind_gpu_pod.json")).expect("fixture");
+    bind["Node"] = Value::String(node.clone());
+    let (status, body) = post(h.addr, "/bind", bind.to_string().into_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body), serde_json::json!({"Error": ""}));
+
+    // Two API writes for the pod: one annotation patch (devices + bind phase) and the Binding.
+    let key = PodKey::new("ml", "cuda-train-7d9f8");
+    let writes = h.writer.writes_for(&key);
+    assert_eq!(writes.len(), 2, "{writes:#?}");
+    let ApiWrite::PatchPod { annotations, .. } = &writes[0] else {
+        panic!("first write is not the patch: {writes:#?}")
+    };
+    assert_eq!(
+        annotations.get("hami.io/bind-phase"),
+        Some(&Some("allocating".to_string()))
+    );
+    assert_eq!(annotations.get("hami.io/vgpu-node"), Some(&Some(node.clone())));
+    insta::assert_debug_snapshot!("filter_patch", annotations);
+    assert_eq!(
+        writes[1],
+        ApiWrite::Bind {
+            pod: key,
+            uid: "5f4b1c2e-8f3a-4c61-9d0e-2b7a6c1d9e44".into(),
+            node
+        }
+    );
+}
+
+#[tokio::test]
+async fn unmanaged_pod_gets_every_node_back_and_no_writes() {
+    let h = start(NODES).await;
+    let (status, body) = post(h.addr, "/filter", fixture("filter_plain_pod.json")).await;
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(
+        v["NodeNames"],
+        serde_json::json!(["gpu-node-a", "gpu-node-b", "gpu-node-c"])
+    );
+    assert_eq!(v["Error"], "");
+    assert!(h.writer.writes().is_empty());
+}
+
+#[tokio::test]
+async fn pod_that_fits_nowhere_gets_reasons_per_node() {
+    let h = start(NODES).await;
+    let (status, body) = post(h.addr, "/filter", fixture("filter_too_big.json")).await;
+    assert_eq!(status, 200);
+    let v = json(&body);
+    insta::assert_json_snapshot!("filter_too_big", v);
+    assert_eq!(v["NodeNames"], serde_json::json!([]));
+    assert_eq!(v["FailedNodes"].as_object().map(|m| m.len()), Some(3));
+}
+
+#[tokio::test]
+async fn nodes_objects_instead_of_names_are_answered_with_objects() {
+    let h = start(NODES).await;
+    let mut args: Value = serde_json::from_slice(&fixture("filter_gpu_pod.json")).expect("fixture");
+    args["NodeNames"] = Value::Null;
+    args["Nodes"] = serde_json::json!({"items": [
+        {"metadata": {"name": "gpu-node-a"}}, {"metadata": {"name": "gpu-node-b"}}
+    ]});
+    let (status, body) = post(h.addr, "/filter", args.to_string().into_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["Nodes"]["items"].as_array().map(Vec::len), Some(1), "{body}");
+}
+
+#[tokio::test]
+async fn lowercase_keys_are_accepted() {
+    let h = start(NODES).await;
+    let args: Value = serde_json::from_slice(&fixture("filter_gpu_pod.json")).expect("fixture");
+    let lower = serde_json::json!({"pod": args["Pod"], "nodenames": ["gpu-node-c"]});
+    let (status, body) = post(h.addr, "/filter", lower.to_string().into_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["NodeNames"], serde_json::json!(["gpu-node-c"]));
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_with_line_and_column() {
+    let h = start(NODES).await;
+    let (status, body) = post(h.addr, "/filter", b"{\"Pod\": {\"metadata\": ".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("malformed ExtenderArgs JSON:"), "{body}");
+    assert!(body.contains("line 1 column"), "{body}");
+    let (status, body) = post(h.addr, "/bind", b"[1,2]".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("malformed ExtenderBindingArgs JSON"), "{body}");
+}
+
+#[tokio::test]
+async fn oversized_body_is_a_413() {
+    let h = start(NODES).await;
+    let mut big = b"{\"NodeNames\":[\"".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 2 << 20));
+    big.extend(b"\"]}");
+    let (status, body) = post(h.addr, "/filter", big).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("1 MiB"), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_pod_at_bind_is_a_clear_error() {
+    let h = start(NODES).await;
+    let (status, body) = post(h.addr, "/bind", fixture("bind_gpu_pod.json")).await;
+    assert_eq!(status, 200);
+    let err = json(&body)["Error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains("ml/cuda-train-7d9f8"), "{err}");
+    assert!(err.contains("without a filter decision"), "{err}");
+    assert!(h.writer.writes().is_empty());
+}
+
+#[tokio::test]
+async fn followers_refuse_filter_and_bind() {
+    let h = start(NODES).await;
+    h.ext
+        .leader_flag()
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let (_, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
+    assert!(json(&body)["Error"].as_str().unwrap_or_default().starts_with("not the leader"), "{body}");
+    let (_, body) = post(h.addr, "/bind", fixture("bind_gpu_pod.json")).await;
+    assert!(json(&body)["Error"].as_str().unwrap_or_default().starts_with("not the leader"), "{body}");
+    assert!(h.writer.writes().is_empty());
+}
+
+#[tokio::test]
+async fn not_ready_until_synced() {
+    let h = start(NODES).await;
+    assert_eq!(request(h.addr, "GET", "/readyz", vec![]).await.0, 200);
+    assert_eq!(request(h.addr, "GET", "/healthz", vec![]).await.0, 200);
+    h.ext.set_ready(false);
+    assert_eq!(request(h.addr, "GET", "/readyz", vec![]).await.0, 503);
+    let (_, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
+    assert!(json(&body)["Error"].as_str().unwrap_or_default().contains("not synced"), "{body}");
+}
+
+#[tokio::test]
+async fn failed_binding_releases_the_grant() {
+    let h = start(NODES).await;
+    let (_, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
+    let node = json(&body)["NodeNames"][0].as_str().unwrap_or_default().to_string();
+    h.writer.fail_binds(true);
+    let mut bind: Value = serde_json::from_slice(&fixture("bind_gpu_pod.json")).expect("fixture");
+    bind["Node"] = Value::String(node);
+    let (_, body) = post(h.addr, "/bind", bind.to_string().into_bytes()).await;
+    assert!(json(&body)["Error"].as_str().unwrap_or_default().contains("injected bind failure"), "{body}");
+    let key = PodKey::new("ml", "cuda-train-7d9f8");
+    assert!(h.ext.with_controller(|c| c.ledger().grant(&key).is_none()).await);
+}
+
+#[tokio::test]
+async fn metrics_have_hami_names_and_labels() {
+    let h = start(NODES).await;
+    let _ = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
+    let (status, text) = request(h.addr, "GET", "/metrics", vec![]).await;
+    assert_eq!(status, 200);
+    for name in [
+        "hami_gpu_memory_limit_bytes{",
+        "hami_gpu_core_limit_ratio{",
+        "hami_gpu_memory_allocated_bytes{",
+        "hami_gpu_shared_count{",
+        "hami_gpu_core_allocated_ratio{",
+        "hami_node_gpu_overview{",
+        "hami_node_gpu_memory_allocated_ratio{",
+        "hami_vgpu_memory_allocated_bytes{",
+        "hami_vgpu_core_allocated_ratio{",
+        "hami_build_info{",
+        "hami_scheduler_filter_duration_seconds_bucket{",
+        "hami_scheduler_decisions_total{",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+    assert!(text.contains(
+        "hami_vgpu_memory_allocated_bytes{namespace=\"ml\",node=\"gpu-node-"
+    ), "{text}");
+    assert!(text.contains("zone=\"vGPU\""));
+}

@@ -1,0 +1,50 @@
+//! The extender over HTTPS with a certificate signed by a test CA (rcgen).
+
+mod common;
+
+use common::{fixture, request_on};
+use std::sync::Arc;
+
+#[tokio::test]
+async fn filter_over_tls() {
+    hami_cluster::tls::install_ring_provider();
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_file = dir.path().join("tls.crt");
+    let key_file = dir.path().join("tls.key");
+    std::fs::write(&cert_file, cert.pem()).expect("write cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    let tls = hami_cluster::tls::server_config(&cert_file, &key_file)
+        .await
+        .expect("tls config");
+
+    let h = common::start(&[("gpu-node-a", 8, 81920)]).await;
+    let addr = common::serve(h.ext.clone(), Some(tls)).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).expect("root");
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls_stream = connector.connect(name, tcp).await.expect("tls handshake");
+    let (status, body) = request_on(tls_stream, "POST", "/filter", fixture("filter_gpu_pod.json")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"NodeNames\":[\"gpu-node-a\"]"), "{body}");
+
+    // A missing key file is an error naming the file.
+    let err = hami_cluster::tls::server_config(&cert_file, &dir.path().join("nope.key"))
+        .await
+        .expect_err("missing key");
+    assert!(err.to_string().contains("nope.key"), "{err}");
+}
