@@ -42,8 +42,14 @@ fn fake_inventory_gives_hami_bytes() {
     let s = settings_for("v100-node", &NvidiaConfig::default(), &none);
     let ann = node_annotations(&nodes[0], &s);
     let want = fixture();
-    assert_eq!(ann[REG], want[REG], "registration must be byte-identical to HAMi's");
-    assert_eq!(ann[SCORE], want[SCORE], "pair scores must be byte-identical to HAMi's");
+    assert_eq!(
+        ann[REG], want[REG],
+        "registration must be byte-identical to HAMi's"
+    );
+    assert_eq!(
+        ann[SCORE], want[SCORE],
+        "pair scores must be byte-identical to HAMi's"
+    );
 
     let s = settings_for("fake-node", &NvidiaConfig::default(), &none);
     let ann = node_annotations(&nodes[1], &s);
@@ -52,16 +58,24 @@ fn fake_inventory_gives_hami_bytes() {
         "[{\"id\":\"GPU-fa4e0000-0000-4000-8000-0000fa4e0000\",\"count\":10,\"devmem\":81920,\"devcore\":100,\"type\":\"NVIDIA A100-SXM4-80GB\",\"mode\":\"hami-core\",\"health\":true},\
 {\"id\":\"GPU-fa4e0001-0000-4000-8000-0000fa4e0001\",\"index\":1,\"count\":10,\"devmem\":81920,\"devcore\":100,\"type\":\"NVIDIA A100-SXM4-80GB\",\"numa\":1,\"mode\":\"hami-core\",\"health\":true}]"
     );
-    assert!(!ann.contains_key(SCORE), "no topology known, no score annotation");
+    assert!(
+        !ann.contains_key(SCORE),
+        "no topology known, no score annotation"
+    );
 }
 
 #[test]
 fn key_value_file_is_one_node() {
-    let nodes = parse_inventory("count=1\nname=Tesla T4\nmemory=15g\n", "gpus.txt", "n7").expect("parse");
+    let nodes =
+        parse_inventory("count=1\nname=Tesla T4\nmemory=15g\n", "gpus.txt", "n7").expect("parse");
     assert_eq!(nodes[0].name, "n7");
     let s = settings_for("n7", &NvidiaConfig::default(), &Default::default());
     let ann = node_annotations(&nodes[0], &s);
-    assert!(ann[REG].contains("\"type\":\"NVIDIA-Tesla T4\""), "{}", ann[REG]);
+    assert!(
+        ann[REG].contains("\"type\":\"NVIDIA-Tesla T4\""),
+        "{}",
+        ann[REG]
+    );
     assert!(ann[REG].contains("\"devmem\":15360"));
 }
 
@@ -88,8 +102,12 @@ fn per_node_config_overrides() {
 
 #[test]
 fn bad_inventory_names_the_source() {
-    let e = parse_inventory("nodes:\n  - name: x\n    links: [{a: 0, b: 3, score: 1}]\n", "inv.yaml", "n")
-        .expect_err("bad link");
+    let e = parse_inventory(
+        "nodes:\n  - name: x\n    links: [{a: 0, b: 3, score: 1}]\n",
+        "inv.yaml",
+        "n",
+    )
+    .expect_err("bad link");
     assert!(e.contains("inv.yaml") && e.contains("(0, 3)"), "{e}");
     let e = parse_inventory("count=lots", "gpus.txt", "n").expect_err("bad count");
     assert!(e.contains("gpus.txt:1"), "{e}");
@@ -105,14 +123,21 @@ async fn publishes_only_on_change() {
     assert!(publish(&src, "v100-node", &ann).await.expect("first"));
     assert!(!publish(&src, "v100-node", &ann).await.expect("second"));
     assert_eq!(src.writes().len(), 1);
-    assert_eq!(src.node("v100-node").unwrap_or_default()[REG], fixture()[REG]);
+    assert_eq!(
+        src.node("v100-node").unwrap_or_default()[REG],
+        fixture()[REG]
+    );
 }
 
 #[test]
 fn nvml_discovery_with_fake_library() {
     let dir = tempfile::tempdir().expect("tempdir");
     let inv = dir.path().join("gpus.txt");
-    std::fs::write(&inv, "count=2\nname=NVIDIA H100 80GB HBM3\nmemory=80g\ndevice.1.numa=1\n").expect("write");
+    std::fs::write(
+        &inv,
+        "count=2\nname=NVIDIA H100 80GB HBM3\nmemory=80g\ndevice.1.numa=1\n",
+    )
+    .expect("write");
     // The fake reads its inventory and shared state from the environment.
     // SAFETY: this is the only test in this binary that touches these variables.
     unsafe {
@@ -136,6 +161,10 @@ fn nvml_discovery_with_fake_library() {
     assert_eq!(node.links, vec![(0, 1, 10)]);
     let s = settings_for("h100-node", &NvidiaConfig::default(), &Default::default());
     let ann = node_annotations(&node, &s);
-    assert!(ann[REG].starts_with("[{\"id\":\"GPU-fa4e0000"), "{}", ann[REG]);
+    assert!(
+        ann[REG].starts_with("[{\"id\":\"GPU-fa4e0000"),
+        "{}",
+        ann[REG]
+    );
     assert!(ann[SCORE].contains(":10"));
 }

@@ -161,10 +161,17 @@ async fn register_list_allocate_health_restart_shutdown() {
     assert_eq!(reg.version, "v1beta1");
     assert_eq!(reg.endpoint, "hami-nvidia.sock");
     assert_eq!(reg.resource_name, "nvidia.com/gpu");
-    assert!(reg.options.is_some_and(|o| o.get_preferred_allocation_available));
+    assert!(
+        reg.options
+            .is_some_and(|o| o.get_preferred_allocation_available)
+    );
 
     let mut c = client(&sock).await;
-    let opts = c.get_device_plugin_options(Empty {}).await.expect("options").into_inner();
+    let opts = c
+        .get_device_plugin_options(Empty {})
+        .await
+        .expect("options")
+        .into_inner();
     assert!(opts.get_preferred_allocation_available && !opts.pre_start_required);
     c.pre_start_container(hami_cluster::deviceplugin::api::PreStartContainerRequest {
         devices_ids: vec![format!("{A}-0")],
@@ -178,7 +185,11 @@ async fn register_list_allocate_health_restart_shutdown() {
     assert_eq!(first.devices.len(), 20);
     assert!(first.devices.iter().all(|d| d.health == "Healthy"));
     assert!(first.devices.iter().any(|d| d.id == format!("{B}-9")));
-    let b0 = first.devices.iter().find(|d| d.id == format!("{B}-0")).expect("B-0");
+    let b0 = first
+        .devices
+        .iter()
+        .find(|d| d.id == format!("{B}-0"))
+        .expect("B-0");
     assert_eq!(b0.topology.as_ref().map(|t| t.nodes[0].id), Some(1));
 
     // A pod bound here; kubelet asks for a preference, then allocates.
@@ -208,7 +219,10 @@ async fn register_list_allocate_health_restart_shutdown() {
         .await
         .expect("preferred")
         .into_inner();
-    assert_eq!(pref.container_responses[0].device_i_ds, vec![format!("{B}-0")]);
+    assert_eq!(
+        pref.container_responses[0].device_i_ds,
+        vec![format!("{B}-0")]
+    );
     let resp = c
         .allocate(alloc_req(&pref.container_responses[0].device_i_ds))
         .await
@@ -231,17 +245,30 @@ async fn register_list_allocate_health_restart_shutdown() {
     assert_eq!(
         mounts,
         vec![
-            (format!("{host}/libvgpu.so").as_str(), "/usr/local/vgpu/libvgpu.so", true),
+            (
+                format!("{host}/libvgpu.so").as_str(),
+                "/usr/local/vgpu/libvgpu.so",
+                true
+            ),
             (ctr_dir.as_str(), "/usr/local/vgpu", false),
             ("/tmp/vgpulock", "/tmp/vgpulock", false),
-            (format!("{host}/ld.so.preload").as_str(), "/etc/ld.so.preload", true),
+            (
+                format!("{host}/ld.so.preload").as_str(),
+                "/etc/ld.so.preload",
+                true
+            ),
         ]
     );
     assert!(Path::new(&ctr_dir).is_dir());
     let ann = r.source.pod_annotations("default", "p1");
     assert_eq!(ann[TO_ALLOCATE], ";");
     assert_eq!(ann["hami.io/bind-phase"], "success");
-    assert!(!r.source.node(NODE).unwrap_or_default().contains_key("hami.io/mutex.lock"));
+    assert!(
+        !r.source
+            .node(NODE)
+            .unwrap_or_default()
+            .contains_key("hami.io/mutex.lock")
+    );
 
     // Health change: B's replicas turn Unhealthy in the next list.
     assert!(r.handle.set_health(B, false));
@@ -250,8 +277,20 @@ async fn register_list_allocate_health_restart_shutdown() {
         .expect("health update")
         .expect("item")
         .expect("ok");
-    assert!(second.devices.iter().filter(|d| d.id.starts_with(B)).all(|d| d.health == "Unhealthy"));
-    assert!(second.devices.iter().filter(|d| d.id.starts_with(A)).all(|d| d.health == "Healthy"));
+    assert!(
+        second
+            .devices
+            .iter()
+            .filter(|d| d.id.starts_with(B))
+            .all(|d| d.health == "Unhealthy")
+    );
+    assert!(
+        second
+            .devices
+            .iter()
+            .filter(|d| d.id.starts_with(A))
+            .all(|d| d.health == "Healthy")
+    );
 
     // kubelet restarts: its socket disappears and comes back; the plugin registers again.
     let (stop, h) = r.kubelet;
@@ -263,7 +302,9 @@ async fn register_list_allocate_health_restart_shutdown() {
     let again = recv(&mut r.regs).await;
     assert_eq!(again.resource_name, "nvidia.com/gpu");
     let mut c2 = client(&sock).await;
-    c2.get_device_plugin_options(Empty {}).await.expect("serving after restart");
+    c2.get_device_plugin_options(Empty {})
+        .await
+        .expect("serving after restart");
 
     // Graceful shutdown removes the socket.
     let _ = r.shutdown.send(());
@@ -299,11 +340,23 @@ async fn allocate_waits_for_late_annotations_and_refuses_ambiguity() {
         .into_inner();
     let cr = &resp.container_responses[0];
     assert_eq!(cr.envs["CUDA_DEVICE_MEMORY_LIMIT_0"], "1000m");
-    assert_eq!(cr.mounts.len(), 3, "CUDA_DISABLE_CONTROL=true: no ld.so.preload mount");
+    assert_eq!(
+        cr.mounts.len(),
+        3,
+        "CUDA_DISABLE_CONTROL=true: no ld.so.preload mount"
+    );
 
     // Two pods both await one card: refuse after the bounded wait, write nothing.
-    r.source.put_pod(PodBuilder::new("x", NODE).container("c", &[(A, 1000, 10)]).build());
-    r.source.put_pod(PodBuilder::new("y", NODE).container("c", &[(B, 3000, 30)]).build());
+    r.source.put_pod(
+        PodBuilder::new("x", NODE)
+            .container("c", &[(A, 1000, 10)])
+            .build(),
+    );
+    r.source.put_pod(
+        PodBuilder::new("y", NODE)
+            .container("c", &[(B, 3000, 30)])
+            .build(),
+    );
     let writes = r.source.writes().len();
     let err = c
         .allocate(alloc_req(&[format!("{A}-1")]))

@@ -127,7 +127,11 @@ impl Harness {
                 assert_eq!(env["CUDA_DEVICE_SM_LIMIT"], want[0].2.to_string());
                 // And the consumed segment is this pod's, not someone else's.
                 let ann = self.source.pod_annotations("default", pod);
-                let seg = ann[TO_ALLOCATE].split(';').nth(k).unwrap_or("x").to_string();
+                let seg = ann[TO_ALLOCATE]
+                    .split(';')
+                    .nth(k)
+                    .unwrap_or("x")
+                    .to_string();
                 assert_eq!(seg, "", "{pod}[{k}] segment not consumed");
                 Outcome::Served
             }
@@ -168,33 +172,66 @@ fn assert_refused(o: &Outcome, text: &str) {
 async fn incident_3096_expired_lock_handed_over() {
     let mut h = harness(2);
     let (c0, c1) = (card(0), card(1));
-    h.bind(PodBuilder::new("a", NODE).container("main", &[(&c0, 1000, 0)]), &[&[(&c0, 1000, 0)]]);
+    h.bind(
+        PodBuilder::new("a", NODE).container("main", &[(&c0, 1000, 0)]),
+        &[&[(&c0, 1000, 0)]],
+    );
     // Our scheduler would not bind b now: it is indistinguishable from a.
     let why = bind_conflict(NODE, "default/b", &[1], &h.candidates(), &BTreeSet::new());
     assert!(why.is_some_and(|w| w.contains("default/a")));
     // HAMi's scheduler does bind it (lock expired and handed over to b).
-    h.bind(PodBuilder::new("b", NODE).container("main", &[(&c1, 3000, 0)]).bind_time(1_700_000_300), &[&[(&c1, 3000, 0)]]);
+    h.bind(
+        PodBuilder::new("b", NODE)
+            .container("main", &[(&c1, 3000, 0)])
+            .bind_time(1_700_000_300),
+        &[&[(&c1, 3000, 0)]],
+    );
     h.set_lock("b");
     // kubelet admits a. The lock names b; HAMi would serve b's annotation. We refuse.
     let pref = h.preferred(1).await;
     let o = h.kubelet_allocates("a", 0, pref).await;
     assert_refused(&o, "ambiguous");
     // kubelet fails a (UnexpectedAdmissionError); its phase becomes Failed. b is admitted next.
-    h.source.put_pod(PodBuilder::new("a", NODE).container("main", &[(&c0, 1000, 0)]).phase("Failed").build());
+    h.source.put_pod(
+        PodBuilder::new("a", NODE)
+            .container("main", &[(&c0, 1000, 0)])
+            .phase("Failed")
+            .build(),
+    );
     let pref = h.preferred(1).await;
     assert_eq!(pref, vec![format!("{c1}-0")]);
-    assert!(matches!(h.kubelet_allocates("b", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("b", 0, pref).await,
+        Outcome::Served
+    ));
     // With our scheduler's rule the same two pods go through in order, both served right.
     let mut h = harness(2);
-    h.bind(PodBuilder::new("a", NODE).container("main", &[(&c0, 1000, 0)]), &[&[(&c0, 1000, 0)]]);
+    h.bind(
+        PodBuilder::new("a", NODE).container("main", &[(&c0, 1000, 0)]),
+        &[&[(&c0, 1000, 0)]],
+    );
     h.set_lock("a");
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("a", 0, pref).await, Outcome::Served));
-    assert!(!h.source.node(NODE).unwrap_or_default().contains_key("hami.io/mutex.lock"));
+    assert!(matches!(
+        h.kubelet_allocates("a", 0, pref).await,
+        Outcome::Served
+    ));
+    assert!(
+        !h.source
+            .node(NODE)
+            .unwrap_or_default()
+            .contains_key("hami.io/mutex.lock")
+    );
     assert!(bind_conflict(NODE, "default/b", &[1], &h.candidates(), &BTreeSet::new()).is_none());
-    h.bind(PodBuilder::new("b", NODE).container("main", &[(&c1, 3000, 0)]), &[&[(&c1, 3000, 0)]]);
+    h.bind(
+        PodBuilder::new("b", NODE).container("main", &[(&c1, 3000, 0)]),
+        &[&[(&c1, 3000, 0)]],
+    );
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("b", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("b", 0, pref).await,
+        Outcome::Served
+    ));
 }
 
 /// HAMi #781 (ascend-device-plugin #15): two pending HAMi pods on one node with different
@@ -205,19 +242,34 @@ async fn incident_781_two_pending_pods() {
     // Different shapes (one and two cards): identity by count, both served right, either order.
     let mut h = harness(2);
     let c1 = card(1);
-    h.bind(PodBuilder::new("a", NODE).container("main", &[(&c0, 32768, 50)]), &[&[(&c0, 32768, 50)]]);
+    h.bind(
+        PodBuilder::new("a", NODE).container("main", &[(&c0, 32768, 50)]),
+        &[&[(&c0, 32768, 50)]],
+    );
     h.bind(
         PodBuilder::new("b", NODE).container("main", &[(&c0, 8192, 12), (&c1, 8192, 12)]),
         &[&[(&c0, 8192, 12), (&c1, 8192, 12)]],
     );
     let pref = h.preferred(2).await;
-    assert!(matches!(h.kubelet_allocates("b", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("b", 0, pref).await,
+        Outcome::Served
+    ));
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("a", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("a", 0, pref).await,
+        Outcome::Served
+    ));
     // Same shape (one card each, 1/2 vs 1/8): both pending at once is refused, never swapped.
     let mut h = harness(1);
-    h.bind(PodBuilder::new("a", NODE).container("main", &[(&c0, 32768, 50)]), &[&[(&c0, 32768, 50)]]);
-    h.bind(PodBuilder::new("b", NODE).container("main", &[(&c0, 8192, 12)]), &[&[(&c0, 8192, 12)]]);
+    h.bind(
+        PodBuilder::new("a", NODE).container("main", &[(&c0, 32768, 50)]),
+        &[&[(&c0, 32768, 50)]],
+    );
+    h.bind(
+        PodBuilder::new("b", NODE).container("main", &[(&c0, 8192, 12)]),
+        &[&[(&c0, 8192, 12)]],
+    );
     for pod in ["b", "a"] {
         let pref = h.preferred(1).await;
         assert_refused(&h.kubelet_allocates(pod, 0, pref).await, "ambiguous");
@@ -231,18 +283,40 @@ async fn incident_1741_eight_gpus_spread_replicas() {
     let mut h = harness(8);
     let cards: Vec<String> = (0..8).map(card).collect();
     let grant: Vec<Grant<'_>> = cards.iter().map(|c| (c.as_str(), 81559, 100)).collect();
-    h.bind(PodBuilder::new("a", NODE).container("main", &grant), &[&grant]);
+    h.bind(
+        PodBuilder::new("a", NODE).container("main", &grant),
+        &[&grant],
+    );
     // kubelet's own pick, as in the issue: duplicates of card 0 and card 1.
-    let spread: Vec<String> = [(0, 17), (0, 6), (0, 2), (1, 1), (2, 1), (0, 3), (1, 6), (3, 0)]
-        .iter()
-        .map(|(c, n)| format!("{}-{}", card(*c), n % 10))
-        .collect();
+    let spread: Vec<String> = [
+        (0, 17),
+        (0, 6),
+        (0, 2),
+        (1, 1),
+        (2, 1),
+        (0, 3),
+        (1, 6),
+        (3, 0),
+    ]
+    .iter()
+    .map(|(c, n)| format!("{}-{}", card(*c), n % 10))
+    .collect();
     assert_refused(&h.kubelet_allocates("a", 0, spread).await, "two replicas");
     // With our preference kubelet gets one replica of each granted card, and all 8 are served.
     let pref = h.preferred(8).await;
-    let picked: BTreeSet<String> = pref.iter().map(|id| id.rsplit_once('-').map(|(u, _)| u.to_string()).unwrap_or_default()).collect();
+    let picked: BTreeSet<String> = pref
+        .iter()
+        .map(|id| {
+            id.rsplit_once('-')
+                .map(|(u, _)| u.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
     assert_eq!(picked, cards.iter().cloned().collect::<BTreeSet<_>>());
-    assert!(matches!(h.kubelet_allocates("a", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("a", 0, pref).await,
+        Outcome::Served
+    ));
 }
 
 /// HAMi #2640: GPU requests only in init containers bypassed the lock; two concurrent pods
@@ -251,8 +325,12 @@ async fn incident_1741_eight_gpus_spread_replicas() {
 async fn incident_2640_init_container_only_requests() {
     let c0 = card(0);
     let mut h = harness(1);
-    let a = PodBuilder::new("a", NODE).init("setup", &[(&c0, 1024, 10)]).container("app", &[]);
-    let b = PodBuilder::new("b", NODE).init("setup", &[(&c0, 2048, 20)]).container("app", &[]);
+    let a = PodBuilder::new("a", NODE)
+        .init("setup", &[(&c0, 1024, 10)])
+        .container("app", &[]);
+    let b = PodBuilder::new("b", NODE)
+        .init("setup", &[(&c0, 2048, 20)])
+        .container("app", &[]);
     h.bind(a.clone(), &[&[(&c0, 1024, 10)], &[]]);
     h.bind(b.clone(), &[&[(&c0, 2048, 20)], &[]]);
     // Concurrent: never served pod a twice, never a's limits to b — refused.
@@ -263,14 +341,29 @@ async fn incident_2640_init_container_only_requests() {
     // Init-container counts take part in the bind rule, so our scheduler serialises them.
     let mut h = harness(1);
     h.bind(a, &[&[(&c0, 1024, 10)], &[]]);
-    assert!(bind_conflict(NODE, "default/b", &[1, 0], &h.candidates(), &BTreeSet::new()).is_some());
+    assert!(
+        bind_conflict(
+            NODE,
+            "default/b",
+            &[1, 0],
+            &h.candidates(),
+            &BTreeSet::new()
+        )
+        .is_some()
+    );
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("a", 0, pref.clone()).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("a", 0, pref.clone()).await,
+        Outcome::Served
+    ));
     // A repeated Allocate for the same replicas (kubelet retry) is not served from a's grant again.
     assert_refused(&h.kubelet_allocates("a", 0, pref).await, "awaits 1 card");
     h.bind(b, &[&[(&c0, 2048, 20)], &[]]);
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("b", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("b", 0, pref).await,
+        Outcome::Served
+    ));
 }
 
 /// HAMi #404: a 1024 MiB pod got 30480 MiB because another pod on the node (already served,
@@ -280,16 +373,30 @@ async fn incident_404_restarting_pod_picked() {
     let c0 = card(0);
     let mut h = harness(1);
     h.bind(
-        PodBuilder::new("r", NODE).container("main", &[(&c0, 30480, 0)]).bind_time(1_600_000_000),
+        PodBuilder::new("r", NODE)
+            .container("main", &[(&c0, 30480, 0)])
+            .bind_time(1_600_000_000),
         &[&[(&c0, 30480, 0)]],
     );
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("r", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("r", 0, pref).await,
+        Outcome::Served
+    ));
     // r restarts: Pending again, bind-phase success, to-allocate consumed.
-    assert_eq!(h.source.pod_annotations("default", "r")["hami.io/bind-phase"], "success");
-    h.bind(PodBuilder::new("n", NODE).container("main", &[(&c0, 1024, 0)]), &[&[(&c0, 1024, 0)]]);
+    assert_eq!(
+        h.source.pod_annotations("default", "r")["hami.io/bind-phase"],
+        "success"
+    );
+    h.bind(
+        PodBuilder::new("n", NODE).container("main", &[(&c0, 1024, 0)]),
+        &[&[(&c0, 1024, 0)]],
+    );
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("n", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("n", 0, pref).await,
+        Outcome::Served
+    ));
 }
 
 /// Related races: a pod deleted mid-allocation, a stale lock naming a gone pod, a late pod.
@@ -299,11 +406,16 @@ async fn deleted_mid_allocation_and_stale_lock() {
     let mut h = harness(2);
     h.set_lock("long-gone");
     h.bind(
-        PodBuilder::new("a", NODE).container("c0", &[(&c0, 1000, 10)]).container("c1", &[(&c1, 1000, 10)]),
+        PodBuilder::new("a", NODE)
+            .container("c0", &[(&c0, 1000, 10)])
+            .container("c1", &[(&c1, 1000, 10)]),
         &[&[(&c0, 1000, 10)], &[(&c1, 1000, 10)]],
     );
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("a", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("a", 0, pref).await,
+        Outcome::Served
+    ));
     // a is deleted before its second container; b (one card) is bound and admitted.
     h.source.put_pod(
         PodBuilder::new("a", NODE)
@@ -312,13 +424,27 @@ async fn deleted_mid_allocation_and_stale_lock() {
             .deleting()
             .build(),
     );
-    h.bind(PodBuilder::new("b", NODE).container("main", &[(&c1, 5000, 50)]), &[&[(&c1, 5000, 50)]]);
+    h.bind(
+        PodBuilder::new("b", NODE).container("main", &[(&c1, 5000, 50)]),
+        &[&[(&c1, 5000, 50)]],
+    );
     let pref = h.preferred(1).await;
-    assert!(matches!(h.kubelet_allocates("b", 0, pref).await, Outcome::Served));
+    assert!(matches!(
+        h.kubelet_allocates("b", 0, pref).await,
+        Outcome::Served
+    ));
     // The stale lock names neither pod: the plugin leaves it to the scheduler.
-    assert!(h.source.node(NODE).unwrap_or_default().contains_key("hami.io/mutex.lock"));
+    assert!(
+        h.source
+            .node(NODE)
+            .unwrap_or_default()
+            .contains_key("hami.io/mutex.lock")
+    );
     // A pod removed between GetPreferredAllocation and Allocate: wait, then refuse.
-    h.bind(PodBuilder::new("c", NODE).container("main", &[(&c0, 100, 1)]), &[&[(&c0, 100, 1)]]);
+    h.bind(
+        PodBuilder::new("c", NODE).container("main", &[(&c0, 100, 1)]),
+        &[&[(&c0, 100, 1)]],
+    );
     let pref = h.preferred(1).await;
     h.source.delete_pod("default", "c");
     assert_refused(&h.kubelet_allocates("c", 0, pref).await, "awaits 1 card");

@@ -109,7 +109,8 @@ struct YamlLink {
 
 /// Cards from fake-devices `key=value` inventory text.
 pub fn cards_from_fake(text: &str, source: &str) -> Result<Vec<DiscoveredCard>, String> {
-    let inv = hami_fake_devices::inventory::Inventory::parse(text, source).map_err(|e| e.to_string())?;
+    let inv =
+        hami_fake_devices::inventory::Inventory::parse(text, source).map_err(|e| e.to_string())?;
     Ok(inv
         .devices
         .iter()
@@ -211,7 +212,13 @@ pub fn build_node(inv: &NodeInventory, s: &NodeSettings) -> Node {
         } else {
             (s.core_scaling * 100.0) as u32
         };
-        let mut d = Device::new(&c.uuid, c.index, FamilyId::NVIDIA, registered_model(&c.model), mem);
+        let mut d = Device::new(
+            &c.uuid,
+            c.index,
+            FamilyId::NVIDIA,
+            registered_model(&c.model),
+            mem,
+        );
         d.cores = cores;
         d.split_count = s.split_count;
         d.numa = c.numa;
@@ -291,4 +298,108 @@ pub async fn publish<P: PodSource>(
         .await
         .map_err(|e| e.to_string())?;
     Ok(true)
+}
+
+/// Settings of the `hami node-agent` process.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// This node's name; with a multi-node YAML inventory, `None` acts for every node in it.
+    pub node_name: Option<String>,
+    /// Fake inventory file (YAML or fake-devices `key=value`); `None` discovers through NVML.
+    pub inventory: Option<std::path::PathBuf>,
+    /// Another `libnvidia-ml.so.1` to load.
+    pub nvml_lib: Option<std::path::PathBuf>,
+    /// HAMi's `device-config.yaml` (global NVIDIA settings).
+    pub device_config: Option<std::path::PathBuf>,
+    /// HAMi's per-node `config.json`.
+    pub node_config: Option<std::path::PathBuf>,
+    /// Seconds between registrations (HAMi: 30).
+    pub interval_secs: u64,
+    /// Publish once and exit.
+    pub once: bool,
+}
+
+fn read(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Load the inventories this process acts for (every call, so file edits are picked up).
+pub fn load_nodes(o: &AgentOptions) -> Result<Vec<NodeInventory>, String> {
+    match &o.inventory {
+        Some(p) => {
+            let default = o.node_name.clone().unwrap_or_else(|| "localhost".into());
+            let all = parse_inventory(&read(p)?, &p.display().to_string(), &default)?;
+            Ok(match &o.node_name {
+                Some(n) => all.into_iter().filter(|i| &i.name == n).collect(),
+                None => all,
+            })
+        }
+        None => {
+            let node = o
+                .node_name
+                .clone()
+                .ok_or("--node-name (or NODE_NAME) is required without an inventory")?;
+            Ok(vec![nvml::discover(&node, o.nvml_lib.as_deref())?])
+        }
+    }
+}
+
+/// The global NVIDIA settings and the per-node file named in the options (defaults if absent).
+pub fn load_settings(
+    o: &AgentOptions,
+) -> Result<(hami_core::config::NvidiaConfig, config::NodeConfigFile), String> {
+    let global = match &o.device_config {
+        Some(p) => {
+            hami_core::config::DeviceConfig::from_yaml(&p.display().to_string(), &read(p)?)
+                .map_err(|e| e.to_string())?
+                .nvidia
+        }
+        None => hami_core::config::NvidiaConfig::default(),
+    };
+    let file = match &o.node_config {
+        Some(p) => config::parse_node_config(&p.display().to_string(), &read(p)?)?,
+        None => config::NodeConfigFile::default(),
+    };
+    Ok((global, file))
+}
+
+/// Run the agent against the API server until SIGTERM/Ctrl-C (or once). Errors of one cycle are
+/// logged and retried after 5 s, as HAMi does.
+pub fn main_blocking(o: AgentOptions) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    rt.block_on(async move {
+        let source = crate::allocate::source::KubeSource::from_env()
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let cycle = async {
+                let (global, file) = load_settings(&o)?;
+                for inv in load_nodes(&o)? {
+                    let s = config::settings_for(&inv.name, &global, &file);
+                    let wanted = node_annotations(&inv, &s);
+                    if publish(&source, &inv.name, &wanted).await? {
+                        tracing::info!("node {}: registration updated", inv.name);
+                    }
+                }
+                Ok::<(), String>(())
+            };
+            let wait = match cycle.await {
+                Ok(()) if o.once => return Ok(()),
+                Ok(()) => o.interval_secs.max(1),
+                Err(e) if o.once => return Err(e),
+                Err(e) => {
+                    tracing::warn!("registration: {e}; retrying in 5 s");
+                    5
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    })
 }

@@ -41,7 +41,10 @@ pub fn discover(node: &str, lib_path: Option<&Path>) -> Result<NodeInventory, St
             .map_err(|e| format!("NVML device {i}: {e}"))?;
         let uuid = d.uuid().map_err(|e| format!("NVML device {i} uuid: {e}"))?;
         let model = d.name().map_err(|e| format!("NVML device {i} name: {e}"))?;
-        let memory_mib = d.memory_info().map(|m| m.total / (1024 * 1024)).unwrap_or(0);
+        let memory_mib = d
+            .memory_info()
+            .map(|m| m.total / (1024 * 1024))
+            .unwrap_or(0);
         let numa = d
             .numa_node_id()
             .ok()

@@ -83,7 +83,9 @@ impl Candidate {
             {
                 let disable_control = c.env.iter().flatten().any(|e| {
                     e.name == "CUDA_DISABLE_CONTROL"
-                        && e.value.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                        && e.value
+                            .as_deref()
+                            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
                 });
                 containers.push(ContainerInfo {
                     name: c.name.clone(),

@@ -21,8 +21,10 @@ pub type AnnotationPatch = BTreeMap<String, Option<String>>;
 /// JSON merge patches of `metadata.annotations`.
 pub trait PodSource: Send + Sync + 'static {
     /// Pods bound to `node`.
-    fn list_node_pods(&self, node: &str)
-    -> impl Future<Output = Result<Vec<Pod>, SourceError>> + Send;
+    fn list_node_pods(
+        &self,
+        node: &str,
+    ) -> impl Future<Output = Result<Vec<Pod>, SourceError>> + Send;
     /// Merge-patch a pod's annotations.
     fn patch_pod_annotations(
         &self,
@@ -146,9 +148,7 @@ impl PodSource for FakeSource {
         Ok(self.with(|s| {
             s.pods
                 .values()
-                .filter(|p| {
-                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-                })
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
                 .cloned()
                 .collect()
         }))
@@ -226,8 +226,9 @@ fn merge_patch(patch: &AnnotationPatch) -> serde_json::Value {
         .map(|(k, v)| {
             (
                 k.clone(),
-                v.as_ref()
-                    .map_or(serde_json::Value::Null, |s| serde_json::Value::String(s.clone())),
+                v.as_ref().map_or(serde_json::Value::Null, |s| {
+                    serde_json::Value::String(s.clone())
+                }),
             )
         })
         .collect();

@@ -30,7 +30,13 @@ enum Want {
     Refuse(&'static str),
 }
 
-fn check(name: &str, pods: Vec<PodBuilder>, served: &[(&str, usize)], req: &[(&str, u32)], want: Want) {
+fn check(
+    name: &str,
+    pods: Vec<PodBuilder>,
+    served: &[(&str, usize)],
+    req: &[(&str, u32)],
+    want: Want,
+) {
     let c = cands(pods);
     let served: BTreeSet<(String, usize)> = served
         .iter()
@@ -55,7 +61,13 @@ fn check(name: &str, pods: Vec<PodBuilder>, served: &[(&str, usize)], req: &[(&s
 #[test]
 fn decision_table() {
     let p = PodBuilder::new;
-    let cases: Vec<(&str, Vec<PodBuilder>, Vec<(&str, usize)>, Vec<(&str, u32)>, Want)> = vec![
+    let cases: Vec<(
+        &str,
+        Vec<PodBuilder>,
+        Vec<(&str, usize)>,
+        Vec<(&str, u32)>,
+        Want,
+    )> = vec![
         (
             "single pod, one card",
             vec![p("a", NODE).container("c", &[(A, 1000, 10)])],
@@ -93,11 +105,17 @@ fn decision_table() {
         (
             "served pods, other nodes, failed phases and deleting pods do not count",
             vec![
-                p("done", NODE).container("c", &[(A, 30480, 0)]).bind_phase(Some("success")),
+                p("done", NODE)
+                    .container("c", &[(A, 30480, 0)])
+                    .bind_phase(Some("success")),
                 p("other", "n2").container("c", &[(A, 1, 1)]),
                 p("gone", NODE).container("c", &[(A, 1, 1)]).deleting(),
-                p("failed", NODE).container("c", &[(A, 1, 1)]).phase("Failed"),
-                p("nobind", NODE).container("c", &[(A, 1, 1)]).bind_phase(None),
+                p("failed", NODE)
+                    .container("c", &[(A, 1, 1)])
+                    .phase("Failed"),
+                p("nobind", NODE)
+                    .container("c", &[(A, 1, 1)])
+                    .bind_phase(None),
                 p("new", NODE).container("c", &[(A, 1024, 0)]),
             ],
             vec![],
@@ -106,25 +124,33 @@ fn decision_table() {
         ),
         (
             "containers are served in order; the memo skips a served one",
-            vec![p("a", NODE)
-                .container("c0", &[(A, 1000, 10)])
-                .container("c1", &[(B, 2000, 20)])],
+            vec![
+                p("a", NODE)
+                    .container("c0", &[(A, 1000, 10)])
+                    .container("c1", &[(B, 2000, 20)]),
+            ],
             vec![("a", 0)],
             vec![(B, 4)],
             Want::Serve("a", 1),
         ),
         (
             "init containers come first",
-            vec![p("a", NODE)
-                .init("i0", &[(C, 500, 5)])
-                .container("c0", &[(A, 1000, 10), (B, 1000, 10)])],
+            vec![
+                p("a", NODE)
+                    .init("i0", &[(C, 500, 5)])
+                    .container("c0", &[(A, 1000, 10), (B, 1000, 10)]),
+            ],
             vec![],
             vec![(C, 2)],
             Want::Serve("a", 0),
         ),
         (
             "containers without GPUs are skipped",
-            vec![p("a", NODE).container("side", &[]).container("c", &[(A, 1, 1)])],
+            vec![
+                p("a", NODE)
+                    .container("side", &[])
+                    .container("c", &[(A, 1, 1)]),
+            ],
             vec![],
             vec![(A, 9)],
             Want::Serve("a", 1),
@@ -158,14 +184,19 @@ fn decision_table() {
 
 #[test]
 fn unreadable_annotation_is_refused_not_guessed() {
-    let mut pod = PodBuilder::new("a", NODE).container("c", &[(A, 1, 1)]).build();
+    let mut pod = PodBuilder::new("a", NODE)
+        .container("c", &[(A, 1, 1)])
+        .build();
     pod.metadata
         .annotations
         .get_or_insert_default()
         .insert(TO_ALLOCATE.into(), "GPU-x,NVIDIA,notanumber,0:;".into());
     let c = vec![Candidate::from_pod(&pod, TO_ALLOCATE)];
     let got = decide(NODE, &cards(), &c, &BTreeSet::new(), &ids(&[(A, 0)]));
-    assert!(matches!(got, Decision::Refuse(ref r) if r.contains("unreadable")), "{got:?}");
+    assert!(
+        matches!(got, Decision::Refuse(ref r) if r.contains("unreadable")),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -186,7 +217,9 @@ fn replica_ids_parse_against_known_cards() {
 
 #[test]
 fn preferred_steers_to_the_granted_cards() {
-    let c = cands(vec![PodBuilder::new("a", NODE).container("c", &[(C, 1, 1), (A, 1, 1)])]);
+    let c = cands(vec![
+        PodBuilder::new("a", NODE).container("c", &[(C, 1, 1), (A, 1, 1)]),
+    ]);
     let avail = ids(&[(A, 5), (A, 2), (B, 0), (C, 7), (C, 3)]);
     let got = preferred(NODE, &cards(), &c, &BTreeSet::new(), &avail, &[], 2);
     assert_eq!(got, ids(&[(C, 3), (A, 2)]));
@@ -199,7 +232,15 @@ fn preferred_without_identity_spreads_over_distinct_cards() {
         PodBuilder::new("b", NODE).container("c", &[(B, 1, 1)]),
     ]);
     let avail = ids(&[(A, 0), (A, 1), (A, 2), (B, 0), (C, 0)]);
-    let got = preferred(NODE, &cards(), &c, &BTreeSet::new(), &avail, &ids(&[(A, 1)]), 3);
+    let got = preferred(
+        NODE,
+        &cards(),
+        &c,
+        &BTreeSet::new(),
+        &avail,
+        &ids(&[(A, 1)]),
+        3,
+    );
     assert_eq!(got, ids(&[(A, 1), (B, 0), (C, 0)]));
 }
 
@@ -215,7 +256,10 @@ fn bind_conflict_only_for_indistinguishable_pods() {
     let none = BTreeSet::new();
     assert!(bind_conflict(NODE, "default/x", &[3], &inflight, &none).is_none());
     let why = bind_conflict(NODE, "default/x", &[1], &inflight, &none);
-    assert!(why.as_deref().is_some_and(|w| w.contains("default/a")), "{why:?}");
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("default/a")),
+        "{why:?}"
+    );
     assert!(bind_conflict(NODE, "default/x", &[0, 2], &inflight, &none).is_some());
     // Once a's container is served, a pod asking one card may bind.
     let served: BTreeSet<(String, usize)> = [(PodBuilder::uid_of("a"), 0)].into_iter().collect();

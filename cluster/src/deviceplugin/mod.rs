@@ -407,7 +407,9 @@ impl<P: PodSource> DevicePlugin for Service<P> {
 }
 
 /// A gRPC channel over the unix socket at `path` (the authority in the URI is ignored).
-pub async fn connect_unix(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+pub async fn connect_unix(
+    path: &Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path = path.to_path_buf();
     tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
@@ -564,4 +566,64 @@ impl CardsHandle {
     pub fn cards(&self) -> Vec<Card> {
         self.tx.borrow().clone()
     }
+}
+
+/// Settings of the `hami device-plugin` process.
+#[derive(Debug, Clone)]
+pub struct PluginOptions {
+    /// Plugin configuration (node, paths, timings).
+    pub config: PluginConfig,
+    /// Where the cards come from (same options as the node agent; its node name must be set).
+    pub cards: crate::agent::AgentOptions,
+}
+
+/// The cards this node advertises, after the per-node filter and split count.
+pub fn cards_for(o: &crate::agent::AgentOptions, node: &str) -> Result<(Vec<Card>, u32), String> {
+    let (global, file) = crate::agent::load_settings(o)?;
+    let s = crate::agent::config::settings_for(node, &global, &file);
+    let inv = crate::agent::load_nodes(o)?
+        .into_iter()
+        .find(|i| i.name == node)
+        .ok_or_else(|| format!("no cards found for node {node}"))?;
+    let model = crate::agent::build_node(&inv, &s);
+    let cards = model
+        .devices
+        .iter()
+        .map(|d| Card {
+            uuid: d.uuid.clone(),
+            numa: Some(i64::from(d.numa)),
+            healthy: d.healthy,
+        })
+        .collect();
+    Ok((cards, s.split_count))
+}
+
+/// Run the plugin against the API server until SIGTERM or Ctrl-C; the socket is removed on exit.
+pub fn main_blocking(mut o: PluginOptions) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    rt.block_on(async move {
+        let node = o.config.node_name.clone();
+        o.cards.node_name = Some(node.clone());
+        let (cards, split) = cards_for(&o.cards, &node)?;
+        o.config.split_count = split;
+        let source = crate::allocate::source::KubeSource::from_env()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_handle, rx) = CardsHandle::new(cards);
+        let svc = Service::new(o.config, Arc::new(source), rx);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("SIGTERM handler: {e}"))?;
+        run(svc, async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
 }
