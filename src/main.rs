@@ -17,18 +17,18 @@ struct Cli {
 enum Command {
     /// Decode a node's or pod's HAMi annotations (YAML/JSON object file, or `-` for stdin).
     Inspect(commands::inspect::Args),
-    /// kubelet device plugin for `nvidia.com/gpu`: HAMi-compatible Allocate that never guesses.
-    DevicePlugin(commands::device_plugin::Args),
-    /// Publish HAMi's node registration annotation (NVML or a fake inventory of many nodes).
-    NodeAgent(commands::node_agent::Args),
+    /// The scheduler extender (filter/bind), webhook, metrics and leader election.
+    Scheduler(commands::scheduler::Args),
+    /// The mutating admission webhook alone.
+    Webhook(commands::webhook::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
-        Command::DevicePlugin(a) => commands::device_plugin::run(a),
-        Command::NodeAgent(a) => commands::node_agent::run(a),
+        Command::Scheduler(a) => commands::scheduler::run(a),
+        Command::Webhook(a) => commands::webhook::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,5 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run`.
 
-pub mod device_plugin;
 pub mod inspect;
-pub mod node_agent;
+pub mod scheduler;
+pub mod webhook;
