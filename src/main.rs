@@ -21,6 +21,10 @@ enum Command {
     Scheduler(commands::scheduler::Args),
     /// The mutating admission webhook alone.
     Webhook(commands::webhook::Args),
+    /// kubelet device plugin for `nvidia.com/gpu`: HAMi-compatible Allocate that never guesses.
+    DevicePlugin(commands::device_plugin::Args),
+    /// Publish HAMi's node registration annotation (NVML or a fake inventory of many nodes).
+    NodeAgent(commands::node_agent::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Scheduler(a) => commands::scheduler::run(a),
         Command::Webhook(a) => commands::webhook::run(a),
+        Command::DevicePlugin(a) => commands::device_plugin::run(a),
+        Command::NodeAgent(a) => commands::node_agent::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,7 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run`.
 
+pub mod device_plugin;
 pub mod inspect;
 pub mod scheduler;
 pub mod webhook;
+pub mod node_agent;
