@@ -9,13 +9,15 @@ use crate::extender::Extender;
 use crate::extender::handshake;
 use crate::extender::writer::{ApiError, ApiWriter};
 use ::kube::api::{Api, Patch, PatchParams, PostParams};
-use ::kube::runtime::watcher::{self, Event as WatchEvent};
 use ::kube::runtime::WatchStreamExt;
+use ::kube::runtime::watcher::{self, Event as WatchEvent};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use hami_core::control::{Event, key_of};
 use hami_core::request::PodKey;
-use k8s_openapi::api::core::v1::{Binding, Event as K8sEvent, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Event as K8sEvent, EventSource, Node, ObjectReference, Pod,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -167,21 +169,30 @@ impl SyncState {
         } else {
             self.pods.store(true, Ordering::SeqCst);
         }
-        if self.nodes.load(Ordering::SeqCst) && self.pods.load(Ordering::SeqCst) && !ext.is_ready() {
+        if self.nodes.load(Ordering::SeqCst) && self.pods.load(Ordering::SeqCst) && !ext.is_ready()
+        {
             tracing::info!("node and pod caches synced; ready");
             ext.set_ready(true);
         }
     }
 }
 
-fn string_map(m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>) -> BTreeMap<String, String> {
+fn string_map(
+    m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> BTreeMap<String, String> {
     m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
         .unwrap_or_default()
 }
 
 /// Apply the handshake to one node: patch its handshake keys (leader only) and feed the node,
 /// minus the registrations of unhealthy families, to the controller.
-async fn node_seen(ext: &Extender, writer: &Arc<dyn ApiWriter>, node: &Node, now: i64, handshake_on: bool) {
+async fn node_seen(
+    ext: &Extender,
+    writer: &Arc<dyn ApiWriter>,
+    node: &Node,
+    now: i64,
+    handshake_on: bool,
+) {
     let name = node.metadata.name.clone().unwrap_or_default();
     let mut node = node.clone();
     if handshake_on {
@@ -223,7 +234,9 @@ pub async fn watch_nodes(
     resync: Duration,
 ) {
     let api: Api<Node> = Api::all(client);
-    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut cache: BTreeMap<String, Node> = BTreeMap::new();
     let mut relist: Option<BTreeSet<String>> = None;
     let mut tick = tokio::time::interval(resync);
@@ -282,7 +295,12 @@ pub fn pod_event(pod: Pod) -> Event {
 }
 
 /// Watch pods of `scheduler_name` forever (a field selector keeps other pods out of memory).
-pub async fn watch_pods(client: ::kube::Client, ext: Arc<Extender>, sync: Arc<SyncState>, scheduler_name: String) {
+pub async fn watch_pods(
+    client: ::kube::Client,
+    ext: Arc<Extender>,
+    sync: Arc<SyncState>,
+    scheduler_name: String,
+) {
     let api: Api<Pod> = Api::all(client);
     let cfg = watcher::Config::default().fields(&format!("spec.schedulerName={scheduler_name}"));
     let mut stream = watcher(api, cfg).default_backoff().boxed();
@@ -314,7 +332,11 @@ pub async fn watch_pods(client: ::kube::Client, ext: Arc<Extender>, sync: Arc<Sy
             }
             Ok(WatchEvent::InitDone) => {
                 if let Some(seen) = relist.take() {
-                    let gone: Vec<PodKey> = known.iter().filter(|k| !seen.contains(*k)).cloned().collect();
+                    let gone: Vec<PodKey> = known
+                        .iter()
+                        .filter(|k| !seen.contains(*k))
+                        .cloned()
+                        .collect();
                     for g in gone {
                         known.remove(&g);
                         ext.observe(Event::PodDeleted(g)).await;

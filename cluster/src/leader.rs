@@ -219,14 +219,32 @@ mod tests {
         let t = 1_000_000_i64;
         let cases: Vec<(&str, i64, Option<LeaseView>, LeaseAction)> = vec![
             ("no lease", t, None, LeaseAction::Create),
-            ("we hold it", t, Some(lease(Some("me"), Some(t - 100_000), Some(15))), LeaseAction::Renew),
-            ("nobody holds it", t, Some(lease(None, Some(t), Some(15))), LeaseAction::Acquire),
-            ("empty holder", t, Some(lease(Some(""), Some(t), Some(15))), LeaseAction::Acquire),
+            (
+                "we hold it",
+                t,
+                Some(lease(Some("me"), Some(t - 100_000), Some(15))),
+                LeaseAction::Renew,
+            ),
+            (
+                "nobody holds it",
+                t,
+                Some(lease(None, Some(t), Some(15))),
+                LeaseAction::Acquire,
+            ),
+            (
+                "empty holder",
+                t,
+                Some(lease(Some(""), Some(t), Some(15))),
+                LeaseAction::Acquire,
+            ),
             (
                 "other holder, live",
                 t,
                 Some(lease(Some("other"), Some(t - 14_999), Some(15))),
-                LeaseAction::Wait { holder: "other".into(), until_ms: t + 1 },
+                LeaseAction::Wait {
+                    holder: "other".into(),
+                    until_ms: t + 1,
+                },
             ),
             (
                 "other holder, expired exactly",
@@ -234,12 +252,20 @@ mod tests {
                 Some(lease(Some("other"), Some(t - 15_000), Some(15))),
                 LeaseAction::Acquire,
             ),
-            ("other holder, never renewed", t, Some(lease(Some("other"), None, Some(15))), LeaseAction::Acquire),
+            (
+                "other holder, never renewed",
+                t,
+                Some(lease(Some("other"), None, Some(15))),
+                LeaseAction::Acquire,
+            ),
             (
                 "other holder, no duration: default 15 s",
                 t,
                 Some(lease(Some("other"), Some(t - 10_000), None)),
-                LeaseAction::Wait { holder: "other".into(), until_ms: t + 5_000 },
+                LeaseAction::Wait {
+                    holder: "other".into(),
+                    until_ms: t + 5_000,
+                },
             ),
         ];
         for (name, now, l, want) in cases {

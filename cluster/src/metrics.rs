@@ -215,11 +215,20 @@ impl Metrics {
         build
             .get_or_create(&vec![
                 ("version".into(), env!("CARGO_PKG_VERSION").into()),
-                ("revision".into(), option_env!("HAMI_REVISION").unwrap_or("unknown").into()),
-                ("build_date".into(), option_env!("HAMI_BUILD_DATE").unwrap_or("unknown").into()),
+                (
+                    "revision".into(),
+                    option_env!("HAMI_REVISION").unwrap_or("unknown").into(),
+                ),
+                (
+                    "build_date".into(),
+                    option_env!("HAMI_BUILD_DATE").unwrap_or("unknown").into(),
+                ),
                 ("go_version".into(), "none".into()),
                 ("compiler".into(), "rustc".into()),
-                ("platform".into(), format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)),
+                (
+                    "platform".into(),
+                    format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+                ),
             ])
             .set(1);
         registry.register(

@@ -45,7 +45,10 @@ async fn filter_then_bind_a_gpu_pod() {
         annotations.get("hami.io/bind-phase"),
         Some(&Some("allocating".to_string()))
     );
-    assert_eq!(annotations.get("hami.io/vgpu-node"), Some(&Some(node.clone())));
+    assert_eq!(
+        annotations.get("hami.io/vgpu-node"),
+        Some(&Some(node.clone()))
+    );
     insta::assert_debug_snapshot!("filter_patch", annotations);
     assert_eq!(
         writes[1],
@@ -93,7 +96,11 @@ async fn nodes_objects_instead_of_names_are_answered_with_objects() {
     let (status, body) = post(h.addr, "/filter", args.to_string().into_bytes()).await;
     assert_eq!(status, 200, "{body}");
     let v = json(&body);
-    assert_eq!(v["Nodes"]["items"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(
+        v["Nodes"]["items"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +122,10 @@ async fn malformed_json_is_a_400_with_line_and_column() {
     assert!(body.contains("line 1 column"), "{body}");
     let (status, body) = post(h.addr, "/bind", b"[1,2]".to_vec()).await;
     assert_eq!(status, 400);
-    assert!(body.contains("malformed ExtenderBindingArgs JSON"), "{body}");
+    assert!(
+        body.contains("malformed ExtenderBindingArgs JSON"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -134,7 +144,10 @@ async fn unknown_pod_at_bind_is_a_clear_error() {
     let h = start(NODES).await;
     let (status, body) = post(h.addr, "/bind", fixture("bind_gpu_pod.json")).await;
     assert_eq!(status, 200);
-    let err = json(&body)["Error"].as_str().unwrap_or_default().to_string();
+    let err = json(&body)["Error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(err.contains("ml/cuda-train-7d9f8"), "{err}");
     assert!(err.contains("without a filter decision"), "{err}");
     assert!(h.writer.writes().is_empty());
@@ -147,9 +160,21 @@ async fn followers_refuse_filter_and_bind() {
         .leader_flag()
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let (_, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
-    assert!(json(&body)["Error"].as_str().unwrap_or_default().starts_with("not the leader"), "{body}");
+    assert!(
+        json(&body)["Error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not the leader"),
+        "{body}"
+    );
     let (_, body) = post(h.addr, "/bind", fixture("bind_gpu_pod.json")).await;
-    assert!(json(&body)["Error"].as_str().unwrap_or_default().starts_with("not the leader"), "{body}");
+    assert!(
+        json(&body)["Error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not the leader"),
+        "{body}"
+    );
     assert!(h.writer.writes().is_empty());
 }
 
@@ -161,21 +186,40 @@ async fn not_ready_until_synced() {
     h.ext.set_ready(false);
     assert_eq!(request(h.addr, "GET", "/readyz", vec![]).await.0, 503);
     let (_, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
-    assert!(json(&body)["Error"].as_str().unwrap_or_default().contains("not synced"), "{body}");
+    assert!(
+        json(&body)["Error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not synced"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn failed_binding_releases_the_grant() {
     let h = start(NODES).await;
     let (_, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
-    let node = json(&body)["NodeNames"][0].as_str().unwrap_or_default().to_string();
+    let node = json(&body)["NodeNames"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     h.writer.fail_binds(true);
     let mut bind: Value = serde_json::from_slice(&fixture("bind_gpu_pod.json")).expect("fixture");
     bind["Node"] = Value::String(node);
     let (_, body) = post(h.addr, "/bind", bind.to_string().into_bytes()).await;
-    assert!(json(&body)["Error"].as_str().unwrap_or_default().contains("injected bind failure"), "{body}");
+    assert!(
+        json(&body)["Error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("injected bind failure"),
+        "{body}"
+    );
     let key = PodKey::new("ml", "cuda-train-7d9f8");
-    assert!(h.ext.with_controller(|c| c.ledger().grant(&key).is_none()).await);
+    assert!(
+        h.ext
+            .with_controller(|c| c.ledger().grant(&key).is_none())
+            .await
+    );
 }
 
 #[tokio::test]
@@ -200,8 +244,9 @@ async fn metrics_have_hami_names_and_labels() {
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
-    assert!(text.contains(
-        "hami_vgpu_memory_allocated_bytes{namespace=\"ml\",node=\"gpu-node-"
-    ), "{text}");
+    assert!(
+        text.contains("hami_vgpu_memory_allocated_bytes{namespace=\"ml\",node=\"gpu-node-"),
+        "{text}"
+    );
     assert!(text.contains("zone=\"vGPU\""));
 }

@@ -38,7 +38,13 @@ async fn filter_over_tls() {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let tls_stream = connector.connect(name, tcp).await.expect("tls handshake");
-    let (status, body) = request_on(tls_stream, "POST", "/filter", fixture("filter_gpu_pod.json")).await;
+    let (status, body) = request_on(
+        tls_stream,
+        "POST",
+        "/filter",
+        fixture("filter_gpu_pod.json"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("\"NodeNames\":[\"gpu-node-a\"]"), "{body}");
 

@@ -135,6 +135,11 @@ async fn malformed_reviews_get_proper_errors() {
     assert_eq!(r["allowed"], false);
     assert_eq!(r["uid"], "0c7a3a4e-6b1f-4f0e-9a55-1c8e1b0d2f7a");
     assert_eq!(r["status"]["code"], 400);
-    let (status, _) = post(h.addr, "/webhook", b"{\"kind\":\"AdmissionReview\"}".to_vec()).await;
+    let (status, _) = post(
+        h.addr,
+        "/webhook",
+        b"{\"kind\":\"AdmissionReview\"}".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400);
 }

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use wire::{
-    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult,
-    node_list_keep, node_list_names,
+    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, node_list_keep,
+    node_list_names,
 };
 use writer::ApiWriter;
 
@@ -72,7 +72,9 @@ fn main_reason(actions: &[Action]) -> String {
     actions
         .iter()
         .find_map(|a| match a {
-            Action::Unschedulable { summary, .. } => summary.main_reason().map(|r| format!("{r:?}")),
+            Action::Unschedulable { summary, .. } => {
+                summary.main_reason().map(|r| format!("{r:?}"))
+            }
             _ => None,
         })
         .unwrap_or_else(|| "none".into())
@@ -284,7 +286,9 @@ impl Extender {
                         .handle(now, Event::BindFailed(key.clone()));
                     self.set_phased(&key, None);
                     self.metrics.decision("error", "AnnotationPatchFailed");
-                    return err(format!("pod {key}: writing the device annotations failed: {e}"));
+                    return err(format!(
+                        "pod {key}: writing the device annotations failed: {e}"
+                    ));
                 }
                 self.set_phased(&key, Some(node.clone()));
             }
@@ -300,9 +304,9 @@ impl Extender {
             out.node_names = Some(Vec::new());
             // Candidates the ledger does not know still need a reason.
             for n in &names {
-                out.failed_nodes
-                    .entry(n.clone())
-                    .or_insert_with(|| "NodeUnfitPod: no HAMi devices registered on this node".into());
+                out.failed_nodes.entry(n.clone()).or_insert_with(|| {
+                    "NodeUnfitPod: no HAMi devices registered on this node".into()
+                });
             }
             let msg = format!(
                 "no node fits: {} nodes not fit ({})",
@@ -319,8 +323,13 @@ impl Extender {
     pub async fn bind(&self, args: ExtenderBindingArgs) -> ExtenderBindingResult {
         let started = Instant::now();
         let res = self.bind_inner(args).await;
-        let result = if res.error.is_empty() { "success" } else { "error" };
-        self.metrics.bind_done(started.elapsed().as_secs_f64(), result);
+        let result = if res.error.is_empty() {
+            "success"
+        } else {
+            "error"
+        };
+        self.metrics
+            .bind_done(started.elapsed().as_secs_f64(), result);
         res
     }
 
@@ -357,14 +366,20 @@ impl Extender {
                 Action::PatchPod { annotations, .. } if !phased => {
                     self.metrics.api_write("patch_pod");
                     if let Err(e) = self.writer.patch_pod_annotations(&key, &annotations).await {
-                        return self.bind_failed(now, &key, format!("patching the bind phase failed: {e}")).await;
+                        return self
+                            .bind_failed(now, &key, format!("patching the bind phase failed: {e}"))
+                            .await;
                     }
                 }
                 Action::BindPod { node, .. } => {
                     self.metrics.api_write("bind");
                     if let Err(e) = self.writer.bind(&key, &args.pod_uid, &node).await {
                         return self
-                            .bind_failed(now, &key, format!("creating the Binding to {node} failed: {e}"))
+                            .bind_failed(
+                                now,
+                                &key,
+                                format!("creating the Binding to {node} failed: {e}"),
+                            )
                             .await;
                     }
                 }

@@ -124,14 +124,23 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), String> {
     let metrics_listener = if o.metrics_bind_address.is_empty() {
         None
     } else {
-        Some(bind_listener(&o.metrics_bind_address, "--metrics-bind-address")?)
+        Some(bind_listener(
+            &o.metrics_bind_address,
+            "--metrics-bind-address",
+        )?)
     };
     runtime()?.block_on(async move {
-        let client = ::kube::Client::try_default()
-            .await
-            .map_err(|e| format!("connecting to the Kubernetes API (in-cluster config or KUBECONFIG): {e}"))?;
-        let writer: Arc<dyn ApiWriter> = Arc::new(KubeWriter::new(client.clone(), o.scheduler_name.clone()));
-        let ext = Arc::new(Extender::new(controller, writer.clone(), webhook, system_clock()));
+        let client = ::kube::Client::try_default().await.map_err(|e| {
+            format!("connecting to the Kubernetes API (in-cluster config or KUBECONFIG): {e}")
+        })?;
+        let writer: Arc<dyn ApiWriter> =
+            Arc::new(KubeWriter::new(client.clone(), o.scheduler_name.clone()));
+        let ext = Arc::new(Extender::new(
+            controller,
+            writer.clone(),
+            webhook,
+            system_clock(),
+        ));
         if o.leader_elect {
             let flag = ext.leader_flag();
             flag.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -159,7 +168,12 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), String> {
             o.handshake,
             Duration::from_secs(15),
         ));
-        tokio::spawn(watch_pods(client, ext.clone(), sync, o.scheduler_name.clone()));
+        tokio::spawn(watch_pods(
+            client,
+            ext.clone(),
+            sync,
+            o.scheduler_name.clone(),
+        ));
         let tls = tls_config(&o.cert_file, &o.key_file).await?;
         if let Some(ml) = metrics_listener {
             let r = metrics_router(ext.clone());

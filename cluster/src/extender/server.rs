@@ -122,10 +122,7 @@ async fn readyz(State(ext): State<Arc<Extender>>) -> Response {
     if ext.is_ready() {
         text(StatusCode::OK, "ok")
     } else {
-        text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "caches not synced yet",
-        )
+        text(StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
     }
 }
 

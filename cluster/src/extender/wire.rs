@@ -46,10 +46,20 @@ pub struct ExtenderFilterResult {
     )]
     pub nodes: Option<serde_json::Value>,
     /// Names of the nodes that fit (exactly one for a managed pod).
-    #[serde(rename = "NodeNames", alias = "nodeNames", alias = "nodenames", default)]
+    #[serde(
+        rename = "NodeNames",
+        alias = "nodeNames",
+        alias = "nodenames",
+        default
+    )]
     pub node_names: Option<Vec<String>>,
     /// Node name → why it does not fit (HAMi's reason summary).
-    #[serde(rename = "FailedNodes", alias = "failedNodes", alias = "failednodes", default)]
+    #[serde(
+        rename = "FailedNodes",
+        alias = "failedNodes",
+        alias = "failednodes",
+        default
+    )]
     pub failed_nodes: BTreeMap<String, String>,
     /// Node name → why it does not fit, where preemption cannot help either.
     #[serde(
@@ -72,7 +82,11 @@ pub struct ExtenderBindingArgs {
     #[serde(rename = "PodName", alias = "podName", alias = "podname")]
     pub pod_name: String,
     /// Pod namespace.
-    #[serde(rename = "PodNamespace", alias = "podNamespace", alias = "podnamespace")]
+    #[serde(
+        rename = "PodNamespace",
+        alias = "podNamespace",
+        alias = "podnamespace"
+    )]
     pub pod_namespace: String,
     /// Pod UID.
     #[serde(

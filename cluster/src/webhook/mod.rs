@@ -317,7 +317,8 @@ fn container_ops(path: &str, c: &Container, cfg: &WebhookConfig, ops: &mut Vec<V
     let limits = res.and_then(|r| r.limits.as_ref());
     let requests = res.and_then(|r| r.requests.as_ref());
     let has = |name: &str| {
-        limits.is_some_and(|m| m.contains_key(name)) || requests.is_some_and(|m| m.contains_key(name))
+        limits.is_some_and(|m| m.contains_key(name))
+            || requests.is_some_and(|m| m.contains_key(name))
     };
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(p) = limits

@@ -112,12 +112,7 @@ where
         .expect("request");
     let resp = sender.send_request(req).await.expect("send");
     let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
