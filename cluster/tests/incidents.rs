@@ -24,12 +24,15 @@ fn card(i: usize) -> String {
     format!("GPU-{i:08x}-0000-4000-8000-00000000000{i}")
 }
 
+/// Per pod, per container: (card, MiB, cores).
+type Grants = BTreeMap<String, Vec<Vec<(String, i32, i32)>>>;
+
 struct Harness {
     source: FakeSource,
     svc: Service<FakeSource>,
     _cards: CardsHandle,
     /// Every pod's grant per container, as the scheduler wrote it (the ground truth).
-    grants: BTreeMap<String, Vec<Vec<(String, i32, i32)>>>,
+    grants: Grants,
 }
 
 fn harness(n_cards: usize) -> Harness {

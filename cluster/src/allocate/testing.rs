@@ -151,7 +151,7 @@ impl PodBuilder {
                 annotations: Some(ann),
                 deletion_timestamp: self
                     .deleting
-                    .then(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                    .then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
                 ..ObjectMeta::default()
             },
             spec: Some(PodSpec {

@@ -58,16 +58,19 @@ fn check(
     }
 }
 
+/// One row: name, pods, served memo, kubelet's IDs, expectation.
+type Row = (
+    &'static str,
+    Vec<PodBuilder>,
+    Vec<(&'static str, usize)>,
+    Vec<(&'static str, u32)>,
+    Want,
+);
+
 #[test]
 fn decision_table() {
     let p = PodBuilder::new;
-    let cases: Vec<(
-        &str,
-        Vec<PodBuilder>,
-        Vec<(&str, usize)>,
-        Vec<(&str, u32)>,
-        Want,
-    )> = vec![
+    let cases: Vec<Row> = vec![
         (
             "single pod, one card",
             vec![p("a", NODE).container("c", &[(A, 1000, 10)])],
