@@ -75,7 +75,31 @@ pub fn curve(bins: &[BinRow], trace: &str, title: &str, out: &Path) -> Result<()
         .values()
         .flat_map(|x| x.values().flatten())
         .fold(0.0f64, |a, &b| a.max(b));
-    let draw = |area: DrawingArea<_, _>| -> Result<(), String> {
+    let png = out.with_extension("png");
+    draw_curve(
+        BitMapBackend::new(&png, (1000, 650)).into_drawing_area(),
+        &m,
+        ymax,
+        title,
+    )?;
+    let svg = out.with_extension("svg");
+    draw_curve(
+        SVGBackend::new(&svg, (1000, 650)).into_drawing_area(),
+        &m,
+        ymax,
+        title,
+    )
+}
+
+type Curves<'a> = BTreeMap<&'a str, BTreeMap<i32, Vec<f64>>>;
+
+fn draw_curve<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    m: &Curves<'_>,
+    ymax: f64,
+    title: &str,
+) -> Result<(), String> {
+    {
         area.fill(&WHITE).map_err(e)?;
         let mut ch = ChartBuilder::on(&area)
             .caption(title, ("sans-serif", 22))
@@ -92,7 +116,7 @@ pub fn curve(bins: &[BinRow], trace: &str, title: &str, out: &Path) -> Result<()
             .draw()
             .map_err(e)?;
         let mut pols: Vec<&&str> = m.keys().collect();
-        pols.sort_by_key(|p| POLICY_ORDER.iter().position(|x| x == **p).unwrap_or(99));
+        pols.sort_by_key(|p| POLICY_ORDER.iter().position(|x| *x == **p).unwrap_or(99));
         for p in pols {
             let c = color(p);
             let series = &m[*p];
@@ -111,7 +135,7 @@ pub fn curve(bins: &[BinRow], trace: &str, title: &str, out: &Path) -> Result<()
                 .map_err(e)?;
             ch.draw_series(LineSeries::new(med, c.stroke_width(2)))
                 .map_err(e)?
-                .label(**p)
+                .label(p.to_string())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
                 });
@@ -125,12 +149,7 @@ pub fn curve(bins: &[BinRow], trace: &str, title: &str, out: &Path) -> Result<()
             .map_err(e)?;
         area.present().map_err(e)?;
         Ok(())
-    };
-    let png = out.with_extension("png");
-    draw(BitMapBackend::new(&png, (1000, 650)).into_drawing_area())?;
-    let svg = out.with_extension("svg");
-    draw(SVGBackend::new(&svg, (1000, 650)).into_drawing_area())?;
-    Ok(())
+    }
 }
 
 /// Grouped bars: unallocated GPU at 100 % arrival, mean ± sd over seeds, per trace and policy.
@@ -160,8 +179,36 @@ pub fn bars(rows: &[RunRow], traces: &[&str], title: &str, out: &Path) -> Result
         }
     }
     let ymax = vals.iter().fold(0.0f64, |a, v| a.max(v.2 + v.3));
+    let png = out.with_extension("png");
+    draw_bars(
+        BitMapBackend::new(&png, (1100, 600)).into_drawing_area(),
+        &traces,
+        &pols,
+        &vals,
+        ymax,
+        title,
+    )?;
+    let svg = out.with_extension("svg");
+    draw_bars(
+        SVGBackend::new(&svg, (1100, 600)).into_drawing_area(),
+        &traces,
+        &pols,
+        &vals,
+        ymax,
+        title,
+    )
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    traces: &[&str],
+    pols: &[&str],
+    vals: &[(usize, usize, f64, f64)],
+    ymax: f64,
+    title: &str,
+) -> Result<(), String> {
     let np = pols.len().max(1) as f64;
-    let draw = |area: DrawingArea<_, _>| -> Result<(), String> {
+    {
         area.fill(&WHITE).map_err(e)?;
         let nt = traces.len().max(1) as f64;
         let mut ch = ChartBuilder::on(&area)
@@ -197,7 +244,7 @@ pub fn bars(rows: &[RunRow], traces: &[&str], title: &str, out: &Path) -> Result
                 Rectangle::new([(x0, 0.0), (x0 + w * 0.9, v.2)], c.filled())
             }))
             .map_err(e)?
-            .label(*p)
+            .label(p.to_string())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.filled()));
             ch.draw_series(mine.iter().map(|v| {
                 let xm = v.0 as f64 + 0.1 + w * pi as f64 + w * 0.45;
@@ -214,10 +261,5 @@ pub fn bars(rows: &[RunRow], traces: &[&str], title: &str, out: &Path) -> Result
             .map_err(e)?;
         area.present().map_err(e)?;
         Ok(())
-    };
-    let png = out.with_extension("png");
-    draw(BitMapBackend::new(&png, (1100, 600)).into_drawing_area())?;
-    let svg = out.with_extension("svg");
-    draw(SVGBackend::new(&svg, (1100, 600)).into_drawing_area())?;
-    Ok(())
+    }
 }

@@ -1,0 +1,614 @@
+//! Discrete-event scenario files (`kind: discrete-event`, the default when `kind` is absent).
+//!
+//! The schema is documented in `scenarios/README.md`. Every error a file can cause names the
+//! file, the line and column and the field path (`workload.mix[1].memory`): syntax, unknown
+//! keys and wrong types come from the YAML reader; units and names are checked while reading
+//! (so they carry the reader's location); cross-field rules (an expectation naming a policy that
+//! is not in `policies`, a missing trace file) are checked afterwards on spanned values.
+
+use super::units::{Cpu, Dur, Mem};
+use hami_core::family::{FamilyId, RegisterFormat};
+use hami_core::policy::{DevicePolicyChain, NodePolicyKind};
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+use std::path::{Path, PathBuf};
+
+/// `kind: discrete-event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesKind {
+    /// The discrete-event simulator.
+    #[default]
+    DiscreteEvent,
+}
+
+/// A device family name from the core family table (`nvidia`, `ascend910b3`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family(pub FamilyId);
+
+impl Default for Family {
+    fn default() -> Self {
+        Family(FamilyId::NVIDIA)
+    }
+}
+
+impl<'de> Deserialize<'de> for Family {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let names = || {
+            FamilyId::all()
+                .filter(|f| simulable(*f))
+                .map(|f| f.spec().name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let f = FamilyId::by_name(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown device family {s:?}; expected one of {}", names()))
+        })?;
+        if !simulable(f) {
+            return Err(serde::de::Error::custom(format!(
+                "family {s:?} registers its devices through node capacity or a vendor format, which the core does not decode from annotations; the simulator supports {}",
+                names()
+            )));
+        }
+        Ok(Family(f))
+    }
+}
+
+/// Whether a family's nodes can be registered through HAMi's registration annotation (the only
+/// path the core decodes), so the simulator can build them.
+pub fn simulable(f: FamilyId) -> bool {
+    let s = f.spec();
+    s.register().is_some()
+        && matches!(
+            s.register_format,
+            RegisterFormat::Json | RegisterFormat::LegacyText
+        )
+}
+
+/// A node policy name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePolicyName(pub NodePolicyKind);
+
+impl<'de> Deserialize<'de> for NodePolicyName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NodePolicyKind::parse(&s)
+            .map(NodePolicyName)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A device policy chain (`binpack`, `spread,numa`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceChain(pub DevicePolicyChain);
+
+impl<'de> Deserialize<'de> for DeviceChain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DevicePolicyChain::parse(&s)
+            .map(DeviceChain)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// NVLink topology of a pool's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NvLink {
+    /// No links (PCIe only; pairs score 0).
+    #[default]
+    None,
+    /// Every pair of cards NVLinked (score 600).
+    All,
+    /// Cards linked in pairs (0-1, 2-3, …; score 600, others 20).
+    Pairs,
+}
+
+/// One node pool.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// Pool name (node names are `<pool>-<index>`).
+    pub name: String,
+    /// Number of nodes.
+    pub count: u32,
+    /// Device family (default `nvidia`).
+    #[serde(default)]
+    pub family: Family,
+    /// Card model as registered (`NVIDIA-A100-SXM4-80GB`); type constraints match substrings.
+    pub model: String,
+    /// Cards per node.
+    pub cards: u32,
+    /// Memory per card (`80Gi`).
+    pub memory: Mem,
+    /// Core units per card (default 100).
+    #[serde(default)]
+    pub cores: Option<u32>,
+    /// Containers that may share one card (default 10).
+    #[serde(default)]
+    pub split: Option<u32>,
+    /// NVLink topology (default none).
+    #[serde(default)]
+    pub nvlink: NvLink,
+    /// NUMA nodes per node; cards are split evenly (default 1).
+    #[serde(default)]
+    pub numa: Option<u32>,
+    /// Allocatable CPU per node (default: not tracked).
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
+    /// Allocatable memory per node (default: not tracked).
+    #[serde(default)]
+    pub ram: Option<Mem>,
+}
+
+/// The cluster: node pools, or a node list from a trace.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Node pools.
+    #[serde(default)]
+    pub pools: Vec<Spanned<PoolSpec>>,
+    /// A trace node list (`sn,cpu_milli,memory_mib,gpu,model`), relative to the scenario file.
+    #[serde(default)]
+    pub trace: Option<Spanned<PathBuf>>,
+}
+
+/// Arrival processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArrivalKind {
+    /// Exponential inter-arrival times with mean `1/rate`.
+    Poisson,
+    /// One pod every `1/rate`.
+    Constant,
+    /// Bursts of `burst_size` pods at once; bursts arrive as a Poisson process so that the mean
+    /// rate is `rate`.
+    Bursts,
+    /// A Poisson process whose rate follows a sine over `period` with `peak_ratio` between the
+    /// busiest and the quietest moment (mean `rate`).
+    Diurnal,
+}
+
+/// How pods arrive.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrivalSpec {
+    /// The process.
+    pub process: ArrivalKind,
+    /// Mean pods per second.
+    pub rate: f64,
+    /// Pods per burst (`bursts`).
+    #[serde(default)]
+    pub burst_size: Option<u32>,
+    /// Busiest / quietest rate (`diurnal`, default 3).
+    #[serde(default)]
+    pub peak_ratio: Option<f64>,
+    /// Period of the cycle (`diurnal`, default 24h).
+    #[serde(default)]
+    pub period: Option<Dur>,
+}
+
+/// Duration distributions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DurationKind {
+    /// Always `value`.
+    Fixed,
+    /// Exponential with `mean`.
+    Exponential,
+    /// Log-normal with `median` and `sigma` (of the underlying normal).
+    Lognormal,
+    /// Uniformly one of `values`.
+    Empirical,
+}
+
+/// How long pods run.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationSpec {
+    /// The distribution.
+    pub dist: DurationKind,
+    /// `fixed`.
+    #[serde(default)]
+    pub value: Option<Dur>,
+    /// `exponential`.
+    #[serde(default)]
+    pub mean: Option<Dur>,
+    /// `lognormal`.
+    #[serde(default)]
+    pub median: Option<Dur>,
+    /// `lognormal` (default 1).
+    #[serde(default)]
+    pub sigma: Option<f64>,
+    /// `empirical`.
+    #[serde(default)]
+    pub values: Vec<Dur>,
+}
+
+/// One entry of the request mix.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixEntry {
+    /// Name (reports, pod names).
+    pub name: String,
+    /// Relative weight.
+    pub weight: f64,
+    /// Device family (default `nvidia`).
+    #[serde(default)]
+    pub family: Family,
+    /// Cards per pod (default 1).
+    #[serde(default)]
+    pub cards: Option<u32>,
+    /// Memory per card (absent with `memory_percent` absent: whole card).
+    #[serde(default)]
+    pub memory: Option<Mem>,
+    /// Memory per card as a percentage of the card.
+    #[serde(default)]
+    pub memory_percent: Option<u32>,
+    /// Compute share per card, percent.
+    #[serde(default)]
+    pub cores: Option<u32>,
+    /// Allowed card models (`nvidia.com/use-gputype`, comma list of substrings).
+    #[serde(default)]
+    pub gpu_type: Option<String>,
+    /// Kubernetes priority (`spec.priority`; higher goes first).
+    #[serde(default)]
+    pub priority: i32,
+    /// CPU request.
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
+    /// Memory request.
+    #[serde(default)]
+    pub ram: Option<Mem>,
+    /// This entry's own duration distribution (default: the workload's).
+    #[serde(default)]
+    pub duration: Option<DurationSpec>,
+}
+
+/// Order of trace pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceMode {
+    /// Arrive at `creation_time` (scaled by `time_scale`).
+    #[default]
+    Timestamps,
+    /// Arrive in creation order at `rate`.
+    CreationOrder,
+    /// Arrive in a seeded random order at `rate` (the FGD paper's order).
+    Shuffled,
+}
+
+/// Replay of a trace pod list.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSpec {
+    /// Pod list CSV, relative to the scenario file.
+    pub pods: Spanned<PathBuf>,
+    /// Arrival order (default `timestamps`).
+    #[serde(default)]
+    pub mode: TraceMode,
+    /// Pods leave at `deletion_time` (default true); false: pods never end.
+    #[serde(default = "yes")]
+    pub departures: bool,
+    /// Divide trace times by this (default 1; 10 replays ten times faster).
+    #[serde(default)]
+    pub time_scale: Option<f64>,
+    /// Pods per second for `creation-order` and `shuffled` (default 10).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Replay only the first N pods (after ordering).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The workload: generators or a trace.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Arrival process (generators).
+    #[serde(default)]
+    pub arrival: Option<ArrivalSpec>,
+    /// Duration distribution (generators).
+    #[serde(default)]
+    pub duration: Option<DurationSpec>,
+    /// Request mix (generators).
+    #[serde(default)]
+    pub mix: Vec<Spanned<MixEntry>>,
+    /// Trace replay instead of generators.
+    #[serde(default)]
+    pub trace: Option<TraceSpec>,
+}
+
+/// How ties between equally scored nodes break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TieSpec {
+    /// The node whose name sorts first.
+    #[default]
+    NameOrder,
+    /// A uniformly random tied node per decision.
+    Uniform,
+}
+
+/// A named node-policy + device-policy combination.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Name used in reports and expectations.
+    pub name: String,
+    /// Node policy.
+    pub node: NodePolicyName,
+    /// Device policy chain (default `spread`, HAMi's default).
+    #[serde(default)]
+    pub device: Option<DeviceChain>,
+    /// Tie rule (default: the scenario's `tie`).
+    #[serde(default)]
+    pub tie: Option<TieSpec>,
+    /// FGD target workload coverage, % of pods (default 95).
+    #[serde(default)]
+    pub fgd_coverage: Option<f64>,
+}
+
+/// Fault kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Nodes disappear; their pods fail and are resubmitted.
+    NodeLoss,
+    /// Cards report unhealthy (running pods stay; nothing new lands there).
+    DeviceUnhealthy,
+    /// The scheduler restarts: its state is rebuilt from node and pod annotations only.
+    SchedulerRestart,
+}
+
+/// One fault.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// When (virtual time from the start).
+    pub at: Dur,
+    /// What.
+    pub kind: FaultKind,
+    /// How many nodes (drawn from the fault stream; default 1).
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    /// Draw nodes from this pool only.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Cards per node (`device-unhealthy`, default 1).
+    #[serde(default)]
+    pub cards: Option<u32>,
+    /// Nodes return / cards recover after this long (default: never).
+    #[serde(default)]
+    pub recover_after: Option<Dur>,
+}
+
+/// Failing or slow API writes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    /// Probability that a bind fails (0..1).
+    #[serde(default)]
+    pub bind_failure: f64,
+    /// Time a bind takes (default 0).
+    #[serde(default)]
+    pub bind_delay: Dur,
+}
+
+/// Scheduling queue settings (kube-scheduler's pod backoff).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    /// First backoff after a failed attempt (default 1s).
+    #[serde(default = "backoff_initial")]
+    pub backoff_initial: Dur,
+    /// Backoff cap (default 10s).
+    #[serde(default = "backoff_max")]
+    pub backoff_max: Dur,
+}
+
+fn backoff_initial() -> Dur {
+    Dur(1000)
+}
+fn backoff_max() -> Dur {
+    Dur(10_000)
+}
+
+impl Default for QueueSpec {
+    fn default() -> Self {
+        QueueSpec {
+            backoff_initial: backoff_initial(),
+            backoff_max: backoff_max(),
+        }
+    }
+}
+
+/// When a run ends.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StopSpec {
+    /// Virtual time limit.
+    #[serde(default)]
+    pub time: Option<Dur>,
+    /// Number of pods to generate; the run ends at the last arrival unless `drain`.
+    #[serde(default)]
+    pub pods: Option<u64>,
+    /// Keep running after the last arrival until nothing runs or waits (or `time`).
+    #[serde(default)]
+    pub drain: bool,
+}
+
+/// Parameter sweeps: one variant of the scenario per value.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Total node counts: pool counts and the arrival rate scale proportionally.
+    #[serde(default)]
+    pub nodes: Vec<u32>,
+}
+
+/// A scenario file as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesFile {
+    /// `discrete-event` (optional).
+    #[serde(default)]
+    pub kind: DesKind,
+    /// Name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Master seed (the `SEED` environment variable overrides it).
+    #[serde(default)]
+    pub seed: u64,
+    /// Seeds per policy: `seed`, `seed+1`, … (default 1).
+    #[serde(default)]
+    pub repetitions: Option<u32>,
+    /// The cluster.
+    pub cluster: ClusterSpec,
+    /// The workload.
+    pub workload: WorkloadSpec,
+    /// Policies to compare.
+    pub policies: Vec<Spanned<PolicySpec>>,
+    /// Default tie rule.
+    #[serde(default)]
+    pub tie: TieSpec,
+    /// Queue backoff.
+    #[serde(default)]
+    pub queue: QueueSpec,
+    /// Faults.
+    #[serde(default)]
+    pub faults: Vec<Spanned<FaultSpec>>,
+    /// API write failures and delays.
+    #[serde(default)]
+    pub api: ApiSpec,
+    /// Stop condition.
+    pub stop: StopSpec,
+    /// Metrics shown in the summary table (default: a standard set).
+    #[serde(default)]
+    pub metrics: Vec<super::metrics::MetricName>,
+    /// Expectations checked by `hami sim check`.
+    #[serde(default)]
+    pub expect: Vec<Spanned<super::expect::Expectation>>,
+    /// Parameter sweeps.
+    #[serde(default)]
+    pub sweep: SweepSpec,
+    /// Interval between metric samples (default: 1/200 of the run).
+    #[serde(default)]
+    pub sample_every: Option<Dur>,
+    /// Run the checker every N events (default 1 = after every event).
+    #[serde(default)]
+    pub check_every: Option<u64>,
+}
+
+/// The key path at `line` of a block-style YAML text (`workload.mix[1].memory`), for errors.
+pub fn yaml_path_at(text: &str, line: usize) -> String {
+    enum Frame {
+        Key(usize, String),
+        Item(usize, usize),
+    }
+    let indent_of = |f: &Frame| match f {
+        Frame::Key(i, _) | Frame::Item(i, _) => *i,
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    for l in text.lines().take(line) {
+        let body = l.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let mut indent = l.len() - body.len();
+        let mut rest = body;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
+            while stack.last().is_some_and(|f| indent_of(f) > indent) {
+                stack.pop();
+            }
+            match stack.last_mut() {
+                Some(Frame::Item(i, n)) if *i == indent => *n += 1,
+                _ => stack.push(Frame::Item(indent, 0)),
+            }
+            let trimmed = r.trim_start();
+            indent += 2 + (r.len() - trimmed.len());
+            rest = trimmed;
+        }
+        if let Some(colon) = rest.find(':') {
+            let key = rest[..colon].trim().trim_matches('"');
+            if !key.is_empty() && !key.contains(' ') && !key.starts_with('{') {
+                while stack.last().is_some_and(|f| indent_of(f) >= indent) {
+                    stack.pop();
+                }
+                stack.push(Frame::Key(indent, key.to_string()));
+            }
+        }
+    }
+    let mut out = String::new();
+    for f in &stack {
+        match f {
+            Frame::Key(_, k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Frame::Item(_, n) => out.push_str(&format!("[{n}]")),
+        }
+    }
+    out
+}
+
+/// Formats errors as `file:line:column: path: message`.
+#[derive(Debug, Clone)]
+pub struct Where<'a> {
+    /// File.
+    pub path: &'a Path,
+    /// Its text.
+    pub text: &'a str,
+}
+
+impl Where<'_> {
+    /// An error at a location, with a field path (`None`: derived from the line).
+    pub fn at(&self, loc: Location, field: Option<&str>, msg: impl std::fmt::Display) -> String {
+        let line = loc.line() as usize;
+        let path = field
+            .map(str::to_string)
+            .unwrap_or_else(|| yaml_path_at(self.text, line));
+        let path = if path.is_empty() {
+            String::new()
+        } else {
+            format!(" {path}:")
+        };
+        format!(
+            "{}:{}:{}:{path} {msg}",
+            self.path.display(),
+            loc.line(),
+            loc.column()
+        )
+    }
+}
+
+/// Parse the YAML text of a discrete-event scenario (no cross-field validation).
+pub fn parse_file(path: &Path, text: &str) -> Result<DesFile, String> {
+    serde_saphyr::from_str::<DesFile>(text).map_err(|e| {
+        // The reader's message may carry a rendered snippet; keep its first line.
+        let msg = e.to_string();
+        let first = msg.lines().next().unwrap_or("").trim().to_string();
+        let first = strip_location_suffix(&first);
+        match e.location() {
+            Some(l) => Where { path, text }.at(l, None, first),
+            None => format!("{}: {first}", path.display()),
+        }
+    })
+}
+
+/// serde-saphyr appends ` at line L column C` to some messages; the prefix already says it.
+fn strip_location_suffix(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) if s[i..].contains("column") => s[..i].to_string(),
+        _ => s.to_string(),
+    }
+}
