@@ -180,6 +180,7 @@ pub fn memory_needed(dev: &Device, req: &DeviceRequest, templates: &[u64]) -> Op
 }
 
 /// [`memory_needed`] from a card's hot numbers.
+#[inline]
 pub fn memory_needed_caps(caps: &CardCaps, req: &DeviceRequest, templates: &[u64]) -> Option<u64> {
     let raw = req.memory_on(caps.memory_mib);
     if caps.ascend && !templates.is_empty() {
@@ -205,6 +206,7 @@ pub fn check_card(
 
 /// [`check_card`] reading the numbers from the card's compact [`CardCaps`] and touching the
 /// full [`Device`] only for selectors and MIG (the filter's hot loop stays in a few cache lines).
+#[inline]
 pub fn check_card_caps(
     caps: &CardCaps,
     dev: &Device,
