@@ -227,13 +227,12 @@ pub fn check_card_caps(
         Some(m) => m == caps.mode,
     };
     let selectors = &req.selectors;
-    let typed = !(selectors.use_types.is_empty() && selectors.nouse_types.is_empty());
+    let typed = !selectors.use_types.is_empty() || !selectors.nouse_types.is_empty();
     if caps.family != req.family || !mode_ok || (typed && !selectors.type_ok(&dev.model)) {
         return Err(Reason::CardTypeMismatch);
     }
-    if !(selectors.use_uuids.is_empty() && selectors.nouse_uuids.is_empty())
-        && !selectors.uuid_ok(&dev.uuid)
-    {
+    let by_uuid = !selectors.use_uuids.is_empty() || !selectors.nouse_uuids.is_empty();
+    if by_uuid && !selectors.uuid_ok(&dev.uuid) {
         return Err(Reason::CardUuidMismatch);
     }
     if usage.used >= caps.split_count {

@@ -93,7 +93,7 @@ fn build_pod(i: usize, s: &PodSpec) -> k8s_openapi::api::core::v1::Pod {
     let cores = s.cores.to_string();
     let mut limits: Vec<(&str, &str)> =
         vec![("nvidia.com/gpu", &count), ("nvidia.com/gpucores", &cores)];
-    if s.mem % 3 == 0 {
+    if s.mem.is_multiple_of(3) {
         limits.push(("nvidia.com/gpumem-percentage", &pct));
     } else {
         limits.push(("nvidia.com/gpumem", &mem));

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 fn hami_defaults() {
     let tr = RequestTranslator::default();
     // (case, limits, expected (count, memory, cores))
-    let cases: &[(&str, &[(&str, &str)], (u32, MemoryRequest, u32))] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], (u32, MemoryRequest, u32));
+    let cases: &[Case] = &[
         (
             "memory only → one card",
             &[("nvidia.com/gpumem", "3000")],

@@ -76,7 +76,7 @@ impl TargetWorkload {
         // BTreeMap order is ascending by resources; a stable sort by descending count keeps
         // equal counts in that order, so reverse first to put larger resources first.
         v.reverse();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|t| std::cmp::Reverse(t.1));
         let need = coverage.clamp(0.0, 1.0) * total as f64;
         let mut cum = 0u64;
         let mut keep = Vec::new();

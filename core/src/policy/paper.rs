@@ -36,11 +36,9 @@ pub fn card_free_milli(dev: &Device, u: &DeviceUsage) -> u64 {
     } else {
         u64::from(dev.cores.saturating_sub(u.used_cores)) * MILLI / u64::from(dev.cores)
     };
-    let mem = if dev.memory_mib == 0 {
-        MILLI
-    } else {
-        dev.memory_mib.saturating_sub(u.used_mem) * MILLI / dev.memory_mib
-    };
+    let mem = (dev.memory_mib.saturating_sub(u.used_mem) * MILLI)
+        .checked_div(dev.memory_mib)
+        .unwrap_or(MILLI);
     cores.min(mem).min(MILLI)
 }
 
