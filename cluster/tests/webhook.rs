@@ -56,7 +56,8 @@ async fn pod_without_managed_resources_is_allowed_unchanged() {
 #[tokio::test]
 async fn validations_deny_with_hami_messages() {
     let h = start(&[]).await;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "privileged",
             Box::new(|v: &mut Value| {

@@ -66,12 +66,13 @@ pub(crate) async fn read_body(body: Body) -> Result<Bytes, Response> {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Response> {
+/// Decode a JSON body; the error is the 400 response to send (boxed: a `Response` is large).
+fn parse<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(b).map_err(|e| {
-        text(
+        Box::new(text(
             StatusCode::BAD_REQUEST,
             format!("malformed {what} JSON: {e}"),
-        )
+        ))
     })
 }
 
@@ -82,7 +83,7 @@ async fn filter(State(ext): State<Arc<Extender>>, body: Body) -> Response {
     };
     let args: ExtenderArgs = match parse("ExtenderArgs", &b) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     json_ok(&ext.filter(args).await)
 }
@@ -94,7 +95,7 @@ async fn bind(State(ext): State<Arc<Extender>>, body: Body) -> Response {
     };
     let args: ExtenderBindingArgs = match parse("ExtenderBindingArgs", &b) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     json_ok(&ext.bind(args).await)
 }
