@@ -2,6 +2,6 @@
 
 pub mod device_plugin;
 pub mod inspect;
+pub mod node_agent;
 pub mod scheduler;
 pub mod webhook;
-pub mod node_agent;
