@@ -38,8 +38,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode, String> {
     let node = args
         .cards
-        .node_name
-        .clone()
+        .resolved_node_name()
         .ok_or("--node-name (or NODE_NAME) is required")?;
     let mut config = hami_cluster::deviceplugin::PluginConfig::new(&node);
     config.plugin_dir = args.plugin_dir;

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 pub struct Args {
     /// Node to act for (default: $NODE_NAME); omit with a multi-node inventory to act for all.
-    #[arg(long, env = "NODE_NAME")]
+    // Read from the environment by hand: the workspace's clap has no `env` feature.
+    #[arg(long)]
     pub node_name: Option<String>,
     /// Fake inventory (YAML `nodes:` list or fake-devices key=value file) instead of NVML.
     #[arg(long)]
@@ -32,10 +33,19 @@ pub struct Args {
 }
 
 impl Args {
+    /// `--node-name`, else a non-empty `$NODE_NAME`.
+    pub fn resolved_node_name(&self) -> Option<String> {
+        self.node_name.clone().or_else(|| {
+            std::env::var("NODE_NAME")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
+    }
+
     /// The cluster crate's options.
     pub fn options(&self) -> hami_cluster::agent::AgentOptions {
         hami_cluster::agent::AgentOptions {
-            node_name: self.node_name.clone(),
+            node_name: self.resolved_node_name(),
             inventory: self.inventory.clone(),
             nvml_lib: self.nvml_lib.clone(),
             device_config: self.device_config.clone(),

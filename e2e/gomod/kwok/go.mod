@@ -1,0 +1,5 @@
+module hami-rs/e2e/kwok
+
+go 1.24
+
+require sigs.k8s.io/kwok v0.7.0
