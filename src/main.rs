@@ -21,6 +21,10 @@ enum Command {
     Scheduler(commands::scheduler::Args),
     /// The mutating admission webhook alone.
     Webhook(commands::webhook::Args),
+    /// The FGD paper's experiment: replay a GPU trace under each policy, report and check.
+    Fgd(commands::fgd::Args),
+    /// The discrete-event simulator: compare policies on a scenario, check it in CI, explain a pod.
+    Sim(commands::sim::Args),
     /// kubelet device plugin for `nvidia.com/gpu`: HAMi-compatible Allocate that never guesses.
     DevicePlugin(commands::device_plugin::Args),
     /// Publish HAMi's node registration annotation (NVML or a fake inventory of many nodes).
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Scheduler(a) => commands::scheduler::run(a),
         Command::Webhook(a) => commands::webhook::run(a),
+        Command::Fgd(a) => commands::fgd::run(a),
+        Command::Sim(a) => commands::sim::run(a),
         Command::DevicePlugin(a) => commands::device_plugin::run(a),
         Command::NodeAgent(a) => commands::node_agent::run(a),
     };

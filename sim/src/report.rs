@@ -4,7 +4,7 @@
 use crate::matrix::Row;
 use crate::scenario::Scenario;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One run, as in `runs.csv`.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,4 +252,71 @@ pub fn check(s: &Scenario, rows: &[RunRow]) -> Vec<String> {
         }
     }
     fails
+}
+
+/// Trace families of the paper's matrix, for the bar charts.
+pub const FAMILIES: [(&str, &[&str]); 4] = [
+    ("cpu", &["cpu050", "default", "cpu100", "cpu200", "cpu250"]),
+    (
+        "gpushare",
+        &[
+            "default",
+            "gpushare40",
+            "gpushare60",
+            "gpushare80",
+            "gpushare100",
+        ],
+    ),
+    (
+        "gpuspec",
+        &[
+            "default",
+            "gpuspec10",
+            "gpuspec20",
+            "gpuspec25",
+            "gpuspec33",
+        ],
+    ),
+    (
+        "multigpu",
+        &[
+            "default",
+            "multigpu20",
+            "multigpu30",
+            "multigpu40",
+            "multigpu50",
+        ],
+    ),
+];
+
+/// Draw plots for whatever scenarios the results hold: a curve per scenario, bars per family.
+pub fn draw_all(dir: &Path, rows: &[RunRow]) -> Result<Vec<PathBuf>, String> {
+    let mut names: Vec<&str> = rows.iter().map(|r| r.trace.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let bins = read_bins(dir, &names)?;
+    let mut out = Vec::new();
+    for n in &names {
+        let p = dir.join(format!("curve-{n}"));
+        crate::plot::curve(
+            &bins,
+            n,
+            &format!("Unallocated GPU vs arrived workload ({n}; median, 25–75 % over seeds)"),
+            &p,
+        )?;
+        out.push(p.with_extension("png"));
+    }
+    for (fam, traces) in FAMILIES {
+        if traces.iter().filter(|t| names.contains(t)).count() >= 2 {
+            let p = dir.join(format!("bars-{fam}"));
+            crate::plot::bars(
+                rows,
+                traces,
+                &format!("Unallocated GPU at 100 % arrival, {fam} traces (mean ± sd)"),
+                &p,
+            )?;
+            out.push(p.with_extension("png"));
+        }
+    }
+    Ok(out)
 }
