@@ -196,10 +196,10 @@ pub fn run_matrix(
                                     Ok(g) => g,
                                     Err(p) => p.into_inner(),
                                 };
-                                if let Err(e) = g.write(&row) {
-                                    if let Ok(mut er) = errors.lock() {
-                                        er.push(format!("writing results: {e}"));
-                                    }
+                                if let Err(e) = g.write(&row)
+                                    && let Ok(mut er) = errors.lock()
+                                {
+                                    er.push(format!("writing results: {e}"));
                                 }
                             }
                             let n = done.fetch_add(1, Ordering::SeqCst) + 1;

@@ -232,7 +232,7 @@ pub fn check(s: &Scenario, rows: &[RunRow]) -> Vec<String> {
                             a
                         }
                     });
-            if !(worst_better.1 < best_worse.1) {
+            if worst_better.1.partial_cmp(&best_worse.1) != Some(std::cmp::Ordering::Less) {
                 fails.push(format!(
                     "{name}: ranking at {at} %: {} ({:.2} %) should leave less unallocated than {} ({:.2} %)",
                     worst_better.0.map(String::as_str).unwrap_or("?"),
@@ -245,7 +245,7 @@ pub fn check(s: &Scenario, rows: &[RunRow]) -> Vec<String> {
     }
     if let Some([lo, hi]) = s.file.expect.empty_frag_pct {
         let (f, _, _) = mean_sd(mine.iter().map(|r| r.frag0));
-        if !(f >= lo && f <= hi) {
+        if !(lo..=hi).contains(&f) {
             fails.push(format!(
                 "{name}: empty-cluster fragmentation is {f:.3} % of capacity, expected {lo}..{hi}"
             ));

@@ -188,7 +188,10 @@ impl Scenario {
         if file.seeds.is_empty() {
             return Err(format!("{}: at least one seed is needed", at("seeds")));
         }
-        if !(file.inflation_pct > 0.0 && file.inflation_pct <= 1000.0) {
+        if !(file.inflation_pct.is_finite()
+            && file.inflation_pct > 0.0
+            && file.inflation_pct <= 1000.0)
+        {
             return Err(format!(
                 "{}: must be in (0, 1000], got {}",
                 at("inflation_pct"),
