@@ -41,6 +41,9 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
+# A private copy: a rebuild of target/ during the run must not change the binary under test.
+cp "${HAMI_BIN}" "${RUN}/hami"
+HAMI_BIN="${RUN}/hami"
 cmd_up "${RUN}"
 # shellcheck disable=SC1091
 source "${RUN}/env"

@@ -177,7 +177,8 @@ PY
 test_restart_burst() {
   local i total=30
   for i in $(seq 1 ${total}); do
-    pod burst${i} gpu=1 mem=4000 cores=10 | K create -f - >/dev/null
+    # schedulerName set explicitly: pods created while our webhook is down are ours too.
+    pod burst${i} gpu=1 mem=4000 cores=10 scheduler=hami-scheduler | K create -f - >/dev/null
     if (( i == 10 )); then
       # SIGKILL: no graceful shutdown.
       kill -KILL -- "-$(awk '$1=="hami-scheduler"{print $2}' "${RUN}/pids" | tail -1)" 2>/dev/null || true
@@ -185,14 +186,12 @@ test_restart_burst() {
     fi
     if (( i == 15 )); then start_hami_scheduler; fi
   done
-  # Pods created while the webhook was down were admitted unmutated (failurePolicy Ignore) and
-  # belong to the default scheduler; every pod of ours must be bound and served.
   wait_until 180 "every burst pod of hami-scheduler bound and Running" bash -c "
     '${BIN}/kubectl' --kubeconfig '${RUN}/kubeconfig' get pods -l e2e=1 -o jsonpath='{range .items[*]}{.spec.schedulerName} {.status.phase}{\"\\n\"}{end}' \
       | awk '\$1==\"hami-scheduler\" && \$2!=\"Running\" {bad=1} END {exit bad}'"
   local ours; ours="$(K get pods -l e2e=1 -o jsonpath='{range .items[*]}{.spec.schedulerName}{"\n"}{end}' | grep -c hami-scheduler || true)"
   log "burst: ${ours}/${total} pods went through hami-scheduler"
-  (( ours >= 20 )) || fail "only ${ours} burst pods were mutated"
+  (( ours == total )) || fail "only ${ours} of ${total} burst pods belong to hami-scheduler"
   check_ledger
   cleanup_pods
 }
