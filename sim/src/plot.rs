@@ -216,7 +216,7 @@ fn draw_bars<DB: DrawingBackend>(
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..nt, 0f64..(ymax * 1.15).max(1.0))
+            .build_cartesian_2d(0f64..nt, 0f64..(ymax * 1.45).max(1.0))
             .map_err(e)?;
         ch.configure_mesh()
             .disable_x_mesh()
