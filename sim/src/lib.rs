@@ -3,6 +3,7 @@
 //! The discrete-event simulator will live here too; today the crate runs `trace-replay`
 //! scenarios (the FGD paper's experiment) through the core's production scheduling pipeline.
 
+pub mod des;
 pub mod matrix;
 pub mod plot;
 pub mod replay;

@@ -144,7 +144,7 @@ impl<'de> Deserialize<'de> for Expectation {
 }
 
 /// The outcome of one expectation.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// The expectation, as text.
     pub expectation: String,

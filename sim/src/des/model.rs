@@ -162,6 +162,8 @@ pub struct Scenario {
     pub sample_every: u64,
     /// Check every N events.
     pub check_every: u64,
+    /// kube-scheduler's percentage of nodes to score (extender path), if set.
+    pub nodes_to_score_pct: Option<u32>,
 }
 
 /// Translate a template Pod through the production translator.
@@ -282,7 +284,7 @@ fn class_of_mix(m: &super::scenario::MixEntry) -> Result<PodClass, String> {
         (Some(c), _, _) => f64::from(c.min(100)) / 100.0,
         (None, None, Some(p)) => f64::from(p.min(100)) / 100.0,
         (None, None, None) => 1.0,
-        (None, Some(_), None) => 0.0,
+        (None, Some(_), _) => 0.0,
     };
     Ok(PodClass {
         name: m.name.clone(),
@@ -317,12 +319,12 @@ fn task_of_class(c: &PodClass) -> TaskType {
     }
 }
 
-fn check_duration(w: &Where, loc: serde_saphyr::Location, field: &str, d: &DurationSpec) -> Result<(), String> {
+fn check_duration(w: &Where, line: u64, field: &str, d: &DurationSpec) -> Result<(), String> {
     let need = |what: &str, ok: bool| {
         if ok {
             Ok(())
         } else {
-            Err(w.at(loc, Some(field), format!("dist {:?} needs `{what}`", d.dist)))
+            Err(w.at(line, 1, Some(field), format!("dist {:?} needs `{what}`", d.dist)))
         }
     };
     match d.dist {
@@ -466,7 +468,7 @@ impl Scenario {
             if full.is_file() {
                 Ok(full)
             } else {
-                Err(w.at(
+                Err(w.at_loc(
                     p.referenced,
                     Some(field),
                     format!(
@@ -514,16 +516,16 @@ impl Scenario {
                     let f = format!("cluster.pools[{i}]");
                     let v = &p.value;
                     if !seen.insert(v.name.clone()) {
-                        return Err(w.at(p.referenced, Some(&f), format!("pool name {:?} is used twice", v.name)));
+                        return Err(w.at_loc(p.referenced, Some(&f), format!("pool name {:?} is used twice", v.name)));
                     }
                     if v.cards == 0 || v.cards > 64 {
-                        return Err(w.at(p.referenced, Some(&format!("{f}.cards")), "cards must be in 1..=64"));
+                        return Err(w.at_loc(p.referenced, Some(&format!("{f}.cards")), "cards must be in 1..=64"));
                     }
                     if v.memory.0 == 0 {
-                        return Err(w.at(p.referenced, Some(&format!("{f}.memory")), "memory must be positive"));
+                        return Err(w.at_loc(p.referenced, Some(&format!("{f}.memory")), "memory must be positive"));
                     }
                     if v.name.is_empty() || !v.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                        return Err(w.at(p.referenced, Some(&format!("{f}.name")), "pool names use letters, digits and '-'"));
+                        return Err(w.at_loc(p.referenced, Some(&format!("{f}.name")), "pool names use letters, digits and '-'"));
                     }
                     pools.push(Pool {
                         name: v.name.clone(),
@@ -578,25 +580,24 @@ impl Scenario {
                     return Err(top("workload", "arrival.peak_ratio must be >= 1".into()));
                 }
                 let dline = text.lines().position(|l| l.trim_start().starts_with("duration:")).map(|i| i + 1).unwrap_or(1);
-                let dloc = serde_saphyr::Location::new(dline, 1);
-                check_duration(&w, dloc, "workload.duration", &duration)?;
+                check_duration(&w, dline as u64, "workload.duration", &duration)?;
                 let mut names = std::collections::BTreeSet::new();
                 for (i, m) in wl.mix.iter().enumerate() {
                     let f = format!("workload.mix[{i}]");
                     let v = &m.value;
                     if !names.insert(v.name.clone()) {
-                        return Err(w.at(m.referenced, Some(&f), format!("mix name {:?} is used twice", v.name)));
+                        return Err(w.at_loc(m.referenced, Some(&f), format!("mix name {:?} is used twice", v.name)));
                     }
                     if !(v.weight > 0.0 && v.weight.is_finite()) {
-                        return Err(w.at(m.referenced, Some(&format!("{f}.weight")), "weight must be positive"));
+                        return Err(w.at_loc(m.referenced, Some(&format!("{f}.weight")), "weight must be positive"));
                     }
                     if v.memory.is_some() && v.memory_percent.is_some() {
-                        return Err(w.at(m.referenced, Some(&f), "give memory or memory_percent, not both"));
+                        return Err(w.at_loc(m.referenced, Some(&f), "give memory or memory_percent, not both"));
                     }
                     if let Some(d) = &v.duration {
-                        check_duration(&w, m.referenced, &format!("{f}.duration"), d)?;
+                        check_duration(&w, m.referenced.line(), &format!("{f}.duration"), d)?;
                     }
-                    let c = class_of_mix(v).map_err(|e| w.at(m.referenced, Some(&f), e))?;
+                    let c = class_of_mix(v).map_err(|e| w.at_loc(m.referenced, Some(&f), e))?;
                     classes.push(c);
                 }
                 Source::Generated { arrival, duration }
@@ -611,11 +612,11 @@ impl Scenario {
         for (i, p) in file.policies.iter().enumerate() {
             let v = &p.value;
             if policies.iter().any(|x| x.name == v.name) {
-                return Err(w.at(p.referenced, Some(&format!("policies[{i}].name")), format!("policy name {:?} is used twice", v.name)));
+                return Err(w.at_loc(p.referenced, Some(&format!("policies[{i}].name")), format!("policy name {:?} is used twice", v.name)));
             }
             let cov = v.fgd_coverage.unwrap_or(95.0);
             if !(cov > 0.0 && cov <= 100.0) {
-                return Err(w.at(p.referenced, Some(&format!("policies[{i}].fgd_coverage")), "must be in (0, 100]"));
+                return Err(w.at_loc(p.referenced, Some(&format!("policies[{i}].fgd_coverage")), "must be in (0, 100]"));
             }
             policies.push(PolicyRes {
                 name: v.name.clone(),
@@ -639,7 +640,7 @@ impl Scenario {
                         .position(|p| &p.name == name)
                         .map(|x| x as u16)
                         .ok_or_else(|| {
-                            w.at(f.referenced, Some(&format!("{field}.pool")), format!(
+                            w.at_loc(f.referenced, Some(&format!("{field}.pool")), format!(
                                 "unknown pool {name:?}; pools: {}",
                                 pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
                             ))
@@ -668,7 +669,7 @@ impl Scenario {
             };
             for n in names {
                 if !policies.iter().any(|p| p.name == n) {
-                    return Err(w.at(e.referenced, Some(&format!("expect[{i}]")), format!(
+                    return Err(w.at_loc(e.referenced, Some(&format!("expect[{i}]")), format!(
                         "unknown policy {n:?}; policies: {}",
                         policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
                     )));
@@ -762,7 +763,22 @@ impl Scenario {
         } else {
             file.metrics.clone()
         };
-        let horizon = stop_time.unwrap_or(3_600_000);
+        let horizon = stop_time.unwrap_or_else(|| match variants.first().map(|v| &v.source) {
+            Some(Source::Trace { pods, mode, rate, limit }) => {
+                let n = limit.map_or(pods.len(), |l| l.min(pods.len()));
+                match mode {
+                    TraceMode::Timestamps => {
+                        let t0 = pods.first().map(|p| p.at).unwrap_or(0);
+                        pods.get(n.saturating_sub(1)).map(|p| p.at - t0).unwrap_or(0)
+                    }
+                    _ => (n as f64 / rate * 1000.0) as u64,
+                }
+            }
+            Some(Source::Generated { arrival, .. }) => stop_pods
+                .map(|p| (p as f64 / arrival.rate * 1000.0) as u64)
+                .unwrap_or(3_600_000),
+            None => 3_600_000,
+        });
         let sample_every = file
             .sample_every
             .map(|d: Dur| d.0)
@@ -780,6 +796,7 @@ impl Scenario {
             stop_pods,
             sample_every,
             check_every: file.check_every.unwrap_or(1).max(1),
+            nodes_to_score_pct: file.percentage_of_nodes_to_score.map(|p| p.clamp(1, 100)),
             file,
         })
     }

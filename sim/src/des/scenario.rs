@@ -505,6 +505,12 @@ pub struct DesFile {
     /// Run the checker every N events (default 1 = after every event).
     #[serde(default)]
     pub check_every: Option<u64>,
+    /// kube-scheduler's `percentageOfNodesToScore`: when set, each pod goes through the
+    /// extender path (`Filter` with the candidate nodes, then `Bind`) and the candidates are
+    /// the first nodes, from a rotating start, that a cheap resource bound admits — at least
+    /// 100, or this percentage of the cluster. Unset (default): every node is considered.
+    #[serde(default)]
+    pub percentage_of_nodes_to_score: Option<u32>,
 }
 
 /// The key path at `line` of a block-style YAML text (`workload.mix[1].memory`), for errors.
@@ -572,11 +578,16 @@ pub struct Where<'a> {
 
 impl Where<'_> {
     /// An error at a location, with a field path (`None`: derived from the line).
-    pub fn at(&self, loc: Location, field: Option<&str>, msg: impl std::fmt::Display) -> String {
-        let line = loc.line() as usize;
+    pub fn at_loc(&self, loc: Location, field: Option<&str>, msg: impl std::fmt::Display) -> String {
+        self.at(loc.line(), loc.column(), field, msg)
+    }
+
+    /// An error at `line:column`, with a field path (`None`: derived from the line).
+    pub fn at(&self, line: u64, column: u64, field: Option<&str>, msg: impl std::fmt::Display) -> String {
+        let line_no = line as usize;
         let path = field
             .map(str::to_string)
-            .unwrap_or_else(|| yaml_path_at(self.text, line));
+            .unwrap_or_else(|| yaml_path_at(self.text, line_no));
         let path = if path.is_empty() {
             String::new()
         } else {
@@ -585,8 +596,8 @@ impl Where<'_> {
         format!(
             "{}:{}:{}:{path} {msg}",
             self.path.display(),
-            loc.line(),
-            loc.column()
+            line,
+            column
         )
     }
 }
@@ -599,7 +610,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<DesFile, String> {
         let first = msg.lines().next().unwrap_or("").trim().to_string();
         let first = strip_location_suffix(&first);
         match e.location() {
-            Some(l) => Where { path, text }.at(l, None, first),
+            Some(l) => Where { path, text }.at_loc(l, None, first),
             None => format!("{}: {first}", path.display()),
         }
     })

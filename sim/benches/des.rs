@@ -1,0 +1,66 @@
+//! Engine benchmark: run one scenario's policies × first seed, one run at a time, and print
+//! wall time, placements/s and events/s per run (peak memory: run under `/usr/bin/time -v`).
+//!
+//! ```sh
+//! cargo bench -p hami-sim --bench des -- scenarios/alibaba-nodepart.yaml
+//! /usr/bin/time -v cargo bench -p hami-sim --bench des -- scenarios/bench-1m.yaml binpack
+//! ```
+//! Arguments: scenario file, then optionally policy names to run (default: all).
+
+use hami_sim::des::engine::{Engine, RunOptions};
+use hami_sim::des::model::Scenario;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let Some(path) = args.first() else {
+        eprintln!("usage: cargo bench -p hami-sim --bench des -- SCENARIO [POLICY…]");
+        return;
+    };
+    let mut path = PathBuf::from(path);
+    if !path.exists() {
+        // cargo runs benches from the package folder.
+        path = PathBuf::from("..").join(path);
+    }
+    let t = Instant::now();
+    let sc = match Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    println!("loaded {} in {:.2}s", path.display(), t.elapsed().as_secs_f64());
+    let want: Vec<&String> = args.iter().skip(1).collect();
+    for v in &sc.variants {
+        for p in sc.policies.iter().filter(|p| want.is_empty() || want.contains(&&p.name)) {
+            let seed = sc.seeds[0];
+            let t = Instant::now();
+            match Engine::new(&sc, v, p, seed, RunOptions::default()).run() {
+                Ok(o) => {
+                    let wall = t.elapsed().as_secs_f64();
+                    let m = &o.metrics;
+                    println!(
+                        "{:<28} {:<10} nodes {:>6}  pods {:>8}  placed {:>8}  events {:>9}  wall {:>7.2}s  placements/s {:>9.0}  events/s {:>9.0}  alloc {:.3}  pending_end {}",
+                        v.name,
+                        p.name,
+                        v.nodes.len(),
+                        m["arrived"],
+                        m["placed"],
+                        o.events,
+                        wall,
+                        m["placed"] / wall,
+                        o.events as f64 / wall,
+                        m["allocation_ratio"],
+                        m["pending_end"],
+                    );
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,700 @@
+//! Reports of a `hami sim run`: a summary table (terminal and markdown), `report.md`,
+//! a self-contained `report.html` (inline SVG plots) and the plots as PNG and SVG.
+
+use super::metrics::MetricName;
+use super::model::Scenario;
+use super::results::{Results, RunRecord};
+use crate::plot::ensure_font;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn e<E: std::fmt::Debug>(x: E) -> String {
+    format!("plot: {x:?}")
+}
+
+/// The summary table as aligned text (one block per variant).
+pub fn summary_table(res: &Results, cols: &[MetricName]) -> String {
+    let mut s = String::new();
+    for v in &res.variants {
+        if res.variants.len() > 1 {
+            let _ = writeln!(s, "\n{v}");
+        }
+        let mut header = vec!["policy".to_string()];
+        header.extend(cols.iter().map(|m| {
+            if m.unit().is_empty() {
+                m.as_str().to_string()
+            } else {
+                format!("{} ({})", m.as_str(), m.unit())
+            }
+        }));
+        let mut rows = vec![header];
+        for p in &res.policies {
+            let mut row = vec![p.clone()];
+            for m in cols {
+                let st = res.summary.get(v).and_then(|x| x.get(p)).and_then(|x| x.get(m.as_str()));
+                row.push(match st {
+                    Some(st) if st.n > 1 && st.sd > 0.0 => {
+                        format!("{} ± {}", m.format(st.mean), m.format(st.sd))
+                    }
+                    Some(st) => m.format(st.mean),
+                    None => "–".into(),
+                });
+            }
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        for (i, r) in rows.iter().enumerate() {
+            let line: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(c, x)| {
+                    if c == 0 {
+                        format!("{x:<w$}", w = widths[c])
+                    } else {
+                        format!("{x:>w$}", w = widths[c])
+                    }
+                })
+                .collect();
+            let _ = writeln!(s, "{}", line.join("  "));
+            if i == 0 {
+                let _ = writeln!(s, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            }
+        }
+    }
+    s
+}
+
+fn md_table(res: &Results, v: &str, cols: &[MetricName]) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "| policy |");
+    for m in cols {
+        let u = if m.unit().is_empty() { String::new() } else { format!(" ({})", m.unit()) };
+        let _ = write!(s, " {}{u} |", m.as_str());
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(cols.len()));
+    for p in &res.policies {
+        let _ = write!(s, "| {p} |");
+        for m in cols {
+            let st = res.summary.get(v).and_then(|x| x.get(p)).and_then(|x| x.get(m.as_str()));
+            let cell = match st {
+                Some(st) if st.n > 1 => format!("{} ± {}", m.format(st.mean), m.format(st.sd)),
+                Some(st) => m.format(st.mean),
+                None => "–".into(),
+            };
+            let _ = write!(s, " {cell} |");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
+struct Line {
+    name: String,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+fn time_unit(max_s: f64) -> (f64, &'static str) {
+    if max_s > 3.0 * 3600.0 {
+        (3600.0, "h")
+    } else if max_s > 180.0 {
+        (60.0, "min")
+    } else {
+        (1.0, "s")
+    }
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    xdesc: &str,
+    ydesc: &str,
+    lines: &[Line],
+    y0: Option<(f64, f64)>,
+    x0: Option<(f64, f64)>,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(e)?;
+    let pts = lines.iter().flat_map(|l| l.points.iter());
+    let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        if x.is_finite() && y.is_finite() {
+            xmin = xmin.min(x);
+            xmax = xmax.max(x);
+            ymin = ymin.min(y);
+            ymax = ymax.max(y);
+        }
+    }
+    if xmin > xmax {
+        (xmin, xmax, ymin, ymax) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let (xa, xb) = x0.unwrap_or((xmin, if xmax > xmin { xmax } else { xmin + 1.0 }));
+    let (ya, yb) = y0.unwrap_or((0.0f64.min(ymin), if ymax > 0.0 { ymax * 1.08 } else { 1.0 }));
+    let mut ch = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d(xa..xb, ya..yb)
+        .map_err(e)?;
+    ch.configure_mesh()
+        .x_desc(xdesc)
+        .y_desc(ydesc)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(e)?;
+    for l in lines {
+        let c = l.color;
+        ch.draw_series(LineSeries::new(l.points.iter().copied(), c.stroke_width(2)))
+            .map_err(e)?
+            .label(l.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+    }
+    ch.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(120, 120, 120))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+macro_rules! render_both {
+    ($out:expr, $size:expr, |$area:ident| $body:block) => {{
+        let png = $out.with_extension("png");
+        {
+            let $area = BitMapBackend::new(&png, $size).into_drawing_area();
+            $body
+            $area.present().map_err(e)?;
+        }
+        let svg = $out.with_extension("svg");
+        {
+            let $area = SVGBackend::new(&svg, $size).into_drawing_area();
+            $body
+            $area.present().map_err(e)?;
+        }
+    }};
+}
+
+fn first_seed_runs<'a>(res: &'a Results, v: &str) -> Vec<(usize, &'a RunRecord)> {
+    res.policies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            res.runs
+                .iter()
+                .filter(|r| r.variant == v && &r.policy == p)
+                .min_by_key(|r| r.seed)
+                .map(|r| (i, r))
+        })
+        .collect()
+}
+
+/// Draw every plot of one variant into `dir`; returns the file stems written.
+pub fn plots(res: &Results, v: &str, dir: &Path, prefix: &str) -> Result<Vec<(String, String)>, String> {
+    ensure_font()?;
+    let mut written = Vec::new();
+    let runs = first_seed_runs(res, v);
+    let max_t = runs
+        .iter()
+        .flat_map(|(_, r)| r.series.last().map(|s| s.t))
+        .fold(0.0f64, f64::max);
+    let (tu, tname) = time_unit(max_t);
+    let series_lines = |f: &dyn Fn(&super::engine::Sample) -> f64| -> Vec<Line> {
+        runs.iter()
+            .map(|(i, r)| Line {
+                name: r.policy.clone(),
+                color: color(*i),
+                points: r.series.iter().map(|s| (s.t / tu, f(s))).collect(),
+            })
+            .collect()
+    };
+    let seed_note = if res.seeds.len() > 1 {
+        format!(" (seed {})", res.seeds.first().copied().unwrap_or(0))
+    } else {
+        String::new()
+    };
+
+    // 1. allocation vs arrived workload
+    let name = format!("{prefix}allocation_vs_arrived");
+    let out = dir.join(&name);
+    let lines: Vec<Line> = runs
+        .iter()
+        .map(|(i, r)| Line {
+            name: r.policy.clone(),
+            color: color(*i),
+            points: r.per_arrival.iter().map(|&(a, al)| (a, al * 100.0)).collect(),
+        })
+        .collect();
+    render_both!(out, (1000, 620), |area| {
+        draw_lines(
+            &area,
+            &format!("GPU compute allocated vs workload arrived{seed_note}"),
+            "Arrived GPU demand, cumulative (% of cluster GPU capacity)",
+            "Compute allocated (% of capacity)",
+            &lines,
+            Some((0.0, 100.0)),
+            None,
+        )?;
+    });
+    written.push((name, "Allocation against arrived workload".into()));
+
+    // 2. allocation over time
+    let name = format!("{prefix}allocation_over_time");
+    let out = dir.join(&name);
+    let lines = series_lines(&|s| s.allocation * 100.0);
+    render_both!(out, (1000, 620), |area| {
+        draw_lines(
+            &area,
+            &format!("GPU compute allocated over time{seed_note}"),
+            &format!("Virtual time ({tname})"),
+            "Compute allocated (% of capacity)",
+            &lines,
+            Some((0.0, 100.0)),
+            None,
+        )?;
+    });
+    written.push((name, "Allocation over time".into()));
+
+    // 3. fragmentation over time
+    let name = format!("{prefix}fragmentation_over_time");
+    let out = dir.join(&name);
+    let lines = series_lines(&|s| s.fragmentation * 100.0);
+    render_both!(out, (1000, 620), |area| {
+        draw_lines(
+            &area,
+            &format!("Fragmentation (FGD measure, scenario request mix){seed_note}"),
+            &format!("Virtual time ({tname})"),
+            "Fragmented GPU (% of capacity)",
+            &lines,
+            None,
+            None,
+        )?;
+    });
+    written.push((name, "Fragmentation over time".into()));
+
+    // 4. pending queue
+    let name = format!("{prefix}pending_over_time");
+    let out = dir.join(&name);
+    let lines = series_lines(&|s| s.pending as f64);
+    render_both!(out, (1000, 620), |area| {
+        draw_lines(
+            &area,
+            &format!("Pending pods{seed_note}"),
+            &format!("Virtual time ({tname})"),
+            "Pending pods (count)",
+            &lines,
+            None,
+            None,
+        )?;
+    });
+    written.push((name, "Pending queue length".into()));
+
+    // 5. wait CDF (mean quantiles over seeds)
+    let name = format!("{prefix}wait_cdf");
+    let out = dir.join(&name);
+    let mut lines = Vec::new();
+    for (i, p) in res.policies.iter().enumerate() {
+        let mine: Vec<&RunRecord> = res.runs.iter().filter(|r| r.variant == v && &r.policy == p).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let pts: Vec<(f64, f64)> = (0..=100)
+            .filter_map(|q| {
+                let vals: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|r| r.wait_quantiles.get(q).copied())
+                    .filter(|x| x.is_finite())
+                    .collect();
+                (!vals.is_empty()).then(|| (vals.iter().sum::<f64>() / vals.len() as f64, q as f64))
+            })
+            .collect();
+        lines.push(Line { name: p.clone(), color: color(i), points: pts });
+    }
+    let wmax = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).fold(0.0f64, f64::max);
+    render_both!(out, (1000, 620), |area| {
+        draw_lines(
+            &area,
+            "Wait from arrival to placement (CDF, mean quantiles over seeds)",
+            "Wait (s)",
+            "Pods placed within the wait (%)",
+            &lines,
+            Some((0.0, 100.0)),
+            Some((0.0, if wmax > 0.0 { wmax * 1.05 } else { 1.0 })),
+        )?;
+    });
+    written.push((name, "Wait-time CDF".into()));
+
+    // 6. per-policy bars with error bars over seeds
+    let name = format!("{prefix}policy_bars");
+    let out = dir.join(&name);
+    let panels = [
+        MetricName::AllocationRatio,
+        MetricName::Fragmentation,
+        MetricName::UnallocatedGpus,
+        MetricName::WaitP99,
+    ];
+    render_both!(out, (1200, 720), |area| {
+        area.fill(&WHITE).map_err(e)?;
+        let (top, rest) = area.split_vertically(40);
+        top.draw(&Text::new(
+            format!("Per-policy outcomes, mean ± sd over {} seed(s)", res.seeds.len()),
+            (20, 10),
+            ("sans-serif", 22),
+        ))
+        .map_err(e)?;
+        let cells = rest.split_evenly((2, 2));
+        for (cell, m) in cells.iter().zip(panels) {
+            bars_panel(cell, res, v, m)?;
+        }
+    });
+    written.push((name, "Per-policy bars (error bars: sd over seeds)".into()));
+
+    // 7. unschedulable reasons
+    let name = format!("{prefix}unschedulable_reasons");
+    let out = dir.join(&name);
+    render_both!(out, (1000, 620), |area| {
+        reasons_chart(&area, res, v)?;
+    });
+    written.push((name, "Unschedulable reasons".into()));
+    Ok(written)
+}
+
+fn bars_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    res: &Results,
+    v: &str,
+    m: MetricName,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let mut vals = Vec::new();
+    for (i, p) in res.policies.iter().enumerate() {
+        let st = res.summary.get(v).and_then(|x| x.get(p)).and_then(|x| x.get(m.as_str())).copied();
+        let scale = if m.is_ratio() { 100.0 } else { 1.0 };
+        if let Some(st) = st {
+            let mean = if st.mean.is_finite() { st.mean * scale } else { 0.0 };
+            let sd = if st.sd.is_finite() { st.sd * scale } else { 0.0 };
+            vals.push((i, p.clone(), mean, sd));
+        }
+    }
+    let ymax = vals.iter().map(|x| x.2 + x.3).fold(0.0f64, f64::max);
+    let n = vals.len().max(1);
+    let unit = if m.is_ratio() { "%".to_string() } else { m.unit().to_string() };
+    let ydesc = if unit.is_empty() { m.as_str().to_string() } else { format!("{} ({unit})", m.as_str()) };
+    let better = if m.higher_is_better() { "higher is better" } else { "lower is better" };
+    let mut ch = ChartBuilder::on(area)
+        .caption(format!("{} — {better}", m.as_str()), ("sans-serif", 17))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0f64..n as f64, 0f64..(ymax * 1.15).max(1e-6))
+        .map_err(e)?;
+    let names: Vec<String> = vals.iter().map(|x| x.1.clone()).collect();
+    ch.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                names[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(ydesc)
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .draw()
+        .map_err(e)?;
+    for (k, (i, _, mean, sd)) in vals.iter().enumerate() {
+        let x0 = k as f64 + 0.2;
+        let c = color(*i);
+        ch.draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x0 + 0.6, *mean)], c.filled())))
+            .map_err(e)?;
+        let xm = k as f64 + 0.5;
+        ch.draw_series(std::iter::once(PathElement::new(
+            vec![(xm, mean - sd), (xm, mean + sd)],
+            BLACK.stroke_width(2),
+        )))
+        .map_err(e)?;
+        for y in [mean - sd, mean + sd] {
+            ch.draw_series(std::iter::once(PathElement::new(vec![(xm - 0.08, y), (xm + 0.08, y)], BLACK.stroke_width(2))))
+                .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+fn reasons_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    res: &Results,
+    v: &str,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(e)?;
+    // reason → policy index → mean count over seeds
+    let mut m: BTreeMap<String, BTreeMap<usize, f64>> = BTreeMap::new();
+    for (i, p) in res.policies.iter().enumerate() {
+        let mine: Vec<&RunRecord> = res.runs.iter().filter(|r| r.variant == v && &r.policy == p).collect();
+        let n = mine.len().max(1) as f64;
+        for r in &mine {
+            for (k, c) in &r.reasons {
+                *m.entry(k.clone()).or_default().entry(i).or_insert(0.0) += *c as f64 / n;
+            }
+        }
+    }
+    let reasons: Vec<String> = m.keys().cloned().collect();
+    let ymax = m.values().flat_map(|x| x.values()).fold(0.0f64, |a, &b| a.max(b));
+    let nr = reasons.len().max(1);
+    let np = res.policies.len().max(1);
+    let mut ch = ChartBuilder::on(area)
+        .caption("Unschedulable attempts by main reason (mean over seeds)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(48)
+        .y_label_area_size(75)
+        .build_cartesian_2d(0f64..nr as f64, 0f64..(ymax * 1.15).max(1.0))
+        .map_err(e)?;
+    let names = reasons.clone();
+    ch.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(nr * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                names[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("Main reason of the attempt (HAMi reason words)")
+        .y_desc("Attempts (count)")
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(e)?;
+    let w = 0.8 / np as f64;
+    for (i, p) in res.policies.iter().enumerate() {
+        let c = color(i);
+        let bars: Vec<Rectangle<(f64, f64)>> = reasons
+            .iter()
+            .enumerate()
+            .filter_map(|(ri, r)| {
+                let val = m.get(r).and_then(|x| x.get(&i)).copied()?;
+                let x0 = ri as f64 + 0.1 + w * i as f64;
+                Some(Rectangle::new([(x0, 0.0), (x0 + w * 0.9, val)], c.filled()))
+            })
+            .collect();
+        ch.draw_series(bars)
+            .map_err(e)?
+            .label(p.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], c.filled()));
+    }
+    if reasons.is_empty() {
+        area.draw(&Text::new(
+            "no pod was ever unschedulable",
+            (400, 300),
+            ("sans-serif", 20),
+        ))
+        .map_err(e)?;
+    } else {
+        ch.configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(120, 120, 120))
+            .draw()
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Write `results.json`, `report.md`, `report.html` and the plots into `dir`.
+pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+    let mut files = Vec::new();
+    let json = serde_json::to_string_pretty(res).map_err(|x| x.to_string())?;
+    let p = dir.join("results.json");
+    std::fs::write(&p, json).map_err(|x| format!("{}: {x}", p.display()))?;
+    files.push(p);
+    let mut md = String::new();
+    let mut html = String::new();
+    let _ = writeln!(md, "# Scenario `{}`\n", res.scenario);
+    if !res.description.is_empty() {
+        let _ = writeln!(md, "{}\n", res.description.trim());
+    }
+    let _ = writeln!(
+        md,
+        "Policies: {}. Seeds: {:?}. Every decision was taken by the hami-core control loop on \
+         Kubernetes Node/Pod objects; the checker ran after every {} event(s). Generated by \
+         `hami sim run {}`.\n",
+        res.policies.join(", "),
+        res.seeds,
+        sc.check_every,
+        sc.path.display()
+    );
+    let _ = writeln!(
+        html,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>hami sim: {}</title>\
+         <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
+         td:first-child,th:first-child{{text-align:left}}.pass{{color:#197a1f}}.fail{{color:#b00020;font-weight:bold}}\
+         svg{{max-width:100%;height:auto}}</style></head><body><h1>Scenario <code>{}</code></h1><p>{}</p>\
+         <p>Policies: {}. Seeds: {:?}.</p>",
+        html_escape(&res.scenario),
+        html_escape(&res.scenario),
+        html_escape(res.description.trim()),
+        html_escape(&res.policies.join(", ")),
+        res.seeds
+    );
+    let cols: Vec<MetricName> = {
+        let mut c = sc.table.clone();
+        for m in [MetricName::WaitP50, MetricName::WaitP95, MetricName::MemoryRatio, MetricName::CardsRatio] {
+            if !c.contains(&m) {
+                c.push(m);
+            }
+        }
+        c
+    };
+    for v in &res.variants {
+        let prefix = if res.variants.len() > 1 { format!("{}_", slug(v)) } else { String::new() };
+        let _ = writeln!(md, "## {v}\n");
+        let _ = writeln!(html, "<h2>{}</h2>", html_escape(v));
+        let table = md_table(res, v, &cols);
+        let _ = writeln!(md, "{table}");
+        let _ = writeln!(html, "{}", md_table_to_html(&table));
+        // pools
+        let pools: BTreeMap<String, Vec<(String, f64)>> = {
+            let mut m: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+            for p in &res.policies {
+                let mine: Vec<&RunRecord> = res.runs.iter().filter(|r| &r.variant == v && &r.policy == p).collect();
+                let mut acc: BTreeMap<String, f64> = BTreeMap::new();
+                for r in &mine {
+                    for (k, x) in &r.pools {
+                        *acc.entry(k.clone()).or_insert(0.0) += x / mine.len().max(1) as f64;
+                    }
+                }
+                for (k, x) in acc {
+                    m.entry(k).or_default().push((p.clone(), x));
+                }
+            }
+            m
+        };
+        if pools.len() > 1 {
+            let mut t = String::from("| pool |");
+            for p in &res.policies {
+                let _ = write!(t, " {p} |");
+            }
+            let _ = writeln!(t, "\n|---|{}", "---:|".repeat(res.policies.len()));
+            for (pool, xs) in &pools {
+                let _ = write!(t, "| {pool} |");
+                for (_, x) in xs {
+                    let _ = write!(t, " {:.1}% |", x * 100.0);
+                }
+                let _ = writeln!(t);
+            }
+            let _ = writeln!(md, "Per-pool compute allocation (time average):\n\n{t}");
+            let _ = writeln!(html, "<p>Per-pool compute allocation (time average):</p>{}", md_table_to_html(&t));
+        }
+        for (stem, title) in plots(res, v, dir, &prefix)? {
+            let _ = writeln!(md, "### {title}\n\n![{title}]({stem}.png)\n");
+            let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).unwrap_or_default();
+            let svg = svg.trim_start_matches(|c| c != '<');
+            let svg = match svg.find("<svg") {
+                Some(i) => &svg[i..],
+                None => svg,
+            };
+            let _ = writeln!(html, "<h3>{}</h3>{svg}", html_escape(&title));
+            files.push(dir.join(format!("{stem}.png")));
+            files.push(dir.join(format!("{stem}.svg")));
+        }
+    }
+    if !res.verdicts.is_empty() {
+        let _ = writeln!(md, "## Expectations\n");
+        let _ = writeln!(html, "<h2>Expectations</h2><ul>");
+        for v in &res.verdicts {
+            let mark = if v.pass { "PASS" } else { "FAIL" };
+            let _ = writeln!(md, "- **{mark}** `{}` — {}", v.expectation, v.detail);
+            let _ = writeln!(
+                html,
+                "<li><span class=\"{}\">{mark}</span> <code>{}</code> — {}</li>",
+                if v.pass { "pass" } else { "fail" },
+                html_escape(&v.expectation),
+                html_escape(&v.detail)
+            );
+        }
+        let _ = writeln!(html, "</ul>");
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md, "## Metrics\n");
+    for m in MetricName::ALL {
+        let _ = writeln!(md, "- `{}`: {}", m.as_str(), m.describe());
+    }
+    let _ = writeln!(html, "</body></html>");
+    let p = dir.join("report.md");
+    std::fs::write(&p, md).map_err(|x| format!("{}: {x}", p.display()))?;
+    files.push(p);
+    let p = dir.join("report.html");
+    std::fs::write(&p, html).map_err(|x| format!("{}: {x}", p.display()))?;
+    files.push(p);
+    Ok(files)
+}
+
+fn md_table_to_html(t: &str) -> String {
+    let mut s = String::from("<table>");
+    for (i, line) in t.lines().enumerate() {
+        if i == 1 {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        let tag = if i == 0 { "th" } else { "td" };
+        s.push_str("<tr>");
+        for c in cells {
+            let _ = write!(s, "<{tag}>{}</{tag}>", html_escape(c));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+    s
+}

@@ -1,0 +1,228 @@
+//! The engine: determinism by event-log hash, the checker catching planted corruption, the
+//! shipped fault scenarios (scaled down) passing the checker after every event, explain, and
+//! the CI regression check of the quickstart against its committed baseline.
+
+use hami_core::codec::devices::{decode_pod_devices, encode_pod_devices};
+use hami_core::codec::keys;
+use hami_sim::des::checker::{self, PodCheck};
+use hami_sim::des::engine::{Engine, RunOptions};
+use hami_sim::des::explain::{explain, render};
+use hami_sim::des::model::Scenario;
+use hami_sim::des::results::{Quiet, check_scenario, read_baseline};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A small scenario with faults and flaky binds, exercising every path.
+const SMALL: &str = r#"
+name: small
+seed: 5
+repetitions: 1
+cluster:
+  pools:
+    - {name: a100, count: 6, model: NVIDIA-A100-SXM4-80GB, cards: 4, memory: 80Gi, nvlink: all, numa: 2, cpu: "64", ram: 512Gi}
+    - {name: t4, count: 4, model: NVIDIA-Tesla-T4, cards: 2, memory: 15Gi, cpu: "32", ram: 128Gi}
+workload:
+  arrival: {process: poisson, rate: 1.5}
+  duration: {dist: lognormal, median: 40s, sigma: 0.7}
+  mix:
+    - {name: small, weight: 5, memory: 4Gi, cores: 20, cpu: "1"}
+    - {name: half, weight: 3, memory_percent: 50, cores: 50, cpu: "2"}
+    - {name: whole, weight: 2, cpu: "4"}
+    - {name: quad, weight: 1, cards: 4, gpu_type: A100, cpu: "8", priority: 5}
+policies:
+  - {name: binpack, node: binpack, device: binpack}
+  - {name: fgd, node: fgd, device: binpack}
+faults:
+  - {at: 60s, kind: node-loss, nodes: 2, recover_after: 60s}
+  - {at: 90s, kind: device-unhealthy, nodes: 2, cards: 1, recover_after: 60s}
+  - {at: 150s, kind: scheduler-restart}
+api: {bind_failure: 0.05, bind_delay: 200ms}
+stop: {time: 5m}
+"#;
+
+fn small() -> Scenario {
+    Scenario::parse(Path::new("small.yaml"), SMALL).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn hash(sc: &Scenario, policy: usize, seed: u64) -> (String, u64, f64) {
+    let o = Engine::new(sc, &sc.variants[0], &sc.policies[policy], seed, RunOptions::default())
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (o.event_log_hash, o.events, o.metrics["placed"])
+}
+
+#[test]
+fn same_seed_same_event_log_other_seed_differs() {
+    let sc = small();
+    for p in 0..sc.policies.len() {
+        let a = hash(&sc, p, 5);
+        let b = hash(&sc, p, 5);
+        assert_eq!(a, b, "policy {} is not deterministic", sc.policies[p].name);
+        assert!(a.2 > 50.0, "too few placements to mean anything: {a:?}");
+        let c = hash(&sc, p, 6);
+        assert_ne!(a.0, c.0, "seed 6 gave the same event log as seed 5");
+    }
+}
+
+/// Make the pod's allocated list claim 900 GiB on its first card (the real codec writes it).
+fn forge_memory(pod: &mut k8s_openapi::api::core::v1::Pod) {
+    let key = "hami.io/vgpu-devices-allocated";
+    let Some(ann) = pod.metadata.annotations.as_mut() else { return };
+    let Some(v) = ann.get(key) else { return };
+    let Ok(mut devs) = decode_pod_devices(key, v) else { return };
+    if let Some(d) = devs.iter_mut().flatten().next() {
+        d.usedmem = 921_600;
+    }
+    ann.insert(key.to_string(), encode_pod_devices(&devs));
+}
+
+#[test]
+fn checker_catches_a_forged_over_allocation() {
+    let sc = small();
+    let r = Engine::new(
+        &sc,
+        &sc.variants[0],
+        &sc.policies[0],
+        5,
+        RunOptions {
+            forge_at: Some((40, forge_memory)),
+            ..RunOptions::default()
+        },
+    )
+    .run();
+    let e = match r {
+        Ok(_) => panic!("the checker did not notice the forged annotation"),
+        Err(e) => e,
+    };
+    assert!(e.contains("stopped at event 40"), "{e}");
+    assert!(e.contains("rerun with SEED=5"), "{e}");
+    assert!(e.contains("annotations say"), "{e}");
+    assert!(
+        e.contains("does not fit") && e.contains("921600 MiB"),
+        "rebuilding from annotations must find the over-allocation: {e}"
+    );
+}
+
+#[test]
+fn checker_catches_a_corrupted_ledger() {
+    let sc = small();
+    let v = &sc.variants[0];
+    let mut l = hami_core::ledger::Ledger::new();
+    for (n, _) in v.nodes.iter() {
+        l.upsert_node(n.clone());
+    }
+    assert!(checker::check(&l, std::iter::empty()).is_ok());
+    let name = v.nodes[0].0.name.clone();
+    l.corrupt_usage_for_test(&name, 0, |u| {
+        u.used += 1;
+        u.used_mem += 90_000;
+    });
+    let e = checker::check(&l, std::iter::empty()).err().unwrap_or_default();
+    assert!(e.contains("over capacity") && e.contains("!= sum of grants"), "{e}");
+    // A pending pod without a reason is a violation too.
+    let e = checker::check(
+        &hami_core::ledger::Ledger::new(),
+        std::iter::once(PodCheck {
+            pod: None,
+            holds: false,
+            pending: true,
+            reason: None,
+        }),
+    )
+    .err()
+    .unwrap_or_default();
+    assert!(e.contains("pending without a reason"), "{e}");
+    let _ = keys::VGPU_NODE;
+}
+
+/// Scale a shipped scenario down by text substitution and force the checker after every event.
+fn shipped_scaled(file: &str, subs: &[(&str, &str)]) -> Scenario {
+    let p = root().join("scenarios").join(file);
+    let mut text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    for (a, b) in subs {
+        assert!(text.contains(a), "{file}: {a:?} not found");
+        text = text.replace(a, b);
+    }
+    let mut sc = Scenario::parse(&p, &text).unwrap_or_else(|e| panic!("{e}"));
+    sc.check_every = 1;
+    sc.seeds.truncate(1);
+    sc
+}
+
+fn run_all_policies(sc: &Scenario) {
+    for p in &sc.policies {
+        let o = Engine::new(sc, &sc.variants[0], p, sc.seeds[0], RunOptions::default())
+            .run()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(o.metrics["placed"] > 10.0, "{}: {:?}", p.name, o.metrics);
+    }
+}
+
+#[test]
+fn shipped_fault_scenario_hetero_1000_scaled_passes_the_checker() {
+    let sc = shipped_scaled(
+        "hetero-1000.yaml",
+        &[
+            ("count: 400", "count: 8"),
+            ("count: 300, model: NVIDIA-H100", "count: 6, model: NVIDIA-H100"),
+            ("count: 300, model: NVIDIA-Tesla-T4", "count: 6, model: NVIDIA-Tesla-T4"),
+            ("rate: 9}", "rate: 0.15}"),
+            ("nodes: 20,", "nodes: 2,"),
+            ("nodes: 10,", "nodes: 2,"),
+            ("time: 2h", "time: 50m"),
+        ],
+    );
+    assert_eq!(sc.faults.len(), 3);
+    run_all_policies(&sc);
+}
+
+#[test]
+fn shipped_fault_scenario_npu_mix_scaled_passes_the_checker() {
+    let sc = shipped_scaled(
+        "npu-mix.yaml",
+        &[
+            ("count: 64", "count: 6"),
+            ("count: 32, family: ascend310p", "count: 3, family: ascend310p"),
+            ("count: 32, family: hygon", "count: 3, family: hygon"),
+            ("count: 32, model: NVIDIA-L40S", "count: 3, model: NVIDIA-L40S"),
+            ("rate: 1.6", "rate: 0.12"),
+            ("time: 4h", "time: 70m"),
+        ],
+    );
+    run_all_policies(&sc);
+}
+
+#[test]
+fn shipped_quickstart_passes_the_checker_after_every_event() {
+    let sc = shipped_scaled("quickstart.yaml", &[("time: 1h", "time: 10m")]);
+    run_all_policies(&sc);
+}
+
+#[test]
+fn explain_shows_the_chosen_node_and_the_filtered_ones() {
+    let sc = small();
+    let e = explain(&sc, Some("fgd"), "quad").unwrap_or_else(|e| panic!("{e}"));
+    let text = render(&e, 5);
+    assert!(e.chosen.is_some() || text.contains("0/"), "{text}");
+    assert!(text.contains("filtered out, by reason"), "{text}");
+    assert!(text.contains("CardTypeMismatch"), "a 4-card A100 pod must filter out the T4 nodes: {text}");
+    assert!(explain(&sc, None, "nope-1").is_err());
+}
+
+/// CI regression guard: `hami sim check scenarios/quickstart.yaml --baseline
+/// scenarios/baselines/quickstart.json` must pass. Refresh the baseline after an intended
+/// change with `hami sim check scenarios/quickstart.yaml --write-baseline
+/// scenarios/baselines/quickstart.json`.
+#[test]
+fn quickstart_check_against_committed_baseline() {
+    if std::env::var("SEED").is_ok() {
+        return; // the baseline is for the scenario's own seeds
+    }
+    let sc = Scenario::load(&root().join("scenarios/quickstart.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let base = read_baseline(&root().join("scenarios/baselines/quickstart.json")).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_scenario(&sc, Some(&base), 2, &Quiet).unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.pass(), "{}", out.render());
+}
