@@ -319,12 +319,21 @@ fn task_of_class(c: &PodClass) -> TaskType {
     }
 }
 
+fn kind_name(k: DurationKind) -> &'static str {
+    match k {
+        DurationKind::Fixed => "fixed",
+        DurationKind::Exponential => "exponential",
+        DurationKind::Lognormal => "lognormal",
+        DurationKind::Empirical => "empirical",
+    }
+}
+
 fn check_duration(w: &Where, line: u64, field: &str, d: &DurationSpec) -> Result<(), String> {
     let need = |what: &str, ok: bool| {
         if ok {
             Ok(())
         } else {
-            Err(w.at(line, 1, Some(field), format!("dist {:?} needs `{what}`", d.dist)))
+            Err(w.at(line, 1, Some(field), format!("dist {} needs `{what}`", kind_name(d.dist))))
         }
     };
     match d.dist {

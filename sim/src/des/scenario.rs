@@ -587,7 +587,13 @@ impl Where<'_> {
         let line_no = line as usize;
         let path = field
             .map(str::to_string)
-            .unwrap_or_else(|| yaml_path_at(self.text, line_no));
+            .unwrap_or_else(|| {
+                let base = yaml_path_at(self.text, line_no);
+                match flow_key_before(self.text, line_no, column as usize) {
+                    Some(k) if !base.ends_with(&k) => format!("{base}.{k}"),
+                    _ => base,
+                }
+            });
         let path = if path.is_empty() {
             String::new()
         } else {
@@ -602,6 +608,17 @@ impl Where<'_> {
     }
 }
 
+/// In a flow mapping (`{name: a, count: 2}`), the key whose value starts before `column` on
+/// `line` (1-based), if the line has one.
+fn flow_key_before(text: &str, line: usize, column: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let open = l.find('{')?;
+    let upto: String = l.chars().take(column.saturating_sub(1).max(open + 1)).collect();
+    let seg = upto[open + 1..].rsplit([',', '{']).next()?;
+    let key = seg.split(':').next()?.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then(|| key.to_string())
+}
+
 /// Parse the YAML text of a discrete-event scenario (no cross-field validation).
 pub fn parse_file(path: &Path, text: &str) -> Result<DesFile, String> {
     serde_saphyr::from_str::<DesFile>(text).map_err(|e| {
@@ -609,11 +626,25 @@ pub fn parse_file(path: &Path, text: &str) -> Result<DesFile, String> {
         let msg = e.to_string();
         let first = msg.lines().next().unwrap_or("").trim().to_string();
         let first = strip_location_suffix(&first);
+        let first = strip_location_prefix(&first);
         match e.location() {
             Some(l) => Where { path, text }.at_loc(l, None, first),
             None => format!("{}: {first}", path.display()),
         }
     })
+}
+
+/// serde-saphyr starts some messages with `error: line L column C: `; the prefix we write
+/// already says where.
+fn strip_location_prefix(s: &str) -> String {
+    let t = s.strip_prefix("error: ").unwrap_or(s);
+    match t.strip_prefix("line ") {
+        Some(rest) => match rest.find(": ") {
+            Some(i) if rest[..i].contains("column") => rest[i + 2..].to_string(),
+            _ => t.to_string(),
+        },
+        None => t.to_string(),
+    }
 }
 
 /// serde-saphyr appends ` at line L column C` to some messages; the prefix already says it.
