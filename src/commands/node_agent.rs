@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `hami node-agent`.
+// `group(skip)`: `hami device-plugin` flattens these arguments into its own `Args`, and two
+// automatic argument groups both named "Args" trip clap's debug assertion.
 #[derive(Debug, Parser)]
+#[group(skip)]
 pub struct Args {
     /// Node to act for (default: $NODE_NAME); omit with a multi-node inventory to act for all.
     // Read from the environment by hand: the workspace's clap has no `env` feature.
