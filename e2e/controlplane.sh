@@ -178,7 +178,7 @@ cmd_up() {
     --service-account-issuer "https://127.0.0.1:${api_port}" \
     --service-account-key-file "${c}/sa.pub" --service-account-signing-key-file "${c}/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --disable-admission-plugins ServiceAccount \
+    --disable-admission-plugins ServiceAccount,TaintNodesByCondition \
     --endpoint-reconciler-type none \
     --enable-priority-and-fairness=false \
     --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \

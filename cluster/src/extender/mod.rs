@@ -56,6 +56,19 @@ pub struct Extender {
     webhook: WebhookConfig,
     /// Pods whose bind phase went out with the filter patch, and the node it named.
     phased: std::sync::Mutex<BTreeMap<PodKey, String>>,
+    /// Card count of each container of the grant written at filter time (non-empty ones).
+    grant_counts: std::sync::Mutex<BTreeMap<PodKey, Vec<usize>>>,
+    /// Pods bound to a node that still await Allocate: node and the card counts still to
+    /// serve. Fed by our own binds and by the pod watch (so a restart rebuilds it).
+    inflight: std::sync::Mutex<BTreeMap<PodKey, (String, Vec<usize>)>>,
+}
+
+/// The NVIDIA family's to-allocate annotation (the only family the device plugin serves).
+fn to_allocate_key() -> &'static str {
+    hami_core::family::FamilyId::NVIDIA
+        .spec()
+        .to_allocate()
+        .unwrap_or("hami.io/vgpu-devices-to-allocate")
 }
 
 impl std::fmt::Debug for Extender {
@@ -98,6 +111,8 @@ impl Extender {
             clock,
             webhook,
             phased: std::sync::Mutex::new(BTreeMap::new()),
+            grant_counts: std::sync::Mutex::new(BTreeMap::new()),
+            inflight: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -135,10 +150,20 @@ impl Extender {
     /// Feed a watch event (node or pod) into the controller; returns its actions for logging.
     pub async fn observe(&self, event: Event) -> Vec<Action> {
         let now = (self.clock)();
-        if let Event::PodDeleted(k) = &event
-            && let Ok(mut p) = self.phased.lock()
-        {
-            p.remove(k);
+        match &event {
+            Event::PodDeleted(k) => {
+                if let Ok(mut p) = self.phased.lock() {
+                    p.remove(k);
+                }
+                if let Ok(mut g) = self.grant_counts.lock() {
+                    g.remove(k);
+                }
+                if let Ok(mut f) = self.inflight.lock() {
+                    f.remove(k);
+                }
+            }
+            Event::PodObserved(pod) => self.track_inflight(pod),
+            _ => {}
         }
         self.controller.lock().await.handle(now, event)
     }
@@ -156,6 +181,50 @@ impl Extender {
         }
         self.metrics.set_leader(self.is_leader());
         self.metrics.encode()
+    }
+
+    /// Keep [`Extender::inflight`] in step with a watched pod: bound and awaiting Allocate →
+    /// tracked with its pending counts; bound and served (or failed) → dropped. An unbound view
+    /// changes nothing (the watch may not show our Binding yet).
+    fn track_inflight(&self, pod: &k8s_openapi::api::core::v1::Pod) {
+        let c = crate::allocate::Candidate::from_pod(pod, to_allocate_key());
+        if c.node_name.is_empty() {
+            return;
+        }
+        let key = key_of(pod);
+        let counts = c.pending_counts(&std::collections::BTreeSet::new());
+        if let Ok(mut f) = self.inflight.lock() {
+            if c.in_flight(&c.node_name) && !counts.is_empty() {
+                f.insert(key, (c.node_name.clone(), counts));
+            } else {
+                f.remove(&key);
+            }
+        }
+    }
+
+    /// The Bind side of `cluster/docs/allocate-protocol.md` ([`crate::allocate::bind_conflict`]'s
+    /// rule): binding `key` to `node` must wait while another pod there still awaits Allocate
+    /// for a container with the same card count, or the device plugin could not tell them apart.
+    fn bind_conflict(&self, key: &PodKey, node: &str) -> Option<String> {
+        let mine: std::collections::BTreeSet<usize> = self
+            .grant_counts
+            .lock()
+            .ok()?
+            .get(key)?
+            .iter()
+            .copied()
+            .collect();
+        let f = self.inflight.lock().ok()?;
+        f.iter()
+            .filter(|(k, (n, _))| *k != key && n == node)
+            .find_map(|(k, (_, theirs))| {
+                theirs.iter().find(|c| mine.contains(c)).map(|c| {
+                    format!(
+                        "pod {k} on node {node} still awaits Allocate for a container with {c} card(s); \
+                         binding {key} now would make the two indistinguishable to the device plugin (retried)"
+                    )
+                })
+            })
     }
 
     fn phased_node(&self, key: &PodKey) -> Option<String> {
@@ -276,6 +345,14 @@ impl Extender {
             if let Some(mut ann) = patch {
                 // Coalesce the bind phase into the filter patch: the Binding is then the only
                 // other write this pod costs.
+                if let Some(Some(v)) = ann.get(to_allocate_key())
+                    && let Ok(devs) =
+                        hami_core::codec::devices::decode_pod_devices(to_allocate_key(), v)
+                    && let Ok(mut g) = self.grant_counts.lock()
+                {
+                    let counts = devs.iter().map(Vec::len).filter(|&n| n > 0).collect();
+                    g.insert(key.clone(), counts);
+                }
                 ann.insert(keys::BIND_PHASE.into(), Some("allocating".into()));
                 ann.insert(keys::BIND_TIME.into(), Some(now.to_string()));
                 self.metrics.api_write("patch_pod");
@@ -348,6 +425,9 @@ impl Extender {
         };
         let key = PodKey::new(ns, args.pod_name.clone());
         let now = (self.clock)();
+        if let Some(reason) = self.bind_conflict(&key, &args.node) {
+            return self.bind_failed(now, &key, reason).await;
+        }
         let actions = self.controller.lock().await.handle(
             now,
             Event::Bind {
@@ -387,6 +467,12 @@ impl Extender {
             }
         }
         self.set_phased(&key, None);
+        let counts = self.grant_counts.lock().ok().and_then(|mut g| g.remove(&key));
+        if let (Some(counts), Ok(mut f)) = (counts, self.inflight.lock())
+            && !counts.is_empty()
+        {
+            f.insert(key, (args.node.clone(), counts));
+        }
         ExtenderBindingResult::default()
     }
 
