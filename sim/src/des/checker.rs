@@ -113,23 +113,35 @@ pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> R
             );
         }
     }
-    // Rebuild from annotations alone, on the ledger's own nodes.
-    let mut rebuilt = ledger.clone();
-    let keys: Vec<PodKey> = rebuilt.grants().keys().cloned().collect();
-    for k in &keys {
-        rebuilt.unreserve(k);
-    }
-    for (k, a) in &from_ann {
-        let mut g = a.clone();
-        if let Some(orig) = grants.get(k) {
-            g.cpu_milli = orig.cpu_milli;
-            g.memory_mib = orig.memory_mib;
+    // Rebuild from annotations alone: the cards' totals must fit (what a restarted scheduler
+    // would have to accept).
+    let mut sums: BTreeMap<(&str, &str), (u32, u64, u32)> = BTreeMap::new();
+    for a in from_ann.values() {
+        for d in a.devices() {
+            let e = sums.entry((a.node.as_str(), d.uuid.as_str())).or_insert((0, 0, 0));
+            e.0 += 1;
+            e.1 += d.memory_mib;
+            e.2 += d.cores;
         }
-        if let Err(e) = rebuilt.reserve(k, g) {
-            say(
+    }
+    for ((node, uuid), (slots, mem, cores)) in sums {
+        let dev = ledger
+            .node_id(node)
+            .and_then(|id| ledger.entry(id))
+            .and_then(|e| e.node.devices.iter().find(|d| d.uuid == uuid));
+        match dev {
+            None => say(
                 &mut out,
-                format!("rebuilding from annotations: pod {k} does not fit: {e}"),
-            );
+                format!("rebuilding from annotations: card {uuid} on {node} does not exist"),
+            ),
+            Some(d) if slots > d.split_count || mem > d.memory_mib || cores > d.cores => say(
+                &mut out,
+                format!(
+                    "rebuilding from annotations: card {uuid} on {node} does not fit the recorded grants: {mem} MiB of {} MiB, {cores} of {} cores, {slots} of {} slots",
+                    d.memory_mib, d.cores, d.split_count
+                ),
+            ),
+            Some(_) => {}
         }
     }
     if n == 0 {
