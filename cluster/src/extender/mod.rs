@@ -205,26 +205,38 @@ impl Extender {
     /// The Bind side of `cluster/docs/allocate-protocol.md` ([`crate::allocate::bind_conflict`]'s
     /// rule): binding `key` to `node` must wait while another pod there still awaits Allocate
     /// for a container with the same card count, or the device plugin could not tell them apart.
-    fn bind_conflict(&self, key: &PodKey, node: &str) -> Option<String> {
-        let mine: std::collections::BTreeSet<usize> = self
+    /// Without a conflict the pod is claimed in flight at once, under the same lock: kube-scheduler
+    /// runs binding cycles concurrently, so check and claim must be one step.
+    fn claim_bind(&self, key: &PodKey, node: &str) -> Result<(), String> {
+        let Some(counts) = self
             .grant_counts
             .lock()
-            .ok()?
-            .get(key)?
+            .ok()
+            .and_then(|g| g.get(key).cloned())
+        else {
+            return Ok(());
+        };
+        let Ok(mut f) = self.inflight.lock() else {
+            return Ok(());
+        };
+        let conflict = f
             .iter()
-            .copied()
-            .collect();
-        let f = self.inflight.lock().ok()?;
-        f.iter()
             .filter(|(k, (n, _))| *k != key && n == node)
             .find_map(|(k, (_, theirs))| {
-                theirs.iter().find(|c| mine.contains(c)).map(|c| {
+                theirs.iter().find(|c| counts.contains(c)).map(|c| {
                     format!(
                         "pod {k} on node {node} still awaits Allocate for a container with {c} card(s); \
                          binding {key} now would make the two indistinguishable to the device plugin (retried)"
                     )
                 })
-            })
+            });
+        if let Some(c) = conflict {
+            return Err(c);
+        }
+        if !counts.is_empty() {
+            f.insert(key.clone(), (node.to_string(), counts));
+        }
+        Ok(())
     }
 
     fn phased_node(&self, key: &PodKey) -> Option<String> {
@@ -425,7 +437,7 @@ impl Extender {
         };
         let key = PodKey::new(ns, args.pod_name.clone());
         let now = (self.clock)();
-        if let Some(reason) = self.bind_conflict(&key, &args.node) {
+        if let Err(reason) = self.claim_bind(&key, &args.node) {
             return self.bind_failed(now, &key, reason).await;
         }
         let actions = self.controller.lock().await.handle(
@@ -467,16 +479,16 @@ impl Extender {
             }
         }
         self.set_phased(&key, None);
-        let counts = self.grant_counts.lock().ok().and_then(|mut g| g.remove(&key));
-        if let (Some(counts), Ok(mut f)) = (counts, self.inflight.lock())
-            && !counts.is_empty()
-        {
-            f.insert(key, (args.node.clone(), counts));
+        if let Ok(mut g) = self.grant_counts.lock() {
+            g.remove(&key);
         }
         ExtenderBindingResult::default()
     }
 
     async fn bind_failed(&self, now: i64, key: &PodKey, msg: String) -> ExtenderBindingResult {
+        if let Ok(mut f) = self.inflight.lock() {
+            f.remove(key);
+        }
         self.controller
             .lock()
             .await
