@@ -6,7 +6,7 @@
 
 use crate::annotations::{bind_annotations, grant_from_annotations, node_from_annotations};
 use crate::codec::keys;
-use crate::ledger::{Ledger, NodeId, PodGrant};
+use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
 use crate::pipeline::{Decision, FailureSummary, Scheduler};
 use crate::request::{PodKey, PodRequest, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
@@ -45,6 +45,13 @@ pub enum Event {
     },
     /// The API write for a bind failed: release the pod's grant so it can be retried.
     BindFailed(PodKey),
+    /// A namespace's device ResourceQuota appeared, changed (`Some`) or went away (`None`).
+    QuotaChanged {
+        /// The namespace.
+        namespace: String,
+        /// The quota.
+        quota: Option<Quota>,
+    },
 }
 
 /// Something the driver must do.
@@ -156,6 +163,10 @@ impl Controller {
             Event::Bind { pod, node } => self.bind(now, pod, node),
             Event::BindFailed(key) => {
                 self.ledger.unreserve(&key);
+                Vec::new()
+            }
+            Event::QuotaChanged { namespace, quota } => {
+                self.ledger.set_quota(&namespace, quota);
                 Vec::new()
             }
         }

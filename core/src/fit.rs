@@ -43,11 +43,13 @@ pub enum Reason {
     NodeInsufficientCpu,
     /// Not enough allocatable memory left on the node.
     NodeInsufficientMemory,
+    /// The card would take the pod's namespace over its ResourceQuota of device memory or cores.
+    ResourceQuotaNotFit,
 }
 
 impl Reason {
     /// Number of reasons (for counting arrays).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in declaration order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -67,6 +69,7 @@ impl Reason {
         Reason::NodeUnfitPod,
         Reason::NodeInsufficientCpu,
         Reason::NodeInsufficientMemory,
+        Reason::ResourceQuotaNotFit,
     ];
 
     /// HAMi's reason word.
@@ -88,6 +91,7 @@ impl Reason {
             Reason::NodeUnfitPod => "NodeUnfitPod",
             Reason::NodeInsufficientCpu => "NodeInsufficientCpu",
             Reason::NodeInsufficientMemory => "NodeInsufficientMemory",
+            Reason::ResourceQuotaNotFit => "ResourceQuotaNotFit",
         }
     }
 }

@@ -155,12 +155,32 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// A namespace's ResourceQuota on devices (`limits.nvidia.com/gpumem`, `limits.nvidia.com/gpucores`),
+/// counted per card actually granted, as HAMi counts it. `None` = no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Quota {
+    /// Device memory, MiB.
+    pub memory_mib: Option<u64>,
+    /// Cores, percent units summed over cards.
+    pub cores: Option<u64>,
+}
+
+/// What a namespace may still take under its quota (`u64::MAX` where unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaLeft {
+    /// Device memory, MiB.
+    pub memory_mib: u64,
+    /// Cores.
+    pub cores: u64,
+}
+
 /// Nodes, cards and grants.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ledger {
     nodes: Vec<Option<NodeEntry>>,
     by_name: BTreeMap<String, NodeId>,
     pods: BTreeMap<PodKey, PodGrant>,
+    quotas: BTreeMap<String, Quota>,
 }
 
 impl Ledger {
@@ -270,6 +290,37 @@ impl Ledger {
     /// Node names in sorted order with their ids.
     pub fn names(&self) -> impl Iterator<Item = (&str, NodeId)> {
         self.by_name.iter().map(|(n, &id)| (n.as_str(), id))
+    }
+
+    /// Set (or with `None` remove) a namespace's device quota.
+    pub fn set_quota(&mut self, namespace: &str, quota: Option<Quota>) {
+        match quota {
+            Some(q) => {
+                self.quotas.insert(namespace.to_string(), q);
+            }
+            None => {
+                self.quotas.remove(namespace);
+            }
+        }
+    }
+
+    /// What `namespace` may still take, or `None` when it has no quota. Usage is summed from
+    /// the grants of the namespace's pods (a restarted scheduler recovers it from annotations).
+    pub fn quota_left(&self, namespace: &str) -> Option<QuotaLeft> {
+        let q = self.quotas.get(namespace)?;
+        let (mut mem, mut cores) = (0u64, 0u64);
+        for (k, g) in &self.pods {
+            if k.namespace == namespace {
+                for d in g.devices() {
+                    mem += d.memory_mib;
+                    cores += u64::from(d.cores);
+                }
+            }
+        }
+        Some(QuotaLeft {
+            memory_mib: q.memory_mib.map_or(u64::MAX, |l| l.saturating_sub(mem)),
+            cores: q.cores.map_or(u64::MAX, |l| l.saturating_sub(cores)),
+        })
     }
 
     /// The grant of a pod.

@@ -4,7 +4,7 @@
 //! per-node reason summaries.
 
 use crate::fit::{Reason, ReasonCounts};
-use crate::ledger::{Ledger, NodeId, NodeView, PodGrant};
+use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{DevicePolicyChain, NodePolicy, NodePolicyKind, ScoreContext, TieRule, hami};
 use crate::request::PodRequest;
@@ -136,11 +136,12 @@ impl Scheduler {
     }
 
     /// The fit settings for one pod with device policy `chain`.
-    fn fit_env<'a>(&'a self, chain: &'a DevicePolicyChain) -> FitEnv<'a> {
+    fn fit_env<'a>(&'a self, chain: &'a DevicePolicyChain, quota: Option<QuotaLeft>) -> FitEnv<'a> {
         FitEnv {
             chain,
             templates: &self.config.templates,
             check_node: self.config.check_node_resources,
+            quota,
         }
     }
 
@@ -170,12 +171,13 @@ impl Scheduler {
             return Decision::PolicyUnavailable(kind);
         };
         let chain = self.device_policy_for(req);
+        let env = self.fit_env(chain, ledger.quota_left(&req.key.namespace));
         let mut scratch = FitScratch::default();
         let mut best: Option<(i64, NodeId, Option<crate::policy::Placement>)> = None;
         let mut ties = 0u32;
         let mut feasible = 0u32;
         let mut visit = |view: NodeView<'_>, rng: &mut ChaCha8Rng| {
-            if fit_pod(&view, req, &self.fit_env(chain), &mut scratch, None, false).is_none() {
+            if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
                 return;
             }
             feasible += 1;
@@ -242,7 +244,7 @@ impl Scheduler {
             };
             let placement = match placement {
                 Some(p) => Some(p),
-                None => fit_pod(&view, req, &self.fit_env(chain), &mut scratch, None, true),
+                None => fit_pod(&view, req, &env, &mut scratch, None, true),
             };
             if let Some(p) = placement
                 && let Some(grant) =
@@ -268,6 +270,7 @@ impl Scheduler {
     ) -> FailureSummary {
         let mut out = FailureSummary::default();
         let chain = self.device_policy_for(req);
+        let env = self.fit_env(chain, ledger.quota_left(&req.key.namespace));
         let mut scratch = FitScratch::default();
         let ids: Vec<NodeId> = match candidates {
             Some(ids) => ids.to_vec(),
@@ -278,14 +281,7 @@ impl Scheduler {
                 continue;
             };
             let mut rc = ReasonCounts::default();
-            let fits = fit_pod(
-                &view,
-                req,
-                &self.fit_env(chain),
-                &mut scratch,
-                Some(&mut rc),
-                false,
-            );
+            let fits = fit_pod(&view, req, &env, &mut scratch, Some(&mut rc), false);
             if fits.is_some() {
                 // Feasible, yet not chosen: the node policy vetoed it.
                 rc = ReasonCounts::default();
@@ -306,18 +302,12 @@ impl Scheduler {
     ) -> BTreeMap<String, NodeVerdict> {
         let mut out = BTreeMap::new();
         let chain = self.device_policy_for(req);
+        let env = self.fit_env(chain, ledger.quota_left(&req.key.namespace));
         let policy = self.policies.get(&self.node_policy_for(req));
         let mut scratch = FitScratch::default();
         for view in ledger.views() {
             let mut rc = ReasonCounts::default();
-            let fits = fit_pod(
-                &view,
-                req,
-                &self.fit_env(chain),
-                &mut scratch,
-                Some(&mut rc),
-                false,
-            );
+            let fits = fit_pod(&view, req, &env, &mut scratch, Some(&mut rc), false);
             let verdict = match (fits, policy) {
                 (None, _) => NodeVerdict::Filtered(rc),
                 (Some(_), None) => NodeVerdict::Vetoed,

@@ -2,7 +2,7 @@
 
 use hami_core::build::{NodeBuilder, PodBuilder};
 use hami_core::fit::Reason;
-use hami_core::ledger::Ledger;
+use hami_core::ledger::{Ledger, Quota};
 use hami_core::model::{DeviceMode, LinkScores, MigProfile, Node};
 use hami_core::pipeline::{Decision, Scheduler, SchedulerConfig};
 use hami_core::policy::{DevicePolicyChain, NodePolicy, NodePolicyKind, ScoreContext, Scored};
@@ -25,6 +25,14 @@ impl World {
         for n in nodes {
             ledger.upsert_node(n);
         }
+        // Namespace `quota` may take 8000 MiB of device memory in all.
+        ledger.set_quota(
+            "quota",
+            Some(Quota {
+                memory_mib: Some(8000),
+                cores: None,
+            }),
+        );
         World {
             ledger,
             sched: Scheduler::new(config),
@@ -222,6 +230,21 @@ fn every_reason_word_is_produced_with_hami_counts() {
             vec![PodBuilder::new("a").gpu(1, 0, 0).build()],
             PodBuilder::new("p").gpu(2, 1000, 0).build(),
             "n1: 1/2 CardInsufficientMemory, 1/2 AllocatedCardsInsufficientRequest",
+        ),
+        (
+            "resource quota",
+            vec![gpu_node("n1", 2).build()],
+            vec![
+                PodBuilder::new("a")
+                    .namespace("quota")
+                    .gpu(1, 6000, 0)
+                    .build(),
+            ],
+            PodBuilder::new("p")
+                .namespace("quota")
+                .gpu(1, 4000, 0)
+                .build(),
+            "n1: 2/2 ResourceQuotaNotFit",
         ),
         (
             "node cpu",

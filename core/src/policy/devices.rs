@@ -7,7 +7,7 @@ use crate::fit::{
     CardCaps, MigPick, Pick, Reason, ReasonCounts, check_card_caps, check_node_resources,
     memory_needed_caps,
 };
-use crate::ledger::NodeView;
+use crate::ledger::{NodeView, QuotaLeft};
 use crate::model::{DeviceUsage, Node};
 use crate::request::{DeviceRequest, PodRequest};
 
@@ -35,6 +35,8 @@ pub struct FitEnv<'a> {
     pub templates: &'a Templates,
     /// Check node CPU and memory.
     pub check_node: bool,
+    /// What the pod's namespace may still take under its quota, when it has one.
+    pub quota: Option<QuotaLeft>,
 }
 
 /// Reusable buffers so that filtering thousands of nodes allocates nothing per node.
@@ -43,6 +45,8 @@ pub struct FitScratch {
     usage: Vec<DeviceUsage>,
     cand: Vec<Cand>,
     chosen: Vec<usize>,
+    /// Device memory and cores the pod's earlier containers took on this node (for quotas).
+    taken: (u64, u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +82,9 @@ pub fn fit_pod(
         chain,
         templates,
         check_node,
+        quota,
     } = *env;
+    scratch.taken = (0, 0);
     let node = view.node;
     if check_node
         && let Err(r) = check_node_resources(node, view.used, req.cpu_milli, req.memory_mib)
@@ -114,6 +120,12 @@ pub fn fit_pod(
                 numa_bind: req.numa_bind,
                 chain,
                 templates,
+                quota: quota
+                    .filter(|_| dr.family == FamilyId::NVIDIA)
+                    .map(|q| QuotaLeft {
+                        memory_mib: q.memory_mib.saturating_sub(scratch.taken.0),
+                        cores: q.cores.saturating_sub(scratch.taken.1),
+                    }),
             };
             let ok = fit_one(
                 input,
@@ -136,6 +148,8 @@ pub fn fit_pod(
                         mig: cand.mig,
                     };
                     p.apply(&mut scratch.usage[cand.pos as usize]);
+                    scratch.taken.0 += p.memory_mib;
+                    scratch.taken.1 += u64::from(p.cores);
                     if want_placement {
                         picks.push(p);
                     }
@@ -158,6 +172,7 @@ struct FitInput<'a> {
     numa_bind: bool,
     chain: &'a DevicePolicyChain,
     templates: &'a Templates,
+    quota: Option<QuotaLeft>,
 }
 
 fn fit_one(
@@ -175,6 +190,7 @@ fn fit_one(
         numa_bind,
         chain,
         templates,
+        quota,
     } = inp;
     let mutex = chain.has(DevicePolicyKind::Mutex);
     let binpack = chain
@@ -196,7 +212,20 @@ fn fit_one(
         }
         family_cards += 1;
         let mem = memory_needed_caps(cap, dr, templates);
-        match check_card_caps(cap, dev, &usage[pos], dr, mem, mutex) {
+        let verdict = check_card_caps(cap, dev, &usage[pos], dr, mem, mutex).and_then(|mig| {
+            // HAMi counts a quota per card granted: `need` cards of this size must fit in what
+            // the namespace has left.
+            match (quota, mem) {
+                (Some(q), Some(m))
+                    if m.saturating_mul(need as u64) > q.memory_mib
+                        || u64::from(dr.cores.min(100)) * need as u64 > q.cores =>
+                {
+                    Err(Reason::ResourceQuotaNotFit)
+                }
+                _ => Ok(mig),
+            }
+        });
+        match verdict {
             Ok(mig) => {
                 cand.push(Cand {
                     pos: pos as u16,
