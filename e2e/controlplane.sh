@@ -2,6 +2,7 @@
 # A real Kubernetes control plane on loopback, built from the Go module proxy only.
 #
 #   e2e/controlplane.sh build        build the pinned binaries into e2e/bin (once per machine)
+#   e2e/controlplane.sh check        exit 0 when they are all built (the CI guard)
 #   e2e/controlplane.sh up DIR       start etcd + kube-apiserver (+ kube-scheduler, KWOK) under DIR;
 #                                    writes DIR/env (sourceable) and DIR/kubeconfig; returns when healthy
 #   e2e/controlplane.sh down DIR     stop everything started by `up DIR`
@@ -221,13 +222,31 @@ cmd_down() {
   log "control plane down (${dir})"
 }
 
+# cmd_check: exit 0 when every binary is built at its pinned version (nothing to build).
+cmd_check() {
+  local name version
+  while read -r name version; do
+    [[ -x "${BIN}/${name}" && -f "${BIN}/${name}.version" && "$(cat "${BIN}/${name}.version")" == "${version}" ]] || {
+      echo "${name} ${version}: not built" >&2; return 1; }
+  done <<LIST
+etcd ${ETCD_VERSION}
+helm ${HELM_VERSION}
+kwok ${KWOK_VERSION}
+kube-apiserver ${K8S_VERSION}
+kube-scheduler ${K8S_VERSION}
+kubectl ${K8S_VERSION}
+kubelet-harness ${K8S_VERSION}-$(harness_hash)
+LIST
+}
+
 main() {
   local cmd="${1:-}"; shift || true
   case "${cmd}" in
     build) cmd_build "$@" ;;
+    check) cmd_check ;;
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
-    *) echo "usage: $0 build|up DIR|down DIR" >&2; exit 2 ;;
+    *) echo "usage: $0 build|check|up DIR|down DIR" >&2; exit 2 ;;
   esac
 }
 
