@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let Some(path) = args.first() else {
         eprintln!("usage: cargo bench -p hami-sim --bench des -- SCENARIO [POLICY…]");
         return;
@@ -31,10 +34,18 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!("loaded {} in {:.2}s", path.display(), t.elapsed().as_secs_f64());
+    println!(
+        "loaded {} in {:.2}s",
+        path.display(),
+        t.elapsed().as_secs_f64()
+    );
     let want: Vec<&String> = args.iter().skip(1).collect();
     for v in &sc.variants {
-        for p in sc.policies.iter().filter(|p| want.is_empty() || want.contains(&&p.name)) {
+        for p in sc
+            .policies
+            .iter()
+            .filter(|p| want.is_empty() || want.contains(&&p.name))
+        {
             let seed = sc.seeds[0];
             let t = Instant::now();
             match Engine::new(&sc, v, p, seed, RunOptions::default()).run() {

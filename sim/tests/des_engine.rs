@@ -48,9 +48,15 @@ fn small() -> Scenario {
 }
 
 fn hash(sc: &Scenario, policy: usize, seed: u64) -> (String, u64, f64) {
-    let o = Engine::new(sc, &sc.variants[0], &sc.policies[policy], seed, RunOptions::default())
-        .run()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let o = Engine::new(
+        sc,
+        &sc.variants[0],
+        &sc.policies[policy],
+        seed,
+        RunOptions::default(),
+    )
+    .run()
+    .unwrap_or_else(|e| panic!("{e}"));
     (o.event_log_hash, o.events, o.metrics["placed"])
 }
 
@@ -70,9 +76,13 @@ fn same_seed_same_event_log_other_seed_differs() {
 /// Make the pod's allocated list claim 900 GiB on its first card (the real codec writes it).
 fn forge_memory(pod: &mut k8s_openapi::api::core::v1::Pod) {
     let key = "hami.io/vgpu-devices-allocated";
-    let Some(ann) = pod.metadata.annotations.as_mut() else { return };
+    let Some(ann) = pod.metadata.annotations.as_mut() else {
+        return;
+    };
     let Some(v) = ann.get(key) else { return };
-    let Ok(mut devs) = decode_pod_devices(key, v) else { return };
+    let Ok(mut devs) = decode_pod_devices(key, v) else {
+        return;
+    };
     if let Some(d) = devs.iter_mut().flatten().next() {
         d.usedmem = 921_600;
     }
@@ -101,7 +111,7 @@ fn checker_catches_a_forged_over_allocation() {
     assert!(e.contains("rerun with SEED=5"), "{e}");
     assert!(e.contains("annotations say"), "{e}");
     assert!(
-        e.contains("does not fit") && e.contains("921600 MiB"),
+        e.contains("does not fit the recorded grants") && e.contains("of 81920 MiB"),
         "rebuilding from annotations must find the over-allocation: {e}"
     );
 }
@@ -120,8 +130,13 @@ fn checker_catches_a_corrupted_ledger() {
         u.used += 1;
         u.used_mem += 90_000;
     });
-    let e = checker::check(&l, std::iter::empty()).err().unwrap_or_default();
-    assert!(e.contains("over capacity") && e.contains("!= sum of grants"), "{e}");
+    let e = checker::check(&l, std::iter::empty())
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("over capacity") && e.contains("!= sum of grants"),
+        "{e}"
+    );
     // A pending pod without a reason is a violation too.
     let e = checker::check(
         &hami_core::ledger::Ledger::new(),
@@ -167,8 +182,14 @@ fn shipped_fault_scenario_hetero_1000_scaled_passes_the_checker() {
         "hetero-1000.yaml",
         &[
             ("count: 400", "count: 8"),
-            ("count: 300, model: NVIDIA-H100", "count: 6, model: NVIDIA-H100"),
-            ("count: 300, model: NVIDIA-Tesla-T4", "count: 6, model: NVIDIA-Tesla-T4"),
+            (
+                "count: 300, model: NVIDIA-H100",
+                "count: 6, model: NVIDIA-H100",
+            ),
+            (
+                "count: 300, model: NVIDIA-Tesla-T4",
+                "count: 6, model: NVIDIA-Tesla-T4",
+            ),
             ("rate: 9}", "rate: 0.15}"),
             ("nodes: 20,", "nodes: 2,"),
             ("nodes: 10,", "nodes: 2,"),
@@ -185,9 +206,15 @@ fn shipped_fault_scenario_npu_mix_scaled_passes_the_checker() {
         "npu-mix.yaml",
         &[
             ("count: 64", "count: 6"),
-            ("count: 32, family: ascend310p", "count: 3, family: ascend310p"),
+            (
+                "count: 32, family: ascend310p",
+                "count: 3, family: ascend310p",
+            ),
             ("count: 32, family: hygon", "count: 3, family: hygon"),
-            ("count: 32, model: NVIDIA-L40S", "count: 3, model: NVIDIA-L40S"),
+            (
+                "count: 32, model: NVIDIA-L40S",
+                "count: 3, model: NVIDIA-L40S",
+            ),
             ("rate: 1.6", "rate: 0.12"),
             ("time: 4h", "time: 70m"),
         ],
@@ -208,7 +235,10 @@ fn explain_shows_the_chosen_node_and_the_filtered_ones() {
     let text = render(&e, 5);
     assert!(e.chosen.is_some() || text.contains("0/"), "{text}");
     assert!(text.contains("filtered out, by reason"), "{text}");
-    assert!(text.contains("CardTypeMismatch"), "a 4-card A100 pod must filter out the T4 nodes: {text}");
+    assert!(
+        text.contains("CardTypeMismatch"),
+        "a 4-card A100 pod must filter out the T4 nodes: {text}"
+    );
     assert!(explain(&sc, None, "nope-1").is_err());
 }
 
@@ -221,11 +251,13 @@ fn quickstart_check_against_committed_baseline() {
     if std::env::var("SEED").is_ok() {
         return; // the baseline is for the scenario's own seeds
     }
-    let mut sc = Scenario::load(&root().join("scenarios/quickstart.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let mut sc =
+        Scenario::load(&root().join("scenarios/quickstart.yaml")).unwrap_or_else(|e| panic!("{e}"));
     // Outcomes do not depend on how often the checker runs; the full checker runs in
     // `shipped_quickstart_passes_the_checker_after_every_event`.
     sc.check_every = 50;
-    let base = read_baseline(&root().join("scenarios/baselines/quickstart.json")).unwrap_or_else(|e| panic!("{e}"));
+    let base = read_baseline(&root().join("scenarios/baselines/quickstart.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let out = check_scenario(&sc, Some(&base), 2, &Quiet).unwrap_or_else(|e| panic!("{e}"));
     assert!(out.pass(), "{}", out.render());
 }

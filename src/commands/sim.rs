@@ -6,9 +6,7 @@ use hami_sim::des::explain::{explain, render};
 use hami_sim::des::model::Scenario;
 use hami_sim::des::progress::Bar;
 use hami_sim::des::report::{summary_table, write_all};
-use hami_sim::des::results::{
-    Baseline, Quiet, check_scenario, read_baseline, run_all,
-};
+use hami_sim::des::results::{Baseline, Quiet, check_scenario, read_baseline, run_all};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -109,7 +107,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             }
             for r in &res.runs {
                 for e in r.errors.iter().take(3) {
-                    eprintln!("warning: {} / {} / seed {}: {e}", r.variant, r.policy, r.seed);
+                    eprintln!(
+                        "warning: {} / {} / seed {}: {e}",
+                        r.variant, r.policy, r.seed
+                    );
                 }
             }
             write_all(&sc, &res, &out)?;
@@ -170,7 +171,11 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                                 v.nodes.len(),
                                 v.total_cards,
                                 v.classes.len(),
-                                sc.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                                sc.policies
+                                    .iter()
+                                    .map(|p| p.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
                                 sc.seeds,
                                 sc.faults.len(),
                                 sc.expect.len()
@@ -183,7 +188,11 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                     }
                 }
             }
-            Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if bad {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

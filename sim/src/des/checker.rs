@@ -84,7 +84,10 @@ pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> R
                 from_ann.insert(key, g);
             }
             Ok(None) => {}
-            Err(e) => say(&mut out, format!("pod {key}: annotations do not decode: {e}")),
+            Err(e) => say(
+                &mut out,
+                format!("pod {key}: annotations do not decode: {e}"),
+            ),
         }
     }
     let grants = ledger.grants();
@@ -92,7 +95,10 @@ pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> R
         match from_ann.get(k) {
             None => say(
                 &mut out,
-                format!("ledger holds {} for pod {k}, whose annotations record no grant", show(g)),
+                format!(
+                    "ledger holds {} for pod {k}, whose annotations record no grant",
+                    show(g)
+                ),
             ),
             Some(a) if a.node != g.node || cards(a) != cards(g) => say(
                 &mut out,
@@ -109,7 +115,10 @@ pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> R
         if !grants.contains_key(k) {
             say(
                 &mut out,
-                format!("pod {k} annotations record {} but the ledger holds nothing", show(a)),
+                format!(
+                    "pod {k} annotations record {} but the ledger holds nothing",
+                    show(a)
+                ),
             );
         }
     }
@@ -118,7 +127,9 @@ pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> R
     let mut sums: BTreeMap<(&str, &str), (u32, u64, u32)> = BTreeMap::new();
     for a in from_ann.values() {
         for d in a.devices() {
-            let e = sums.entry((a.node.as_str(), d.uuid.as_str())).or_insert((0, 0, 0));
+            let e = sums
+                .entry((a.node.as_str(), d.uuid.as_str()))
+                .or_insert((0, 0, 0));
             e.0 += 1;
             e.1 += d.memory_mib;
             e.2 += d.cores;

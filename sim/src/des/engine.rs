@@ -248,6 +248,9 @@ pub struct RunOutput {
     pub explanation: Option<Explanation>,
 }
 
+/// A test hook that changes a pod object (see [`RunOptions::forge_at`]).
+pub type Forge = fn(&mut Pod);
+
 /// Options of one run besides the scenario.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -257,7 +260,7 @@ pub struct RunOptions {
     pub check_every: Option<u64>,
     /// Test hook: at this event index, apply this change to the first running pod holding
     /// cards (e.g. forge its annotations) so the checker must catch it.
-    pub forge_at: Option<(u64, fn(&mut Pod))>,
+    pub forge_at: Option<(u64, Forge)>,
     /// Test hook: stop after this many events.
     pub max_events: Option<u64>,
 }
@@ -302,14 +305,22 @@ pub fn node_object(node: &Node) -> K8sNode {
                 uuid: node.devices[a].uuid.clone(),
                 scores: (0..n)
                     .filter(|&b| b != a && node.links.get(a, b) > 0)
-                    .map(|b| (node.devices[b].uuid.clone(), i64::from(node.links.get(a, b))))
+                    .map(|b| {
+                        (
+                            node.devices[b].uuid.clone(),
+                            i64::from(node.links.get(a, b)),
+                        )
+                    })
                     .collect(),
             })
             .collect();
         k.metadata
             .annotations
             .get_or_insert_with(BTreeMap::new)
-            .insert(keys::NODE_NVIDIA_SCORE.to_string(), encode_pair_scores(&scores));
+            .insert(
+                keys::NODE_NVIDIA_SCORE.to_string(),
+                encode_pair_scores(&scores),
+            );
     }
     k
 }
@@ -341,7 +352,7 @@ fn sample_duration(rng: &mut ChaCha8Rng, d: &DurationSpec) -> u64 {
             }
         }
     };
-    (ms.max(1.0).min(1e15)) as u64
+    ms.clamp(1.0, 1e15) as u64
 }
 
 /// One simulation run (scenario variant × policy × seed).
@@ -598,7 +609,10 @@ impl<'a> Engine<'a> {
 
     /// Re-read the ledger id of node `ni` (after it was registered or removed).
     fn sync_id(&mut self, ni: u32) {
-        let lid = self.ctl.ledger().node_id(&self.nodes[ni as usize].node.name);
+        let lid = self
+            .ctl
+            .ledger()
+            .node_id(&self.nodes[ni as usize].node.name);
         self.nodes[ni as usize].lid = lid;
     }
 
@@ -666,7 +680,9 @@ impl<'a> Engine<'a> {
         let name = format!("{}-{id}", c.name);
         pod.metadata.uid = Some(format!("uid-{id}"));
         let want = self.opts.explain_pod.as_deref();
-        if want == Some(name.as_str()) || (want == Some(c.name.as_str()) && self.explain_id.is_none()) {
+        if want == Some(name.as_str())
+            || (want == Some(c.name.as_str()) && self.explain_id.is_none())
+        {
             self.explain_id = Some(id);
         }
         pod.metadata.name = Some(name);
@@ -690,7 +706,7 @@ impl<'a> Engine<'a> {
         self.pending += 1;
         self.arrived += 1;
         self.arrived_demand += c.gpu_demand;
-        if self.arrived % self.arrival_stride == 0 {
+        if self.arrived.is_multiple_of(self.arrival_stride) {
             self.per_arrival.push((
                 100.0 * self.arrived_demand / self.cap_cards.max(1) as f64,
                 self.used_cores as f64 / self.cap_cores.max(1) as f64,
@@ -736,12 +752,17 @@ impl<'a> Engine<'a> {
                     ArrivalKind::Diurnal => {
                         let r = arrival.peak_ratio.unwrap_or(3.0);
                         let a = (r - 1.0) / (r + 1.0);
-                        let period = arrival.period.map(|p| p.secs()).unwrap_or(86_400.0).max(1e-3);
+                        let period = arrival
+                            .period
+                            .map(|p| p.secs())
+                            .unwrap_or(86_400.0)
+                            .max(1e-3);
                         let lmax = rate * (1.0 + a);
                         let mut t = self.gen_t;
                         loop {
                             t += exp_sample(&mut self.rng_arr, 1.0 / lmax);
-                            let l = rate * (1.0 + a * (2.0 * std::f64::consts::PI * t / period).sin());
+                            let l =
+                                rate * (1.0 + a * (2.0 * std::f64::consts::PI * t / period).sin());
                             let u: f64 = self.rng_arr.random::<f64>();
                             if u * lmax <= l {
                                 break t;
@@ -757,7 +778,12 @@ impl<'a> Engine<'a> {
                     self.push(t.max(self.now), Ev::Arrival);
                 }
             }
-            Source::Trace { pods, mode, rate, limit } => {
+            Source::Trace {
+                pods,
+                mode,
+                rate,
+                limit,
+            } => {
                 let pods = pods.clone();
                 let (mode, rate, limit) = (*mode, *rate, *limit);
                 let i = self.arrived as usize;
@@ -857,10 +883,12 @@ impl<'a> Engine<'a> {
         let mut best = usize::MAX;
         let n = v.node;
         if n.cpu_milli > 0 && req.cpu_milli > 0 {
-            best = best.min((n.cpu_milli.saturating_sub(v.used.cpu_milli) / req.cpu_milli) as usize);
+            best =
+                best.min((n.cpu_milli.saturating_sub(v.used.cpu_milli) / req.cpu_milli) as usize);
         }
         if n.memory_mib > 0 && req.memory_mib > 0 {
-            best = best.min((n.memory_mib.saturating_sub(v.used.memory_mib) / req.memory_mib) as usize);
+            best = best
+                .min((n.memory_mib.saturating_sub(v.used.memory_mib) / req.memory_mib) as usize);
         }
         for c in &req.containers {
             for d in &c.devices {
@@ -873,8 +901,8 @@ impl<'a> Engine<'a> {
                     let need = d.memory_on(dev.memory_mib).max(1);
                     let by_mem = (dev.memory_mib.saturating_sub(u.used_mem) / need) as usize;
                     let free_cores = dev.cores.saturating_sub(u.used_cores);
-                    let by_cores = if d.cores > 0 {
-                        (free_cores / d.cores) as usize
+                    let by_cores = if let Some(k) = free_cores.checked_div(d.cores) {
+                        k as usize
                     } else if free_cores == 0 && dev.cores > 0 {
                         0
                     } else {
@@ -954,7 +982,9 @@ impl<'a> Engine<'a> {
     }
 
     fn wake_all(&mut self, why: Why) {
-        let classes: Vec<u32> = std::mem::take(&mut self.parked_classes).into_iter().collect();
+        let classes: Vec<u32> = std::mem::take(&mut self.parked_classes)
+            .into_iter()
+            .collect();
         for c in classes {
             self.class_failed[c as usize] = 0;
             while let Some(first) = self.parked[c as usize].pop_first() {
@@ -1332,7 +1362,10 @@ impl<'a> Engine<'a> {
             .scheduler()
             .explain(self.ctl.ledger(), &req, &mut rng);
         let p = &self.pods[id as usize];
-        let keep_placed = self.explanation.as_ref().is_some_and(|e| e.chosen.is_some());
+        let keep_placed = self
+            .explanation
+            .as_ref()
+            .is_some_and(|e| e.chosen.is_some());
         if keep_placed {
             return;
         }
@@ -1354,7 +1387,10 @@ impl<'a> Engine<'a> {
         let pods = self.pods.iter().map(|p| PodCheck {
             pod: p.pod.as_deref(),
             holds: matches!(p.state, PodState::Running | PodState::Binding) && p.node != NO_NODE,
-            pending: matches!(p.state, PodState::Active | PodState::Backoff | PodState::Parked),
+            pending: matches!(
+                p.state,
+                PodState::Active | PodState::Backoff | PodState::Parked
+            ),
             reason: p.reason.map(|r| r.as_str()),
         });
         checker::check(self.ctl.ledger(), pods)
@@ -1473,7 +1509,7 @@ impl<'a> Engine<'a> {
             {
                 self.forge(f);
             }
-            if self.events % check_every == 0 || stop {
+            if self.events.is_multiple_of(check_every) || stop {
                 self.check().map_err(|e| self.fail(&e))?;
             }
             if stop || self.done() || self.opts.max_events.is_some_and(|m| self.events >= m) {
@@ -1512,7 +1548,10 @@ impl<'a> Engine<'a> {
         put(M::MemoryRatio, self.area[1] / span);
         put(M::CardsRatio, self.area[2] / span);
         put(M::Fragmentation, self.area[3] / span);
-        put(M::UnallocatedGpus, (1.0 - alloc) * self.cap_cores as f64 / 100.0);
+        put(
+            M::UnallocatedGpus,
+            (1.0 - alloc) * self.cap_cores as f64 / 100.0,
+        );
         put(M::WaitP50, q(0.5));
         put(M::WaitP95, q(0.95));
         put(M::WaitP99, q(0.99));

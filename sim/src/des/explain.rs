@@ -81,7 +81,10 @@ pub fn render(e: &Explanation, top: usize) -> String {
         filtered.values().map(Vec::len).sum::<usize>()
     );
     if !scored.is_empty() {
-        let _ = writeln!(s, "\nfeasible nodes by score (higher wins; ties by the tie rule):");
+        let _ = writeln!(
+            s,
+            "\nfeasible nodes by score (higher wins; ties by the tie rule):"
+        );
         let _ = writeln!(s, "  {:<4} {:<28} {:>16}  note", "rank", "node", "score");
         for (i, (n, x)) in scored.iter().take(top).enumerate() {
             let note = if e.chosen.as_deref() == Some(n.as_str()) {
@@ -101,13 +104,19 @@ pub fn render(e: &Explanation, top: usize) -> String {
         }
     }
     if !vetoed.is_empty() {
-        let _ = writeln!(s, "\nvetoed (feasible, but the node policy found no acceptable cards):");
+        let _ = writeln!(
+            s,
+            "\nvetoed (feasible, but the node policy found no acceptable cards):"
+        );
         for n in vetoed.iter().take(top) {
             let _ = writeln!(s, "  {n}");
         }
     }
     if !filtered.is_empty() {
-        let _ = writeln!(s, "\nfiltered out, by reason (per card counts, HAMi's reason words):");
+        let _ = writeln!(
+            s,
+            "\nfiltered out, by reason (per card counts, HAMi's reason words):"
+        );
         let mut groups: Vec<(&String, &Vec<&String>)> = filtered.iter().collect();
         groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
         for (why, nodes) in groups {

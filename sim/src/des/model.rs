@@ -333,7 +333,12 @@ fn check_duration(w: &Where, line: u64, field: &str, d: &DurationSpec) -> Result
         if ok {
             Ok(())
         } else {
-            Err(w.at(line, 1, Some(field), format!("dist {} needs `{what}`", kind_name(d.dist))))
+            Err(w.at(
+                line,
+                1,
+                Some(field),
+                format!("dist {} needs `{what}`", kind_name(d.dist)),
+            ))
         }
     };
     match d.dist {
@@ -359,8 +364,11 @@ pub fn read_pod_times(path: &Path) -> Result<Vec<(u64, Option<u64>)>, String> {
         .map_err(|e| format!("{}:1: {e}", path.display()))?
         .clone();
     let col = |n: &str| h.iter().position(|c| c.trim() == n);
-    let (Some(c), d, s) = (col("creation_time"), col("deletion_time"), col("scheduled_time"))
-    else {
+    let (Some(c), d, s) = (
+        col("creation_time"),
+        col("deletion_time"),
+        col("scheduled_time"),
+    ) else {
         return Err(format!(
             "{}:1: missing column \"creation_time\" (mode timestamps and departures need creation_time and deletion_time)",
             path.display()
@@ -454,8 +462,7 @@ fn trace_classes(
 impl Scenario {
     /// Read and validate a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Scenario::parse(path, &text)
     }
 
@@ -472,12 +479,13 @@ impl Scenario {
                 .unwrap_or(1);
             format!("{}:{line}:1: {field}: {msg}", path.display())
         };
-        let resolve = |p: &serde_saphyr::Spanned<PathBuf>, field: &str| -> Result<PathBuf, String> {
-            let full = dir.join(&p.value);
-            if full.is_file() {
-                Ok(full)
-            } else {
-                Err(w.at_loc(
+        let resolve =
+            |p: &serde_saphyr::Spanned<PathBuf>, field: &str| -> Result<PathBuf, String> {
+                let full = dir.join(&p.value);
+                if full.is_file() {
+                    Ok(full)
+                } else {
+                    Err(w.at_loc(
                     p.referenced,
                     Some(field),
                     format!(
@@ -485,8 +493,8 @@ impl Scenario {
                         full.display()
                     ),
                 ))
-            }
-        };
+                }
+            };
 
         // Cluster.
         let mut pools = Vec::new();
@@ -500,7 +508,10 @@ impl Scenario {
                 ));
             }
             (None, true) => {
-                return Err(top("cluster", "needs `pools` or a `trace` node list".into()));
+                return Err(top(
+                    "cluster",
+                    "needs `pools` or a `trace` node list".into(),
+                ));
             }
             (Some(t), true) => {
                 let p = resolve(t, "cluster.trace")?;
@@ -525,16 +536,37 @@ impl Scenario {
                     let f = format!("cluster.pools[{i}]");
                     let v = &p.value;
                     if !seen.insert(v.name.clone()) {
-                        return Err(w.at_loc(p.referenced, Some(&f), format!("pool name {:?} is used twice", v.name)));
+                        return Err(w.at_loc(
+                            p.referenced,
+                            Some(&f),
+                            format!("pool name {:?} is used twice", v.name),
+                        ));
                     }
                     if v.cards == 0 || v.cards > 64 {
-                        return Err(w.at_loc(p.referenced, Some(&format!("{f}.cards")), "cards must be in 1..=64"));
+                        return Err(w.at_loc(
+                            p.referenced,
+                            Some(&format!("{f}.cards")),
+                            "cards must be in 1..=64",
+                        ));
                     }
                     if v.memory.0 == 0 {
-                        return Err(w.at_loc(p.referenced, Some(&format!("{f}.memory")), "memory must be positive"));
+                        return Err(w.at_loc(
+                            p.referenced,
+                            Some(&format!("{f}.memory")),
+                            "memory must be positive",
+                        ));
                     }
-                    if v.name.is_empty() || !v.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                        return Err(w.at_loc(p.referenced, Some(&format!("{f}.name")), "pool names use letters, digits and '-'"));
+                    if v.name.is_empty()
+                        || !v
+                            .name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    {
+                        return Err(w.at_loc(
+                            p.referenced,
+                            Some(&format!("{f}.name")),
+                            "pool names use letters, digits and '-'",
+                        ));
                     }
                     pools.push(Pool {
                         name: v.name.clone(),
@@ -550,8 +582,18 @@ impl Scenario {
         let wl = &file.workload;
         let mut classes = Vec::new();
         let source = match (&wl.trace, wl.mix.is_empty()) {
-            (Some(_), false) => return Err(top("workload", "give either `mix` or `trace`, not both".into())),
-            (None, true) => return Err(top("workload", "needs a request `mix` (with `arrival` and `duration`) or a `trace`".into())),
+            (Some(_), false) => {
+                return Err(top(
+                    "workload",
+                    "give either `mix` or `trace`, not both".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(top(
+                    "workload",
+                    "needs a request `mix` (with `arrival` and `duration`) or a `trace`".into(),
+                ));
+            }
             (Some(t), true) => {
                 let p = resolve(&t.pods, "workload.trace.pods")?;
                 let pods = read_pods(&p)?;
@@ -560,7 +602,7 @@ impl Scenario {
                 } else {
                     Vec::new()
                 };
-                if t.time_scale.is_some_and(|s| !(s > 0.0)) {
+                if t.time_scale.is_some_and(|s| s.is_nan() || s <= 0.0) {
                     return Err(top("workload", "trace.time_scale must be positive".into()));
                 }
                 let (cl, arrivals) = trace_classes(&pods, &times, t)?;
@@ -580,28 +622,52 @@ impl Scenario {
                     return Err(top("workload", "generators need `duration`".into()));
                 };
                 if !(arrival.rate > 0.0 && arrival.rate.is_finite()) {
-                    return Err(top("workload", "arrival.rate must be positive (pods per second)".into()));
+                    return Err(top(
+                        "workload",
+                        "arrival.rate must be positive (pods per second)".into(),
+                    ));
                 }
-                if arrival.process == ArrivalKind::Bursts && arrival.burst_size.is_none_or(|b| b == 0) {
-                    return Err(top("workload", "arrival.process bursts needs a positive burst_size".into()));
+                if arrival.process == ArrivalKind::Bursts
+                    && arrival.burst_size.is_none_or(|b| b == 0)
+                {
+                    return Err(top(
+                        "workload",
+                        "arrival.process bursts needs a positive burst_size".into(),
+                    ));
                 }
                 if arrival.peak_ratio.is_some_and(|r| r < 1.0) {
                     return Err(top("workload", "arrival.peak_ratio must be >= 1".into()));
                 }
-                let dline = text.lines().position(|l| l.trim_start().starts_with("duration:")).map(|i| i + 1).unwrap_or(1);
+                let dline = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("duration:"))
+                    .map(|i| i + 1)
+                    .unwrap_or(1);
                 check_duration(&w, dline as u64, "workload.duration", &duration)?;
                 let mut names = std::collections::BTreeSet::new();
                 for (i, m) in wl.mix.iter().enumerate() {
                     let f = format!("workload.mix[{i}]");
                     let v = &m.value;
                     if !names.insert(v.name.clone()) {
-                        return Err(w.at_loc(m.referenced, Some(&f), format!("mix name {:?} is used twice", v.name)));
+                        return Err(w.at_loc(
+                            m.referenced,
+                            Some(&f),
+                            format!("mix name {:?} is used twice", v.name),
+                        ));
                     }
                     if !(v.weight > 0.0 && v.weight.is_finite()) {
-                        return Err(w.at_loc(m.referenced, Some(&format!("{f}.weight")), "weight must be positive"));
+                        return Err(w.at_loc(
+                            m.referenced,
+                            Some(&format!("{f}.weight")),
+                            "weight must be positive",
+                        ));
                     }
                     if v.memory.is_some() && v.memory_percent.is_some() {
-                        return Err(w.at_loc(m.referenced, Some(&f), "give memory or memory_percent, not both"));
+                        return Err(w.at_loc(
+                            m.referenced,
+                            Some(&f),
+                            "give memory or memory_percent, not both",
+                        ));
                     }
                     if let Some(d) = &v.duration {
                         check_duration(&w, m.referenced.line(), &format!("{f}.duration"), d)?;
@@ -621,11 +687,19 @@ impl Scenario {
         for (i, p) in file.policies.iter().enumerate() {
             let v = &p.value;
             if policies.iter().any(|x| x.name == v.name) {
-                return Err(w.at_loc(p.referenced, Some(&format!("policies[{i}].name")), format!("policy name {:?} is used twice", v.name)));
+                return Err(w.at_loc(
+                    p.referenced,
+                    Some(&format!("policies[{i}].name")),
+                    format!("policy name {:?} is used twice", v.name),
+                ));
             }
             let cov = v.fgd_coverage.unwrap_or(95.0);
             if !(cov > 0.0 && cov <= 100.0) {
-                return Err(w.at_loc(p.referenced, Some(&format!("policies[{i}].fgd_coverage")), "must be in (0, 100]"));
+                return Err(w.at_loc(
+                    p.referenced,
+                    Some(&format!("policies[{i}].fgd_coverage")),
+                    "must be in (0, 100]",
+                ));
             }
             policies.push(PolicyRes {
                 name: v.name.clone(),
@@ -649,10 +723,18 @@ impl Scenario {
                         .position(|p| &p.name == name)
                         .map(|x| x as u16)
                         .ok_or_else(|| {
-                            w.at_loc(f.referenced, Some(&format!("{field}.pool")), format!(
-                                "unknown pool {name:?}; pools: {}",
-                                pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                            ))
+                            w.at_loc(
+                                f.referenced,
+                                Some(&format!("{field}.pool")),
+                                format!(
+                                    "unknown pool {name:?}; pools: {}",
+                                    pools
+                                        .iter()
+                                        .map(|p| p.name.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            )
                         })?,
                 ),
             };
@@ -673,15 +755,25 @@ impl Scenario {
         let mut expect = Vec::new();
         for (i, e) in file.expect.iter().enumerate() {
             let names: Vec<&str> = match &e.value {
-                Expectation::Threshold { policy, .. } => policy.iter().map(String::as_str).collect(),
+                Expectation::Threshold { policy, .. } => {
+                    policy.iter().map(String::as_str).collect()
+                }
                 Expectation::Beats { a, b, .. } => vec![a.as_str(), b.as_str()],
             };
             for n in names {
                 if !policies.iter().any(|p| p.name == n) {
-                    return Err(w.at_loc(e.referenced, Some(&format!("expect[{i}]")), format!(
-                        "unknown policy {n:?}; policies: {}",
-                        policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                    )));
+                    return Err(w.at_loc(
+                        e.referenced,
+                        Some(&format!("expect[{i}]")),
+                        format!(
+                            "unknown policy {n:?}; policies: {}",
+                            policies
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
                 }
             }
             expect.push(e.value.clone());
@@ -713,7 +805,10 @@ impl Scenario {
             file.sweep.nodes.iter().map(|&n| Some(n)).collect()
         };
         if !file.sweep.nodes.is_empty() && pool_specs.is_empty() {
-            return Err(top("sweep", "sweep.nodes needs node pools (not a trace node list)".into()));
+            return Err(top(
+                "sweep",
+                "sweep.nodes needs node pools (not a trace node list)".into(),
+            ));
         }
         let total_spec: u64 = pool_specs.iter().map(|p| u64::from(p.count)).sum();
         for s in sweep {
@@ -741,9 +836,16 @@ impl Scenario {
             if let Source::Generated { arrival, .. } = &mut source {
                 arrival.rate *= factor;
             }
-            let mut tasks: Vec<(TaskType, f64)> = classes.iter().map(|c| (task_of_class(c), c.weight)).collect();
+            let mut tasks: Vec<(TaskType, f64)> = classes
+                .iter()
+                .map(|c| (task_of_class(c), c.weight))
+                .collect();
             tasks.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let cov = policies.iter().map(|p| p.coverage).fold(0.0f64, f64::max).max(0.95);
+            let cov = policies
+                .iter()
+                .map(|p| p.coverage)
+                .fold(0.0f64, f64::max)
+                .max(0.95);
             let total_w: f64 = tasks.iter().map(|t| t.1).sum();
             let mut keep = Vec::new();
             let mut cum = 0.0;
@@ -773,12 +875,19 @@ impl Scenario {
             file.metrics.clone()
         };
         let horizon = stop_time.unwrap_or_else(|| match variants.first().map(|v| &v.source) {
-            Some(Source::Trace { pods, mode, rate, limit }) => {
+            Some(Source::Trace {
+                pods,
+                mode,
+                rate,
+                limit,
+            }) => {
                 let n = limit.map_or(pods.len(), |l| l.min(pods.len()));
                 match mode {
                     TraceMode::Timestamps => {
                         let t0 = pods.first().map(|p| p.at).unwrap_or(0);
-                        pods.get(n.saturating_sub(1)).map(|p| p.at - t0).unwrap_or(0)
+                        pods.get(n.saturating_sub(1))
+                            .map(|p| p.at - t0)
+                            .unwrap_or(0)
                     }
                     _ => (n as f64 / rate * 1000.0) as u64,
                 }

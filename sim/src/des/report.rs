@@ -51,7 +51,11 @@ pub fn summary_table(res: &Results, cols: &[MetricName]) -> String {
         for p in &res.policies {
             let mut row = vec![p.clone()];
             for m in cols {
-                let st = res.summary.get(v).and_then(|x| x.get(p)).and_then(|x| x.get(m.as_str()));
+                let st = res
+                    .summary
+                    .get(v)
+                    .and_then(|x| x.get(p))
+                    .and_then(|x| x.get(m.as_str()));
                 row.push(match st {
                     Some(st) if st.n > 1 && st.sd > 0.0 => {
                         format!("{} ± {}", m.format(st.mean), m.format(st.sd))
@@ -79,7 +83,15 @@ pub fn summary_table(res: &Results, cols: &[MetricName]) -> String {
                 .collect();
             let _ = writeln!(s, "{}", line.join("  "));
             if i == 0 {
-                let _ = writeln!(s, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+                let _ = writeln!(
+                    s,
+                    "{}",
+                    widths
+                        .iter()
+                        .map(|w| "-".repeat(*w))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                );
             }
         }
     }
@@ -90,7 +102,11 @@ fn md_table(res: &Results, v: &str, cols: &[MetricName]) -> String {
     let mut s = String::new();
     let _ = write!(s, "| policy |");
     for m in cols {
-        let u = if m.unit().is_empty() { String::new() } else { format!(" ({})", m.unit()) };
+        let u = if m.unit().is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", m.unit())
+        };
         let _ = write!(s, " {}{u} |", m.as_str());
     }
     let _ = writeln!(s);
@@ -98,7 +114,11 @@ fn md_table(res: &Results, v: &str, cols: &[MetricName]) -> String {
     for p in &res.policies {
         let _ = write!(s, "| {p} |");
         for m in cols {
-            let st = res.summary.get(v).and_then(|x| x.get(p)).and_then(|x| x.get(m.as_str()));
+            let st = res
+                .summary
+                .get(v)
+                .and_then(|x| x.get(p))
+                .and_then(|x| x.get(m.as_str()));
             let cell = match st {
                 Some(st) if st.n > 1 => format!("{} ± {}", m.format(st.mean), m.format(st.sd)),
                 Some(st) => m.format(st.mean),
@@ -113,7 +133,13 @@ fn md_table(res: &Results, v: &str, cols: &[MetricName]) -> String {
 
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -225,7 +251,12 @@ fn first_seed_runs<'a>(res: &'a Results, v: &str) -> Vec<(usize, &'a RunRecord)>
 }
 
 /// Draw every plot of one variant into `dir`; returns the file stems written.
-pub fn plots(res: &Results, v: &str, dir: &Path, prefix: &str) -> Result<Vec<(String, String)>, String> {
+pub fn plots(
+    res: &Results,
+    v: &str,
+    dir: &Path,
+    prefix: &str,
+) -> Result<Vec<(String, String)>, String> {
     ensure_font()?;
     let mut written = Vec::new();
     let runs = first_seed_runs(res, v);
@@ -257,7 +288,11 @@ pub fn plots(res: &Results, v: &str, dir: &Path, prefix: &str) -> Result<Vec<(St
         .map(|(i, r)| Line {
             name: r.policy.clone(),
             color: color(*i),
-            points: r.per_arrival.iter().map(|&(a, al)| (a, al * 100.0)).collect(),
+            points: r
+                .per_arrival
+                .iter()
+                .map(|&(a, al)| (a, al * 100.0))
+                .collect(),
         })
         .collect();
     render_both!(out, (1000, 620), |area| {
@@ -329,7 +364,11 @@ pub fn plots(res: &Results, v: &str, dir: &Path, prefix: &str) -> Result<Vec<(St
     let out = dir.join(&name);
     let mut lines = Vec::new();
     for (i, p) in res.policies.iter().enumerate() {
-        let mine: Vec<&RunRecord> = res.runs.iter().filter(|r| r.variant == v && &r.policy == p).collect();
+        let mine: Vec<&RunRecord> = res
+            .runs
+            .iter()
+            .filter(|r| r.variant == v && &r.policy == p)
+            .collect();
         if mine.is_empty() {
             continue;
         }
@@ -343,9 +382,16 @@ pub fn plots(res: &Results, v: &str, dir: &Path, prefix: &str) -> Result<Vec<(St
                 (!vals.is_empty()).then(|| (vals.iter().sum::<f64>() / vals.len() as f64, q as f64))
             })
             .collect();
-        lines.push(Line { name: p.clone(), color: color(i), points: pts });
+        lines.push(Line {
+            name: p.clone(),
+            color: color(i),
+            points: pts,
+        });
     }
-    let wmax = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).fold(0.0f64, f64::max);
+    let wmax = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .fold(0.0f64, f64::max);
     render_both!(out, (1000, 620), |area| {
         draw_lines(
             &area,
@@ -372,7 +418,10 @@ pub fn plots(res: &Results, v: &str, dir: &Path, prefix: &str) -> Result<Vec<(St
         area.fill(&WHITE).map_err(e)?;
         let (top, rest) = area.split_vertically(40);
         top.draw(&Text::new(
-            format!("Per-policy outcomes, mean ± sd over {} seed(s)", res.seeds.len()),
+            format!(
+                "Per-policy outcomes, mean ± sd over {} seed(s)",
+                res.seeds.len()
+            ),
             (20, 10),
             ("sans-serif", 22),
         ))
@@ -405,19 +454,44 @@ where
 {
     let mut vals = Vec::new();
     for (i, p) in res.policies.iter().enumerate() {
-        let st = res.summary.get(v).and_then(|x| x.get(p)).and_then(|x| x.get(m.as_str())).copied();
+        let st = res
+            .summary
+            .get(v)
+            .and_then(|x| x.get(p))
+            .and_then(|x| x.get(m.as_str()))
+            .copied();
         let scale = if m.is_ratio() { 100.0 } else { 1.0 };
         if let Some(st) = st {
-            let mean = if st.mean.is_finite() { st.mean * scale } else { 0.0 };
-            let sd = if st.sd.is_finite() { st.sd * scale } else { 0.0 };
+            let mean = if st.mean.is_finite() {
+                st.mean * scale
+            } else {
+                0.0
+            };
+            let sd = if st.sd.is_finite() {
+                st.sd * scale
+            } else {
+                0.0
+            };
             vals.push((i, p.clone(), mean, sd));
         }
     }
     let ymax = vals.iter().map(|x| x.2 + x.3).fold(0.0f64, f64::max);
     let n = vals.len().max(1);
-    let unit = if m.is_ratio() { "%".to_string() } else { m.unit().to_string() };
-    let ydesc = if unit.is_empty() { m.as_str().to_string() } else { format!("{} ({unit})", m.as_str()) };
-    let better = if m.higher_is_better() { "higher is better" } else { "lower is better" };
+    let unit = if m.is_ratio() {
+        "%".to_string()
+    } else {
+        m.unit().to_string()
+    };
+    let ydesc = if unit.is_empty() {
+        m.as_str().to_string()
+    } else {
+        format!("{} ({unit})", m.as_str())
+    };
+    let better = if m.higher_is_better() {
+        "higher is better"
+    } else {
+        "lower is better"
+    };
     let mut ch = ChartBuilder::on(area)
         .caption(format!("{} — {better}", m.as_str()), ("sans-serif", 17))
         .margin(10)
@@ -445,8 +519,11 @@ where
     for (k, (i, _, mean, sd)) in vals.iter().enumerate() {
         let x0 = k as f64 + 0.2;
         let c = color(*i);
-        ch.draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x0 + 0.6, *mean)], c.filled())))
-            .map_err(e)?;
+        ch.draw_series(std::iter::once(Rectangle::new(
+            [(x0, 0.0), (x0 + 0.6, *mean)],
+            c.filled(),
+        )))
+        .map_err(e)?;
         let xm = k as f64 + 0.5;
         ch.draw_series(std::iter::once(PathElement::new(
             vec![(xm, mean - sd), (xm, mean + sd)],
@@ -454,8 +531,11 @@ where
         )))
         .map_err(e)?;
         for y in [mean - sd, mean + sd] {
-            ch.draw_series(std::iter::once(PathElement::new(vec![(xm - 0.08, y), (xm + 0.08, y)], BLACK.stroke_width(2))))
-                .map_err(e)?;
+            ch.draw_series(std::iter::once(PathElement::new(
+                vec![(xm - 0.08, y), (xm + 0.08, y)],
+                BLACK.stroke_width(2),
+            )))
+            .map_err(e)?;
         }
     }
     Ok(())
@@ -473,7 +553,11 @@ where
     // reason → policy index → mean count over seeds
     let mut m: BTreeMap<String, BTreeMap<usize, f64>> = BTreeMap::new();
     for (i, p) in res.policies.iter().enumerate() {
-        let mine: Vec<&RunRecord> = res.runs.iter().filter(|r| r.variant == v && &r.policy == p).collect();
+        let mine: Vec<&RunRecord> = res
+            .runs
+            .iter()
+            .filter(|r| r.variant == v && &r.policy == p)
+            .collect();
         let n = mine.len().max(1) as f64;
         for r in &mine {
             for (k, c) in &r.reasons {
@@ -482,11 +566,17 @@ where
         }
     }
     let reasons: Vec<String> = m.keys().cloned().collect();
-    let ymax = m.values().flat_map(|x| x.values()).fold(0.0f64, |a, &b| a.max(b));
+    let ymax = m
+        .values()
+        .flat_map(|x| x.values())
+        .fold(0.0f64, |a, &b| a.max(b));
     let nr = reasons.len().max(1);
     let np = res.policies.len().max(1);
     let mut ch = ChartBuilder::on(area)
-        .caption("Unschedulable attempts by main reason (mean over seeds)", ("sans-serif", 22))
+        .caption(
+            "Unschedulable attempts by main reason (mean over seeds)",
+            ("sans-serif", 22),
+        )
         .margin(15)
         .x_label_area_size(48)
         .y_label_area_size(75)
@@ -547,7 +637,9 @@ where
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Write `results.json`, `report.md`, `report.html` and the plots into `dir`.
@@ -590,7 +682,12 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
     );
     let cols: Vec<MetricName> = {
         let mut c = sc.table.clone();
-        for m in [MetricName::WaitP50, MetricName::WaitP95, MetricName::MemoryRatio, MetricName::CardsRatio] {
+        for m in [
+            MetricName::WaitP50,
+            MetricName::WaitP95,
+            MetricName::MemoryRatio,
+            MetricName::CardsRatio,
+        ] {
             if !c.contains(&m) {
                 c.push(m);
             }
@@ -598,7 +695,11 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
         c
     };
     for v in &res.variants {
-        let prefix = if res.variants.len() > 1 { format!("{}_", slug(v)) } else { String::new() };
+        let prefix = if res.variants.len() > 1 {
+            format!("{}_", slug(v))
+        } else {
+            String::new()
+        };
         let _ = writeln!(md, "## {v}\n");
         let _ = writeln!(html, "<h2>{}</h2>", html_escape(v));
         let table = md_table(res, v, &cols);
@@ -608,7 +709,11 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
         let pools: BTreeMap<String, Vec<(String, f64)>> = {
             let mut m: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
             for p in &res.policies {
-                let mine: Vec<&RunRecord> = res.runs.iter().filter(|r| &r.variant == v && &r.policy == p).collect();
+                let mine: Vec<&RunRecord> = res
+                    .runs
+                    .iter()
+                    .filter(|r| &r.variant == v && &r.policy == p)
+                    .collect();
                 let mut acc: BTreeMap<String, f64> = BTreeMap::new();
                 for r in &mine {
                     for (k, x) in &r.pools {
@@ -635,7 +740,11 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
                 let _ = writeln!(t);
             }
             let _ = writeln!(md, "Per-pool compute allocation (time average):\n\n{t}");
-            let _ = writeln!(html, "<p>Per-pool compute allocation (time average):</p>{}", md_table_to_html(&t));
+            let _ = writeln!(
+                html,
+                "<p>Per-pool compute allocation (time average):</p>{}",
+                md_table_to_html(&t)
+            );
         }
         for (stem, title) in plots(res, v, dir, &prefix)? {
             let _ = writeln!(md, "### {title}\n\n![{title}]({stem}.png)\n");
@@ -687,7 +796,12 @@ fn md_table_to_html(t: &str) -> String {
         if i == 1 {
             continue;
         }
-        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
         let tag = if i == 0 { "th" } else { "td" };
         s.push_str("<tr>");
         for c in cells {

@@ -145,7 +145,9 @@ pub fn run_all(sc: &Scenario, jobs: usize, progress: &dyn Progress) -> Result<Re
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(vi, pi, seed)) = work.get(i) else { break };
+                    let Some(&(vi, pi, seed)) = work.get(i) else {
+                        break;
+                    };
                     let v = &sc.variants[vi];
                     let p = &sc.policies[pi];
                     let r = Engine::new(sc, v, p, seed, RunOptions::default())
@@ -278,7 +280,11 @@ pub fn verdicts(expect: &[Expectation], res: &Results) -> Vec<Verdict> {
                             "{a}: {} vs {b}: {} ({} is better; difference {})",
                             metric.format(va),
                             metric.format(vb),
-                            if metric.higher_is_better() { "higher" } else { "lower" },
+                            if metric.higher_is_better() {
+                                "higher"
+                            } else {
+                                "lower"
+                            },
                             metric.format((va - vb).abs())
                         ),
                     });
@@ -312,7 +318,8 @@ pub struct Baseline {
 impl Baseline {
     /// The baseline of finished results.
     pub fn of(res: &Results, tolerance: f64, slack: f64) -> Baseline {
-        let mut metrics: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>> = BTreeMap::new();
+        let mut metrics: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>> =
+            BTreeMap::new();
         for (v, pols) in &res.summary {
             for (p, ms) in pols {
                 for m in MetricName::ALL.iter().filter(|m| m.deterministic()) {
@@ -327,7 +334,8 @@ impl Baseline {
                 }
             }
         }
-        let mut hashes: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
+        let mut hashes: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> =
+            BTreeMap::new();
         for r in &res.runs {
             hashes
                 .entry(r.variant.clone())
@@ -374,7 +382,10 @@ pub struct Regression {
 impl std::fmt::Display for Regression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let rel = if self.was.abs() > 1e-12 {
-            format!(" ({:+.1} %)", 100.0 * (self.now - self.was) / self.was.abs())
+            format!(
+                " ({:+.1} %)",
+                100.0 * (self.now - self.was) / self.was.abs()
+            )
         } else {
             String::new()
         };
@@ -386,7 +397,11 @@ impl std::fmt::Display for Regression {
             self.metric,
             self.metric.format(self.was),
             self.metric.format(self.now),
-            if self.metric.higher_is_better() { "higher" } else { "lower" }
+            if self.metric.higher_is_better() {
+                "higher"
+            } else {
+                "lower"
+            }
         )
     }
 }
@@ -512,7 +527,12 @@ pub fn check_scenario(
     progress: &dyn Progress,
 ) -> Result<CheckOutcome, String> {
     let results = run_all(sc, jobs, progress)?;
-    let failed = results.verdicts.iter().filter(|v| !v.pass).cloned().collect();
+    let failed = results
+        .verdicts
+        .iter()
+        .filter(|v| !v.pass)
+        .cloned()
+        .collect();
     let (regressions, notes) = match baseline {
         Some(b) => {
             let mut notes = Vec::new();

@@ -43,7 +43,10 @@ impl<'de> Deserialize<'de> for Family {
                 .join(", ")
         };
         let f = FamilyId::by_name(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("unknown device family {s:?}; expected one of {}", names()))
+            serde::de::Error::custom(format!(
+                "unknown device family {s:?}; expected one of {}",
+                names()
+            ))
         })?;
         if !simulable(f) {
             return Err(serde::de::Error::custom(format!(
@@ -530,7 +533,10 @@ pub fn yaml_path_at(text: &str, line: usize) -> String {
         }
         let mut indent = l.len() - body.len();
         let mut rest = body;
-        while let Some(r) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
+        while let Some(r) = rest
+            .strip_prefix("- ")
+            .or_else(|| (rest == "-").then_some(""))
+        {
             while stack.last().is_some_and(|f| indent_of(f) > indent) {
                 stack.pop();
             }
@@ -578,33 +584,37 @@ pub struct Where<'a> {
 
 impl Where<'_> {
     /// An error at a location, with a field path (`None`: derived from the line).
-    pub fn at_loc(&self, loc: Location, field: Option<&str>, msg: impl std::fmt::Display) -> String {
+    pub fn at_loc(
+        &self,
+        loc: Location,
+        field: Option<&str>,
+        msg: impl std::fmt::Display,
+    ) -> String {
         self.at(loc.line(), loc.column(), field, msg)
     }
 
     /// An error at `line:column`, with a field path (`None`: derived from the line).
-    pub fn at(&self, line: u64, column: u64, field: Option<&str>, msg: impl std::fmt::Display) -> String {
+    pub fn at(
+        &self,
+        line: u64,
+        column: u64,
+        field: Option<&str>,
+        msg: impl std::fmt::Display,
+    ) -> String {
         let line_no = line as usize;
-        let path = field
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                let base = yaml_path_at(self.text, line_no);
-                match flow_key_before(self.text, line_no, column as usize) {
-                    Some(k) if !base.ends_with(&k) => format!("{base}.{k}"),
-                    _ => base,
-                }
-            });
+        let path = field.map(str::to_string).unwrap_or_else(|| {
+            let base = yaml_path_at(self.text, line_no);
+            match flow_key_before(self.text, line_no, column as usize) {
+                Some(k) if !base.ends_with(&k) => format!("{base}.{k}"),
+                _ => base,
+            }
+        });
         let path = if path.is_empty() {
             String::new()
         } else {
             format!(" {path}:")
         };
-        format!(
-            "{}:{}:{}:{path} {msg}",
-            self.path.display(),
-            line,
-            column
-        )
+        format!("{}:{}:{}:{path} {msg}", self.path.display(), line, column)
     }
 }
 
@@ -613,10 +623,14 @@ impl Where<'_> {
 fn flow_key_before(text: &str, line: usize, column: usize) -> Option<String> {
     let l = text.lines().nth(line.checked_sub(1)?)?;
     let open = l.find('{')?;
-    let upto: String = l.chars().take(column.saturating_sub(1).max(open + 1)).collect();
+    let upto: String = l
+        .chars()
+        .take(column.saturating_sub(1).max(open + 1))
+        .collect();
     let seg = upto[open + 1..].rsplit([',', '{']).next()?;
     let key = seg.split(':').next()?.trim();
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then(|| key.to_string())
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| key.to_string())
 }
 
 /// Parse the YAML text of a discrete-event scenario (no cross-field validation).
