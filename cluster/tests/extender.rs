@@ -250,3 +250,44 @@ async fn metrics_have_hami_names_and_labels() {
     );
     assert!(text.contains("zone=\"vGPU\""));
 }
+
+/// allocate-protocol.md's Bind rule: while a bound pod awaits Allocate for a 1-card container,
+/// another 1-card pod is not bound to the same node (the device plugin could not tell them
+/// apart); kube-scheduler retries it.
+#[tokio::test]
+async fn second_same_shape_bind_waits_for_allocate() {
+    let h = start(NODES).await;
+    let mut bound_node = None;
+    for (i, name) in ["first-pod", "second-pod"].iter().enumerate() {
+        let mut f: Value =
+            serde_json::from_slice(&fixture("filter_gpu_pod.json")).expect("fixture");
+        f["Pod"]["metadata"]["name"] = Value::String((*name).into());
+        f["Pod"]["metadata"]["uid"] = Value::String(format!("uid-{i}"));
+        if let Some(n) = &bound_node {
+            f["NodeNames"] = serde_json::json!([n]);
+            f["Nodes"] = Value::Null;
+        }
+        let (status, body) = post(h.addr, "/filter", f.to_string().into_bytes()).await;
+        assert_eq!(status, 200, "{body}");
+        let node = json(&body)["NodeNames"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} fits nowhere: {body}"))
+            .to_string();
+        let mut b: Value = serde_json::from_slice(&fixture("bind_gpu_pod.json")).expect("fixture");
+        b["PodName"] = Value::String((*name).into());
+        b["PodUID"] = Value::String(format!("uid-{i}"));
+        b["Node"] = Value::String(node.clone());
+        let (status, body) = post(h.addr, "/bind", b.to_string().into_bytes()).await;
+        assert_eq!(status, 200);
+        let err = json(&body)["Error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if i == 0 {
+            assert_eq!(err, "", "{body}");
+            bound_node = Some(node);
+        } else {
+            assert!(err.contains("still awaits Allocate"), "{body}");
+        }
+    }
+}
