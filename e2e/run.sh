@@ -20,7 +20,7 @@ log "control-plane binaries ready ($((SECONDS - T0))s)"
 
 if [[ -z "${HAMI_BIN:-}" ]]; then
   (cd "${ROOT}" && cargo build --quiet --bin hami)
-  HAMI_BIN="${ROOT}/target/debug/hami"
+  HAMI_BIN="${CARGO_TARGET_DIR:-${ROOT}/target}/debug/hami"
 fi
 log "hami binary: ${HAMI_BIN}"
 
