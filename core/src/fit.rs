@@ -230,13 +230,11 @@ pub fn check_card_caps(
         None => caps.mode != DeviceMode::Mig || !dev.mig_profiles.is_empty(),
         Some(m) => m == caps.mode,
     };
-    let selectors = &req.selectors;
-    let typed = !selectors.use_types.is_empty() || !selectors.nouse_types.is_empty();
-    if caps.family != req.family || !mode_ok || (typed && !selectors.type_ok(&dev.model)) {
+    // `type_ok`/`uuid_ok` return before touching the device's strings when no selector is set.
+    if caps.family != req.family || !mode_ok || !req.selectors.type_ok(&dev.model) {
         return Err(Reason::CardTypeMismatch);
     }
-    let by_uuid = !selectors.use_uuids.is_empty() || !selectors.nouse_uuids.is_empty();
-    if by_uuid && !selectors.uuid_ok(&dev.uuid) {
+    if !req.selectors.uuid_ok(&dev.uuid) {
         return Err(Reason::CardUuidMismatch);
     }
     if usage.used >= caps.split_count {

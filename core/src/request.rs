@@ -78,6 +78,9 @@ impl Selectors {
 
     /// Whether a card with `uuid` passes the UUID selectors.
     pub fn uuid_ok(&self, uuid: &str) -> bool {
+        if self.use_uuids.is_empty() && self.nouse_uuids.is_empty() {
+            return true;
+        }
         (self.use_uuids.is_empty() || self.use_uuids.iter().any(|u| u == uuid))
             && !self.nouse_uuids.iter().any(|u| u == uuid)
     }
