@@ -14,7 +14,7 @@ use hami_core::family::FamilyId;
 use hami_core::model::{Device, LinkScores, Node};
 use hami_core::policy::fgd::{TargetWorkload, TaskType};
 use hami_core::policy::{DevicePolicyChain, NodePolicyKind};
-use hami_core::request::{PodRequest, RequestTranslator};
+use hami_core::request::{MemoryRequest, PodRequest, RequestTranslator};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -459,6 +459,221 @@ fn trace_classes(
     Ok((classes, arrivals))
 }
 
+/// Nodes of `cluster.nodes`: one core node per entry; each gets the pool of its first card's
+/// family and model (created on first use, named after the model).
+fn explicit_nodes(
+    w: &Where,
+    specs: &[serde_saphyr::Spanned<super::scenario::NodeSpec>],
+    pools: &mut Vec<Pool>,
+) -> Result<Vec<(Node, u16)>, String> {
+    let mut out = Vec::with_capacity(specs.len());
+    let mut names = std::collections::BTreeSet::new();
+    for (i, n) in specs.iter().enumerate() {
+        let f = format!("cluster.nodes[{i}]");
+        let v = &n.value;
+        let err = |field: String, msg: String| w.at_loc(n.referenced, Some(&field), msg);
+        if v.name.is_empty() || !names.insert(v.name.clone()) {
+            return Err(err(
+                format!("{f}.name"),
+                format!("node name {:?} is empty or used twice", v.name),
+            ));
+        }
+        if v.cards.is_empty() || v.cards.len() > 64 {
+            return Err(err(
+                format!("{f}.cards"),
+                format!("node {:?}: 1..=64 cards are needed", v.name),
+            ));
+        }
+        let mut node = Node::new(v.name.clone());
+        node.cpu_milli = v.cpu.map(|c| c.0).unwrap_or(0);
+        node.memory_mib = v.ram.map(|m| m.0).unwrap_or(0);
+        let mut ids = std::collections::BTreeSet::new();
+        for (j, c) in v.cards.iter().enumerate() {
+            if c.id.is_empty() || !ids.insert(c.id.as_str()) {
+                return Err(err(
+                    format!("{f}.cards[{j}].id"),
+                    format!(
+                        "card id {:?} is empty or used twice on node {:?}",
+                        c.id, v.name
+                    ),
+                ));
+            }
+            if c.memory.0 == 0 {
+                return Err(err(
+                    format!("{f}.cards[{j}].memory"),
+                    "memory must be positive".into(),
+                ));
+            }
+            let mut d = Device::new(
+                c.id.clone(),
+                j as u32,
+                c.family.0,
+                c.model.clone(),
+                c.memory.0,
+            );
+            d.cores = c.cores.unwrap_or(100);
+            d.split_count = c.split.unwrap_or(10);
+            d.numa = c.numa.map_or(0, |x| i32::try_from(x).unwrap_or(i32::MAX));
+            d.healthy = c.healthy;
+            node.devices.push(d);
+        }
+        let count = v.cards.len();
+        node.links = match v.nvlink {
+            NvLink::None => LinkScores::new(count),
+            NvLink::All => LinkScores::uniform(count, 600),
+            NvLink::Pairs => {
+                let mut l = LinkScores::new(count);
+                for a in 0..count {
+                    for b in (a + 1)..count {
+                        l.set(a, b, if a / 2 == b / 2 { 600 } else { 20 });
+                    }
+                }
+                l
+            }
+        };
+        let (family, model) = (v.cards[0].family.0, &v.cards[0].model);
+        let pi = match pools
+            .iter()
+            .position(|p| p.family == family && &p.model == model)
+        {
+            Some(p) => p,
+            None => {
+                pools.push(Pool {
+                    name: model.clone(),
+                    family,
+                    model: model.clone(),
+                });
+                pools.len() - 1
+            }
+        };
+        out.push((node, pi as u16));
+    }
+    Ok(out)
+}
+
+/// Classes and arrivals of `workload.pods`: one class per pod (named after it), arrivals in
+/// time order (equal times keep the list order).
+fn explicit_pods(
+    w: &Where,
+    specs: &[serde_saphyr::Spanned<super::scenario::PodEntry>],
+) -> Result<(Vec<PodClass>, Vec<TraceArrival>), String> {
+    let mut classes = Vec::with_capacity(specs.len());
+    let mut arrivals = Vec::with_capacity(specs.len());
+    let container = |c: &super::scenario::ContainerSpec, i: usize, init: bool| {
+        let map = |m: &BTreeMap<String, super::scenario::QuantityText>| {
+            (!m.is_empty()).then(|| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Quantity(v.0.clone())))
+                    .collect::<BTreeMap<_, _>>()
+            })
+        };
+        Container {
+            name: c.name.clone().unwrap_or_else(|| {
+                if init {
+                    format!("init{i}")
+                } else {
+                    format!("c{i}")
+                }
+            }),
+            resources: Some(ResourceRequirements {
+                limits: map(&c.limits),
+                requests: map(&c.requests),
+                ..ResourceRequirements::default()
+            }),
+            ..Container::default()
+        }
+    };
+    for (i, p) in specs.iter().enumerate() {
+        let f = format!("workload.pods[{i}]");
+        let v = &p.value;
+        if v.containers.is_empty() {
+            return Err(w.at_loc(
+                p.referenced,
+                Some(&format!("{f}.containers")),
+                format!("pod {:?} needs at least one container", v.name),
+            ));
+        }
+        let class_name: String = v
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let template = Pod {
+            metadata: ObjectMeta {
+                namespace: Some("sim".into()),
+                name: Some(class_name.clone()),
+                annotations: (!v.annotations.is_empty()).then(|| v.annotations.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                priority: (v.priority != 0).then_some(v.priority),
+                init_containers: (!v.init_containers.is_empty()).then(|| {
+                    v.init_containers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| container(c, i, true))
+                        .collect()
+                }),
+                containers: v
+                    .containers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| container(c, i, false))
+                    .collect(),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        };
+        let request = translate(&template).map_err(|e| w.at_loc(p.referenced, Some(&f), e))?;
+        if request.total_cards() == 0 {
+            return Err(w.at_loc(
+                p.referenced,
+                Some(&f),
+                format!("pod {:?} asks for no device", v.name),
+            ));
+        }
+        let mut template = template;
+        template.metadata.name = None;
+        let gpu_demand: f64 = request
+            .containers
+            .iter()
+            .flat_map(|c| &c.devices)
+            .map(|d| {
+                let share = if d.cores > 0 {
+                    f64::from(d.cores.min(100)) / 100.0
+                } else {
+                    match d.memory {
+                        MemoryRequest::Percent(pct) => f64::from(pct.min(100)) / 100.0,
+                        MemoryRequest::Mib(_) => 0.0,
+                    }
+                };
+                share * f64::from(d.count)
+            })
+            .sum();
+        arrivals.push(TraceArrival {
+            class: classes.len() as u32,
+            at: v.at.0,
+            duration: v.duration.map(|d| d.0),
+        });
+        classes.push(PodClass {
+            name: class_name,
+            template,
+            request,
+            gpu_demand,
+            weight: 1.0,
+            duration: None,
+        });
+    }
+    arrivals.sort_by_key(|a| a.at);
+    Ok((classes, arrivals))
+}
+
 impl Scenario {
     /// Read and validate a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, String> {
@@ -500,17 +715,29 @@ impl Scenario {
         let mut pools = Vec::new();
         let mut base_nodes: Vec<(Node, u16)> = Vec::new();
         let mut pool_specs = Vec::new();
+        let given = usize::from(file.cluster.trace.is_some())
+            + usize::from(!file.cluster.pools.is_empty())
+            + usize::from(!file.cluster.nodes.is_empty());
+        if given > 1 {
+            return Err(top(
+                "cluster",
+                "give one of `pools`, `trace` or `nodes`, not several".into(),
+            ));
+        }
         match (&file.cluster.trace, file.cluster.pools.is_empty()) {
-            (Some(_), false) => {
-                return Err(top(
-                    "cluster",
-                    "give either `pools` or `trace`, not both".into(),
-                ));
+            (None, true) if !file.cluster.nodes.is_empty() => {
+                base_nodes = explicit_nodes(&w, &file.cluster.nodes, &mut pools)?;
             }
             (None, true) => {
                 return Err(top(
                     "cluster",
-                    "needs `pools` or a `trace` node list".into(),
+                    "needs `pools`, a `trace` node list or explicit `nodes`".into(),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(top(
+                    "cluster",
+                    "give one of `pools`, `trace` or `nodes`, not several".into(),
                 ));
             }
             (Some(t), true) => {
@@ -581,101 +808,124 @@ impl Scenario {
         // Workload.
         let wl = &file.workload;
         let mut classes = Vec::new();
-        let source = match (&wl.trace, wl.mix.is_empty()) {
-            (Some(_), false) => {
+        let explicit = !wl.pods.is_empty();
+        let source = if explicit {
+            if wl.trace.is_some()
+                || !wl.mix.is_empty()
+                || wl.arrival.is_some()
+                || wl.duration.is_some()
+            {
                 return Err(top(
                     "workload",
-                    "give either `mix` or `trace`, not both".into(),
+                    "give one of `mix` (with `arrival` and `duration`), `trace` or `pods`, not several"
+                        .into(),
                 ));
             }
-            (None, true) => {
-                return Err(top(
-                    "workload",
-                    "needs a request `mix` (with `arrival` and `duration`) or a `trace`".into(),
-                ));
+            let (cl, arrivals) = explicit_pods(&w, &wl.pods)?;
+            classes = cl;
+            Source::Trace {
+                pods: Arc::new(arrivals),
+                mode: TraceMode::Timestamps,
+                rate: 10.0,
+                limit: None,
             }
-            (Some(t), true) => {
-                let p = resolve(&t.pods, "workload.trace.pods")?;
-                let pods = read_pods(&p)?;
-                let times = if t.departures || t.mode == TraceMode::Timestamps {
-                    read_pod_times(&p)?
-                } else {
-                    Vec::new()
-                };
-                if t.time_scale.is_some_and(|s| s.is_nan() || s <= 0.0) {
-                    return Err(top("workload", "trace.time_scale must be positive".into()));
-                }
-                let (cl, arrivals) = trace_classes(&pods, &times, t)?;
-                classes = cl;
-                Source::Trace {
-                    pods: Arc::new(arrivals),
-                    mode: t.mode,
-                    rate: t.rate.unwrap_or(10.0),
-                    limit: t.limit,
-                }
-            }
-            (None, false) => {
-                let Some(arrival) = wl.arrival.clone() else {
-                    return Err(top("workload", "generators need `arrival`".into()));
-                };
-                let Some(duration) = wl.duration.clone() else {
-                    return Err(top("workload", "generators need `duration`".into()));
-                };
-                if !(arrival.rate > 0.0 && arrival.rate.is_finite()) {
+        } else {
+            match (&wl.trace, wl.mix.is_empty()) {
+                (Some(_), false) => {
                     return Err(top(
                         "workload",
-                        "arrival.rate must be positive (pods per second)".into(),
+                        "give either `mix` or `trace`, not both".into(),
                     ));
                 }
-                if arrival.process == ArrivalKind::Bursts
-                    && arrival.burst_size.is_none_or(|b| b == 0)
-                {
+                (None, true) => {
                     return Err(top(
                         "workload",
-                        "arrival.process bursts needs a positive burst_size".into(),
+                        "needs a request `mix` (with `arrival` and `duration`) or a `trace`".into(),
                     ));
                 }
-                if arrival.peak_ratio.is_some_and(|r| r < 1.0) {
-                    return Err(top("workload", "arrival.peak_ratio must be >= 1".into()));
+                (Some(t), true) => {
+                    let p = resolve(&t.pods, "workload.trace.pods")?;
+                    let pods = read_pods(&p)?;
+                    let times = if t.departures || t.mode == TraceMode::Timestamps {
+                        read_pod_times(&p)?
+                    } else {
+                        Vec::new()
+                    };
+                    if t.time_scale.is_some_and(|s| s.is_nan() || s <= 0.0) {
+                        return Err(top("workload", "trace.time_scale must be positive".into()));
+                    }
+                    let (cl, arrivals) = trace_classes(&pods, &times, t)?;
+                    classes = cl;
+                    Source::Trace {
+                        pods: Arc::new(arrivals),
+                        mode: t.mode,
+                        rate: t.rate.unwrap_or(10.0),
+                        limit: t.limit,
+                    }
                 }
-                let dline = text
-                    .lines()
-                    .position(|l| l.trim_start().starts_with("duration:"))
-                    .map(|i| i + 1)
-                    .unwrap_or(1);
-                check_duration(&w, dline as u64, "workload.duration", &duration)?;
-                let mut names = std::collections::BTreeSet::new();
-                for (i, m) in wl.mix.iter().enumerate() {
-                    let f = format!("workload.mix[{i}]");
-                    let v = &m.value;
-                    if !names.insert(v.name.clone()) {
-                        return Err(w.at_loc(
-                            m.referenced,
-                            Some(&f),
-                            format!("mix name {:?} is used twice", v.name),
+                (None, false) => {
+                    let Some(arrival) = wl.arrival.clone() else {
+                        return Err(top("workload", "generators need `arrival`".into()));
+                    };
+                    let Some(duration) = wl.duration.clone() else {
+                        return Err(top("workload", "generators need `duration`".into()));
+                    };
+                    if !(arrival.rate > 0.0 && arrival.rate.is_finite()) {
+                        return Err(top(
+                            "workload",
+                            "arrival.rate must be positive (pods per second)".into(),
                         ));
                     }
-                    if !(v.weight > 0.0 && v.weight.is_finite()) {
-                        return Err(w.at_loc(
-                            m.referenced,
-                            Some(&format!("{f}.weight")),
-                            "weight must be positive",
+                    if arrival.process == ArrivalKind::Bursts
+                        && arrival.burst_size.is_none_or(|b| b == 0)
+                    {
+                        return Err(top(
+                            "workload",
+                            "arrival.process bursts needs a positive burst_size".into(),
                         ));
                     }
-                    if v.memory.is_some() && v.memory_percent.is_some() {
-                        return Err(w.at_loc(
-                            m.referenced,
-                            Some(&f),
-                            "give memory or memory_percent, not both",
-                        ));
+                    if arrival.peak_ratio.is_some_and(|r| r < 1.0) {
+                        return Err(top("workload", "arrival.peak_ratio must be >= 1".into()));
                     }
-                    if let Some(d) = &v.duration {
-                        check_duration(&w, m.referenced.line(), &format!("{f}.duration"), d)?;
+                    let dline = text
+                        .lines()
+                        .position(|l| l.trim_start().starts_with("duration:"))
+                        .map(|i| i + 1)
+                        .unwrap_or(1);
+                    check_duration(&w, dline as u64, "workload.duration", &duration)?;
+                    let mut names = std::collections::BTreeSet::new();
+                    for (i, m) in wl.mix.iter().enumerate() {
+                        let f = format!("workload.mix[{i}]");
+                        let v = &m.value;
+                        if !names.insert(v.name.clone()) {
+                            return Err(w.at_loc(
+                                m.referenced,
+                                Some(&f),
+                                format!("mix name {:?} is used twice", v.name),
+                            ));
+                        }
+                        if !(v.weight > 0.0 && v.weight.is_finite()) {
+                            return Err(w.at_loc(
+                                m.referenced,
+                                Some(&format!("{f}.weight")),
+                                "weight must be positive",
+                            ));
+                        }
+                        if v.memory.is_some() && v.memory_percent.is_some() {
+                            return Err(w.at_loc(
+                                m.referenced,
+                                Some(&f),
+                                "give memory or memory_percent, not both",
+                            ));
+                        }
+                        if let Some(d) = &v.duration {
+                            check_duration(&w, m.referenced.line(), &format!("{f}.duration"), d)?;
+                        }
+                        let c = class_of_mix(v).map_err(|e| w.at_loc(m.referenced, Some(&f), e))?;
+                        classes.push(c);
                     }
-                    let c = class_of_mix(v).map_err(|e| w.at_loc(m.referenced, Some(&f), e))?;
-                    classes.push(c);
+                    Source::Generated { arrival, duration }
                 }
-                Source::Generated { arrival, duration }
             }
         };
 
@@ -840,6 +1090,14 @@ impl Scenario {
                 .iter()
                 .map(|c| (task_of_class(c), c.weight))
                 .collect();
+            if explicit {
+                // One class per listed pod: equal requests are one task type of the target.
+                let mut merged: BTreeMap<TaskType, f64> = BTreeMap::new();
+                for (t, w) in tasks {
+                    *merged.entry(t).or_default() += w;
+                }
+                tasks = merged.into_iter().collect();
+            }
             tasks.sort_by(|a, b| b.1.total_cmp(&a.1));
             let cov = policies
                 .iter()

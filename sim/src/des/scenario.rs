@@ -11,6 +11,7 @@ use hami_core::family::{FamilyId, RegisterFormat};
 use hami_core::policy::{DevicePolicyChain, NodePolicyKind};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `kind: discrete-event`.
@@ -145,7 +146,54 @@ pub struct PoolSpec {
     pub ram: Option<Mem>,
 }
 
-/// The cluster: node pools, or a node list from a trace.
+/// One card of an explicitly listed node (`cluster.nodes[i].cards[j]`), as a device plugin
+/// registers it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSpec {
+    /// Device UUID (`GPU-…`); `use-gpuuuid` selectors match it. Unique within the node.
+    pub id: String,
+    /// Device family (default `nvidia`).
+    #[serde(default)]
+    pub family: Family,
+    /// Card model as registered; type constraints match substrings.
+    pub model: String,
+    /// Memory (`40960Mi`).
+    pub memory: Mem,
+    /// Core units (default 100).
+    #[serde(default)]
+    pub cores: Option<u32>,
+    /// Containers that may share the card (default 10).
+    #[serde(default)]
+    pub split: Option<u32>,
+    /// NUMA node (default 0).
+    #[serde(default)]
+    pub numa: Option<u32>,
+    /// Whether the card is healthy (default true); unhealthy cards take no pods.
+    #[serde(default = "yes")]
+    pub healthy: bool,
+}
+
+/// One explicitly listed node (`cluster.nodes[i]`, e.g. written by `hami record`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Node name (unique).
+    pub name: String,
+    /// Allocatable CPU (default: not tracked).
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
+    /// Allocatable memory (default: not tracked).
+    #[serde(default)]
+    pub ram: Option<Mem>,
+    /// NVLink topology between its cards, in list order (default none).
+    #[serde(default)]
+    pub nvlink: NvLink,
+    /// Its cards, in registration order.
+    pub cards: Vec<CardSpec>,
+}
+
+/// The cluster: node pools, a node list from a trace, or explicit nodes (exactly one).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
@@ -155,6 +203,71 @@ pub struct ClusterSpec {
     /// A trace node list (`sn,cpu_milli,memory_mib,gpu,model`), relative to the scenario file.
     #[serde(default)]
     pub trace: Option<Spanned<PathBuf>>,
+    /// Explicit nodes with their cards. Each node gets the pool named after the family and
+    /// model of its first card.
+    #[serde(default)]
+    pub nodes: Vec<Spanned<NodeSpec>>,
+}
+
+/// A resource quantity as written in a pod spec (`"1"`, `3000`, `500m`, `8Gi`), kept as text
+/// for the production request translator to parse.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QuantityText(pub String);
+
+impl<'de> Deserialize<'de> for QuantityText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Num(f64),
+            Text(String),
+        }
+        Ok(QuantityText(match Raw::deserialize(d)? {
+            Raw::Int(i) => i.to_string(),
+            Raw::Num(n) => format!("{n}"),
+            Raw::Text(s) => s,
+        }))
+    }
+}
+
+/// One container of an explicit pod: its resources exactly as in the pod spec.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// Container name (default `c<index>`); errors name it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `resources.limits` (`nvidia.com/gpu: 1`, `nvidia.com/gpumem: 3000`, …).
+    #[serde(default)]
+    pub limits: BTreeMap<String, QuantityText>,
+    /// `resources.requests` (`cpu: 500m`, …).
+    #[serde(default)]
+    pub requests: BTreeMap<String, QuantityText>,
+}
+
+/// One explicitly listed pod (`workload.pods[i]`, e.g. written by `hami record`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodEntry {
+    /// Name; simulated pods are named `<name>-<arrival index>`.
+    pub name: String,
+    /// Arrival time (virtual time from the start of the run).
+    pub at: Dur,
+    /// Run time once placed (absent: runs until the end).
+    #[serde(default)]
+    pub duration: Option<Dur>,
+    /// Kubernetes priority (`spec.priority`).
+    #[serde(default)]
+    pub priority: i32,
+    /// Pod annotations the request translator reads (type/UUID constraints, NUMA binding, …).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Init containers, in order.
+    #[serde(default)]
+    pub init_containers: Vec<ContainerSpec>,
+    /// Containers, in order.
+    pub containers: Vec<ContainerSpec>,
 }
 
 /// Arrival processes.
@@ -325,6 +438,9 @@ pub struct WorkloadSpec {
     /// Trace replay instead of generators.
     #[serde(default)]
     pub trace: Option<TraceSpec>,
+    /// Explicit pods with arrival and run times, instead of generators or a trace.
+    #[serde(default)]
+    pub pods: Vec<Spanned<PodEntry>>,
 }
 
 /// How ties between equally scored nodes break.
