@@ -1,5 +1,5 @@
-//! The Kubernetes side of the scheduler: the real [`ApiWriter`] and the watches (nodes, pods)
-//! that feed the control loop.
+//! The Kubernetes side of the scheduler: the real [`ApiWriter`] and the watches (nodes, pods,
+//! ResourceQuotas) that feed the control loop.
 //!
 //! At start every node and pod is listed and fed in (the ledger is rebuilt from their
 //! annotations); only when both initial lists are in is the extender marked ready. A re-list
@@ -8,6 +8,7 @@
 use crate::extender::Extender;
 use crate::extender::handshake;
 use crate::extender::writer::{ApiError, ApiWriter};
+use crate::quota::{QuotaBook, QuotaNames};
 use ::kube::api::{Api, Patch, PatchParams, PostParams};
 use ::kube::runtime::WatchStreamExt;
 use ::kube::runtime::watcher::{self, Event as WatchEvent};
@@ -16,7 +17,7 @@ use futures::future::BoxFuture;
 use hami_core::control::{Event, key_of};
 use hami_core::request::PodKey;
 use k8s_openapi::api::core::v1::{
-    Binding, Event as K8sEvent, EventSource, Node, ObjectReference, Pod,
+    Binding, Event as K8sEvent, EventSource, Node, ObjectReference, Pod, ResourceQuota,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,19 +46,33 @@ fn annotations_patch(a: &BTreeMap<String, Option<String>>) -> Patch<serde_json::
     Patch::Merge(serde_json::json!({ "metadata": { "annotations": a } }))
 }
 
+/// One merge patch carrying labels (when any) and annotations.
+fn pod_patch(
+    labels: &BTreeMap<String, Option<String>>,
+    annotations: &BTreeMap<String, Option<String>>,
+) -> Patch<serde_json::Value> {
+    if labels.is_empty() {
+        return annotations_patch(annotations);
+    }
+    Patch::Merge(
+        serde_json::json!({ "metadata": { "labels": labels, "annotations": annotations } }),
+    )
+}
+
 fn api_err(e: ::kube::Error) -> ApiError {
     ApiError(e.to_string())
 }
 
 impl ApiWriter for KubeWriter {
-    fn patch_pod_annotations(
+    fn patch_pod(
         &self,
         pod: &PodKey,
+        labels: &BTreeMap<String, Option<String>>,
         annotations: &BTreeMap<String, Option<String>>,
     ) -> BoxFuture<'_, Result<(), ApiError>> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let name = pod.name.clone();
-        let patch = annotations_patch(annotations);
+        let patch = pod_patch(labels, annotations);
         Box::pin(async move {
             api.patch(&name, &PatchParams::default(), &patch)
                 .await
@@ -155,23 +170,55 @@ impl ApiWriter for KubeWriter {
     }
 }
 
-/// Which initial lists are in; the extender is ready when both are.
-#[derive(Debug, Default)]
+/// Which watch an initial list belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// Nodes.
+    Nodes,
+    /// Pods of this scheduler.
+    Pods,
+    /// ResourceQuota objects.
+    Quotas,
+}
+
+/// Which initial lists are in; the extender is ready when all are (nodes, pods and, when the
+/// quota watch runs, quotas — a filter before the quotas are known would ignore them).
+#[derive(Debug)]
 pub struct SyncState {
     nodes: AtomicBool,
     pods: AtomicBool,
+    quotas: AtomicBool,
+}
+
+impl Default for SyncState {
+    fn default() -> Self {
+        SyncState::new(true)
+    }
 }
 
 impl SyncState {
-    fn mark(&self, ext: &Extender, nodes: bool) {
-        if nodes {
-            self.nodes.store(true, Ordering::SeqCst);
-        } else {
-            self.pods.store(true, Ordering::SeqCst);
+    /// A state that waits for nodes, pods and (when `with_quotas`) quotas.
+    pub fn new(with_quotas: bool) -> SyncState {
+        SyncState {
+            nodes: AtomicBool::new(false),
+            pods: AtomicBool::new(false),
+            quotas: AtomicBool::new(!with_quotas),
         }
-        if self.nodes.load(Ordering::SeqCst) && self.pods.load(Ordering::SeqCst) && !ext.is_ready()
+    }
+
+    /// Record that `what` finished its initial list; marks `ext` ready once all have.
+    pub fn mark(&self, ext: &Extender, what: Watched) {
+        match what {
+            Watched::Nodes => self.nodes.store(true, Ordering::SeqCst),
+            Watched::Pods => self.pods.store(true, Ordering::SeqCst),
+            Watched::Quotas => self.quotas.store(true, Ordering::SeqCst),
+        }
+        if self.nodes.load(Ordering::SeqCst)
+            && self.pods.load(Ordering::SeqCst)
+            && self.quotas.load(Ordering::SeqCst)
+            && !ext.is_ready()
         {
-            tracing::info!("node and pod caches synced; ready");
+            tracing::info!("node, pod and quota caches synced; ready");
             ext.set_ready(true);
         }
     }
@@ -266,7 +313,7 @@ pub async fn watch_nodes(
                                 ext.observe(Event::NodeRemoved(g)).await;
                             }
                         }
-                        sync.mark(&ext, true);
+                        sync.mark(&ext, Watched::Nodes);
                     }
                 }
             }
@@ -342,10 +389,87 @@ pub async fn watch_pods(
                         ext.observe(Event::PodDeleted(g)).await;
                     }
                 }
-                sync.mark(&ext, false);
+                sync.mark(&ext, Watched::Pods);
             }
         }
     }
+}
+
+/// Feed one quota watch result into the book and the controller, logging what is wrong.
+async fn quota_applied(
+    ext: &Extender,
+    book: &mut QuotaBook,
+    names: &QuotaNames,
+    rq: &ResourceQuota,
+) {
+    let (ev, res) = book.apply(names, rq);
+    match res {
+        Err(e) => tracing::error!(error = %e, "ResourceQuota not applied"),
+        Ok(l) if !l.unsupported.is_empty() => tracing::warn!(
+            namespace = rq.metadata.namespace.as_deref().unwrap_or_default(),
+            name = rq.metadata.name.as_deref().unwrap_or_default(),
+            keys = ?l.unsupported,
+            "ResourceQuota limits device resources this scheduler does not enforce (only the NVIDIA family's memory and cores)"
+        ),
+        Ok(_) => {}
+    }
+    if let Some(ev) = ev {
+        ext.observe(ev).await;
+    }
+}
+
+/// Watch ResourceQuota objects forever and keep the controller's namespace quotas in step
+/// (HAMi's quota extension; the rules are in [`crate::quota`]). A re-list drops objects that
+/// disappeared meanwhile.
+pub async fn watch_quotas(
+    client: ::kube::Client,
+    ext: Arc<Extender>,
+    sync: Arc<SyncState>,
+    names: QuotaNames,
+) {
+    let api: Api<ResourceQuota> = Api::all(client);
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut book = QuotaBook::new();
+    let mut relist: Option<BTreeSet<(String, String)>> = None;
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Err(e) => tracing::warn!(error = %e, "resourcequota watch error"),
+            Ok(WatchEvent::Init) => relist = Some(BTreeSet::new()),
+            Ok(WatchEvent::InitApply(q)) | Ok(WatchEvent::Apply(q)) => {
+                if let Some(seen) = relist.as_mut() {
+                    seen.insert(object_key(&q.metadata));
+                }
+                quota_applied(&ext, &mut book, &names, &q).await;
+            }
+            Ok(WatchEvent::Delete(q)) => {
+                let (ns, name) = object_key(&q.metadata);
+                if let Some(ev) = book.remove(&ns, &name) {
+                    ext.observe(ev).await;
+                }
+            }
+            Ok(WatchEvent::InitDone) => {
+                if let Some(seen) = relist.take() {
+                    for (ns, name) in book.objects() {
+                        if !seen.contains(&(ns.clone(), name.clone()))
+                            && let Some(ev) = book.remove(&ns, &name)
+                        {
+                            ext.observe(ev).await;
+                        }
+                    }
+                }
+                sync.mark(&ext, Watched::Quotas);
+            }
+        }
+    }
+}
+
+fn object_key(m: &ObjectMeta) -> (String, String) {
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
 }
 
 use ::kube::runtime::watcher::watcher;

@@ -1,4 +1,5 @@
-//! hami-cluster: the production components (not built yet; see the production components issue).
+//! hami-cluster: the production components — scheduler extender, admission webhook, device
+//! plugin, node agent, metrics and leader election — around the core's control loop.
 
 pub mod agent;
 pub mod allocate;
@@ -7,5 +8,6 @@ pub mod extender;
 pub mod kube;
 pub mod leader;
 pub mod metrics;
+pub mod quota;
 pub mod tls;
 pub mod webhook;

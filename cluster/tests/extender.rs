@@ -38,9 +38,19 @@ async fn filter_then_bind_a_gpu_pod() {
     let key = PodKey::new("ml", "cuda-train-7d9f8");
     let writes = h.writer.writes_for(&key);
     assert_eq!(writes.len(), 2, "{writes:#?}");
-    let ApiWrite::PatchPod { annotations, .. } = &writes[0] else {
+    let ApiWrite::PatchPod {
+        labels,
+        annotations,
+        ..
+    } = &writes[0]
+    else {
         panic!("first write is not the patch: {writes:#?}")
     };
+    // HAMi's pod label rides in the same patch (no third write).
+    assert_eq!(
+        labels,
+        &std::collections::BTreeMap::from([("hami.io/vgpu-node".to_string(), Some(node.clone()))])
+    );
     assert_eq!(
         annotations.get("hami.io/bind-phase"),
         Some(&Some("allocating".to_string()))
@@ -290,4 +300,32 @@ async fn second_same_shape_bind_waits_for_allocate() {
             assert!(err.contains("still awaits Allocate"), "{body}");
         }
     }
+}
+
+#[tokio::test]
+async fn node_name_too_long_for_a_label_gets_the_annotation_only() {
+    let long = format!("gpu-node-{}", "x".repeat(60));
+    let h = start(&[(long.as_str(), 4, 32768)]).await;
+    let mut args: Value = serde_json::from_slice(&fixture("filter_gpu_pod.json")).expect("fixture");
+    args["NodeNames"] = serde_json::json!([long]);
+    let (status, body) = post(h.addr, "/filter", args.to_string().into_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body)["NodeNames"],
+        serde_json::json!([long]),
+        "{body}"
+    );
+    let writes = h.writer.writes_for(&PodKey::new("ml", "cuda-train-7d9f8"));
+    let [
+        ApiWrite::PatchPod {
+            labels,
+            annotations,
+            ..
+        },
+    ] = writes.as_slice()
+    else {
+        panic!("one patch expected: {writes:#?}")
+    };
+    assert!(labels.is_empty(), "{labels:?}");
+    assert_eq!(annotations.get("hami.io/vgpu-node"), Some(&Some(long)));
 }

@@ -80,6 +80,30 @@ impl std::fmt::Debug for Extender {
     }
 }
 
+/// Whether `v` is a valid Kubernetes label value: at most 63 characters, alphanumerics, `-`,
+/// `_` and `.`, starting and ending with an alphanumeric (or empty).
+pub fn is_label_value(v: &str) -> bool {
+    let ok_end = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && ok_end(v.chars().next())
+        && ok_end(v.chars().last())
+}
+
+/// The `hami.io/vgpu-node` label HAMi sets beside the annotation of the same name. A node name
+/// longer than a label value may be (node names go to 253 characters) gets no label rather than
+/// a patch the API server would reject as a whole; the annotation still carries it.
+fn vgpu_node_label(pod: &PodKey, node: &str) -> BTreeMap<String, Option<String>> {
+    let mut labels = BTreeMap::new();
+    if is_label_value(node) {
+        labels.insert(keys::VGPU_NODE.to_string(), Some(node.to_string()));
+    } else {
+        tracing::warn!(%pod, node, "node name is not a valid label value: hami.io/vgpu-node label left out");
+    }
+    labels
+}
+
 /// What a filter concluded, for metrics.
 fn main_reason(actions: &[Action]) -> String {
     actions
@@ -367,8 +391,10 @@ impl Extender {
                 }
                 ann.insert(keys::BIND_PHASE.into(), Some("allocating".into()));
                 ann.insert(keys::BIND_TIME.into(), Some(now.to_string()));
+                // HAMi copies `hami.io/vgpu-node` to a pod label; it rides in the same patch.
+                let labels = vgpu_node_label(&key, &node);
                 self.metrics.api_write("patch_pod");
-                if let Err(e) = self.writer.patch_pod_annotations(&key, &ann).await {
+                if let Err(e) = self.writer.patch_pod(&key, &labels, &ann).await {
                     self.controller
                         .lock()
                         .await
@@ -457,7 +483,11 @@ impl Extender {
             match a {
                 Action::PatchPod { annotations, .. } if !phased => {
                     self.metrics.api_write("patch_pod");
-                    if let Err(e) = self.writer.patch_pod_annotations(&key, &annotations).await {
+                    if let Err(e) = self
+                        .writer
+                        .patch_pod(&key, &BTreeMap::new(), &annotations)
+                        .await
+                    {
                         return self
                             .bind_failed(now, &key, format!("patching the bind phase failed: {e}"))
                             .await;
@@ -497,5 +527,28 @@ impl Extender {
         let msg = format!("pod {key}: {msg}");
         self.spawn_event(key, "Warning", "BindingFailed", msg.clone());
         ExtenderBindingResult { error: msg }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values() {
+        let long = "a".repeat(63);
+        let too_long = "a".repeat(64);
+        let cases: &[(&str, bool)] = &[
+            ("gpu-node-1", true),
+            ("", true),
+            ("node.example_1", true),
+            (&long, true),
+            (&too_long, false),
+            ("-node", false),
+            ("node-", false),
+            ("node/1", false),
+            ("nöde", false),
+        ];
+        for (v, want) in cases {
+            assert_eq!(super::is_label_value(v), *want, "{v:?}");
+        }
     }
 }

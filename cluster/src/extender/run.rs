@@ -3,7 +3,7 @@
 use super::server::{metrics_router, router, serve};
 use super::writer::ApiWriter;
 use super::{Extender, system_clock};
-use crate::kube::{KubeWriter, SyncState, watch_nodes, watch_pods};
+use crate::kube::{KubeWriter, SyncState, watch_nodes, watch_pods, watch_quotas};
 use crate::leader::{LeaderConfig, run as run_leader};
 use crate::webhook::WebhookConfig;
 use hami_core::config::DeviceConfig;
@@ -159,7 +159,13 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), String> {
                 move |l| m.set_leader(l),
             ));
         }
-        let sync = Arc::new(SyncState::default());
+        let sync = Arc::new(SyncState::new(true));
+        tokio::spawn(watch_quotas(
+            client.clone(),
+            ext.clone(),
+            sync.clone(),
+            crate::quota::QuotaNames::new(&cfg),
+        ));
         tokio::spawn(watch_nodes(
             client.clone(),
             ext.clone(),

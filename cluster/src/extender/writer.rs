@@ -14,11 +14,13 @@ pub struct ApiError(pub String);
 /// One API write, as recorded by [`RecordingWriter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiWrite {
-    /// A JSON merge patch of pod annotations (`None` removes the key).
+    /// One JSON merge patch of pod labels and annotations (`None` removes the key).
     PatchPod {
         /// The pod.
         pod: PodKey,
-        /// Keys set or removed.
+        /// Label keys set or removed (empty: the patch has no `labels` part).
+        labels: BTreeMap<String, Option<String>>,
+        /// Annotation keys set or removed.
         annotations: BTreeMap<String, Option<String>>,
     },
     /// A merge patch of node annotations.
@@ -64,10 +66,11 @@ impl ApiWrite {
 
 /// What the extender needs from the Kubernetes API. Implementations must be cheap to share.
 pub trait ApiWriter: Send + Sync + 'static {
-    /// Merge-patch the pod's annotations.
-    fn patch_pod_annotations(
+    /// Merge-patch the pod's labels and annotations in one write (`labels` may be empty).
+    fn patch_pod(
         &self,
         pod: &PodKey,
+        labels: &BTreeMap<String, Option<String>>,
         annotations: &BTreeMap<String, Option<String>>,
     ) -> BoxFuture<'_, Result<(), ApiError>>;
     /// Merge-patch the node's annotations.
@@ -135,13 +138,15 @@ impl RecordingWriter {
 }
 
 impl ApiWriter for RecordingWriter {
-    fn patch_pod_annotations(
+    fn patch_pod(
         &self,
         pod: &PodKey,
+        labels: &BTreeMap<String, Option<String>>,
         annotations: &BTreeMap<String, Option<String>>,
     ) -> BoxFuture<'_, Result<(), ApiError>> {
         self.push(ApiWrite::PatchPod {
             pod: pod.clone(),
+            labels: labels.clone(),
             annotations: annotations.clone(),
         });
         Box::pin(async { Ok(()) })
