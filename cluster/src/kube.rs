@@ -135,38 +135,57 @@ impl ApiWriter for KubeWriter {
         message: &str,
     ) -> BoxFuture<'_, Result<(), ApiError>> {
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let ev = K8sEvent {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", pod.name)),
-                namespace: Some(pod.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name.clone()),
-                namespace: Some(pod.namespace.clone()),
-                ..ObjectReference::default()
-            },
-            reason: Some(reason.to_string()),
-            message: Some(message.to_string()),
-            type_: Some(kind.to_string()),
-            source: Some(EventSource {
-                component: Some(self.component.clone()),
-                host: None,
-            }),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            count: Some(1),
-            ..K8sEvent::default()
-        };
+        let ev = pod_event_object(
+            &pod.namespace,
+            &pod.name,
+            kind,
+            reason,
+            message,
+            &self.component,
+        );
         Box::pin(async move {
             api.create(&PostParams::default(), &ev)
                 .await
                 .map(|_| ())
                 .map_err(api_err)
         })
+    }
+}
+
+/// A core/v1 Event about pod `namespace/name` from `component`, stamped now.
+pub fn pod_event_object(
+    namespace: &str,
+    name: &str,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) -> K8sEvent {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    K8sEvent {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(namespace.to_string()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        type_: Some(kind.to_string()),
+        source: Some(EventSource {
+            component: Some(component.to_string()),
+            host: None,
+        }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        ..K8sEvent::default()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The device plugin over a real unix socket against a kubelet-side harness: a Registration
 //! server on `kubelet.sock` and a device-plugin client, both in this test, in a temp dir.
 
-use hami_cluster::allocate::source::FakeSource;
+use hami_cluster::allocate::source::{FakeSource, Write};
 use hami_cluster::allocate::testing::{PodBuilder, TO_ALLOCATE};
 use hami_cluster::deviceplugin::api::device_plugin_client::DevicePluginClient;
 use hami_cluster::deviceplugin::api::registration_server::{Registration, RegistrationServer};
@@ -346,7 +346,8 @@ async fn allocate_waits_for_late_annotations_and_refuses_ambiguity() {
         "CUDA_DISABLE_CONTROL=true: no ld.so.preload mount"
     );
 
-    // Two pods both await one card: refuse after the bounded wait, write nothing.
+    // Two pods both await one card: refuse after the bounded wait; no annotation changes (the
+    // other pod must stay servable), one AllocationAmbiguous Event on each.
     r.source.put_pod(
         PodBuilder::new("x", NODE)
             .container("c", &[(A, 1000, 10)])
@@ -365,7 +366,59 @@ async fn allocate_waits_for_late_annotations_and_refuses_ambiguity() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert!(err.message().contains("ambiguous"), "{}", err.message());
     assert!(err.message().contains("default/x") && err.message().contains("default/y"));
-    assert_eq!(r.source.writes().len(), writes, "a refusal writes nothing");
+    let new_writes: Vec<Write> = r.source.writes().split_off(writes);
+    let events: Vec<(&str, &str)> = new_writes
+        .iter()
+        .map(|w| match w {
+            Write::Event { pod, reason, .. } => (pod.as_str(), reason.as_str()),
+            other => panic!("an ambiguous refusal writes only events: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("default/x", "AllocationAmbiguous"),
+            ("default/y", "AllocationAmbiguous")
+        ]
+    );
+    for p in ["x", "y"] {
+        assert_eq!(
+            r.source.pod_annotations("default", p)["hami.io/bind-phase"],
+            "allocating"
+        );
+    }
+
+    // One pod identified (the only one awaiting two cards) but kubelet picked two replicas of
+    // one card: refused, the pod is marked bind-phase failed and gets an AllocationFailed Event
+    // that names the reason.
+    r.source.put_pod(
+        PodBuilder::new("z", NODE)
+            .container("c", &[(A, 500, 5), (B, 500, 5)])
+            .build(),
+    );
+    let writes = r.source.writes().len();
+    let err = c
+        .allocate(alloc_req(&[format!("{A}-2"), format!("{A}-3")]))
+        .await
+        .expect_err("two replicas of one card must be refused");
+    assert!(err.message().contains("two replicas"), "{}", err.message());
+    assert_eq!(
+        r.source.pod_annotations("default", "z")["hami.io/bind-phase"],
+        "failed"
+    );
+    let new_writes: Vec<Write> = r.source.writes().split_off(writes);
+    assert_eq!(new_writes.len(), 2, "{new_writes:#?}");
+    assert!(
+        matches!(&new_writes[0], Write::Pod(p, patch) if p == "default/z"
+        && patch.get("hami.io/bind-phase") == Some(&Some("failed".to_string()))
+        && patch.len() == 1)
+    );
+    assert!(
+        matches!(&new_writes[1], Write::Event { pod, kind, reason, message }
+            if pod == "default/z" && kind == "Warning" && reason == "AllocationFailed"
+            && message.contains("two replicas") && message.contains(NODE)),
+        "{new_writes:#?}"
+    );
     let _ = r.shutdown.send(());
     let _ = r.plugin.await;
 }

@@ -329,3 +329,50 @@ async fn node_name_too_long_for_a_label_gets_the_annotation_only() {
     assert!(labels.is_empty(), "{labels:?}");
     assert_eq!(annotations.get("hami.io/vgpu-node"), Some(&Some(long)));
 }
+
+/// A ResourceQuota object, through the same translation the quota watch uses, limits what the
+/// filter grants: 8000 MiB asked against quotas of 4000 MiB (fails) and 16000 MiB (fits).
+#[tokio::test]
+async fn resource_quota_limits_the_filter() {
+    use hami_cluster::quota::{QuotaBook, QuotaNames};
+    use hami_core::config::DeviceConfig;
+    use k8s_openapi::api::core::v1::{ResourceQuota, ResourceQuotaSpec};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    let rq = |mem: &str| ResourceQuota {
+        metadata: ObjectMeta {
+            namespace: Some("ml".into()),
+            name: Some("gpu-quota".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(
+                [("limits.nvidia.com/gpumem".to_string(), Quantity(mem.into()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    };
+    let names = QuotaNames::new(&DeviceConfig::default());
+    // (quota on gpumem, expected: fits)
+    let cases = [("4000", false), ("16000", true)];
+    for (mem, fits) in cases {
+        let h = start(NODES).await;
+        let mut book = QuotaBook::new();
+        let (ev, res) = book.apply(&names, &rq(mem));
+        res.expect("valid quota");
+        h.ext.observe(ev.expect("quota event")).await;
+        let (status, body) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
+        assert_eq!(status, 200, "{body}");
+        let v = json(&body);
+        if fits {
+            assert_eq!(v["NodeNames"].as_array().map(Vec::len), Some(1), "{body}");
+        } else {
+            assert_eq!(v["NodeNames"], serde_json::json!([]), "{body}");
+            assert!(body.contains("ResourceQuotaNotFit"), "quota {mem}: {body}");
+        }
+    }
+}

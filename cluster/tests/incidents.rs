@@ -305,7 +305,18 @@ async fn incident_1741_eight_gpus_spread_replicas() {
     .map(|(c, n)| format!("{}-{}", card(*c), n % 10))
     .collect();
     assert_refused(&h.kubelet_allocates("a", 0, spread).await, "two replicas");
-    // With our preference kubelet gets one replica of each granted card, and all 8 are served.
+    // kubelet fails that pod's admission; the plugin marks it so (HAMi's bind-phase value).
+    assert_eq!(
+        h.source.pod_annotations("default", "a")["hami.io/bind-phase"],
+        "failed"
+    );
+    // The same pod with our preference (a fresh node): kubelet gets one replica of each granted
+    // card, and all 8 are served.
+    let mut h = harness(8);
+    h.bind(
+        PodBuilder::new("a", NODE).container("main", &grant),
+        &[&grant],
+    );
     let pref = h.preferred(8).await;
     let picked: BTreeSet<String> = pref
         .iter()

@@ -204,6 +204,71 @@ pub struct Assignment {
     pub devices: ContainerDevices,
 }
 
+/// In-flight candidates whose next unserved container needs `n` cards, as `(candidate,
+/// container)`, and in-flight candidates whose to-allocate annotation is unreadable.
+fn awaiting(
+    node: &str,
+    candidates: &[Candidate],
+    served: &BTreeSet<(String, usize)>,
+    n: usize,
+) -> (Vec<(usize, usize)>, Vec<usize>) {
+    let mut matching = Vec::new();
+    let mut broken = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        if !c.in_flight(node) {
+            continue;
+        }
+        let Ok(devs) = &c.to_allocate else {
+            broken.push(i);
+            continue;
+        };
+        if let Some(k) = c.next_pending(served)
+            && devs.get(k).map_or(0, Vec::len) == n
+        {
+            matching.push((i, k));
+        }
+    }
+    (matching, broken)
+}
+
+/// Which candidates a refused `Allocate` of `size` cards concerns (indices into `candidates`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RefusalTargets {
+    /// Pods identified beyond doubt: kubelet fails their admission with the refusal, so their
+    /// bind phase becomes `failed` (HAMi's value) and they get an Event. Also pods whose
+    /// annotation is unreadable when no pod matches: they can never be served.
+    pub failed: Vec<usize>,
+    /// Pods the refusal is about without identifying one (an ambiguity): an Event each, bind
+    /// phase untouched — the others are still to be admitted and must stay servable.
+    pub informed: Vec<usize>,
+}
+
+/// The pods a refusal of a `size`-card request concerns, by the same evidence [`decide`] uses:
+/// exactly one in-flight pod awaiting `size` cards → it failed; several → all informed, none
+/// failed; none → the in-flight pods with unreadable annotations failed (if any).
+pub fn refusal_targets(
+    node: &str,
+    candidates: &[Candidate],
+    served: &BTreeSet<(String, usize)>,
+    size: usize,
+) -> RefusalTargets {
+    let (matching, broken) = awaiting(node, candidates, served, size);
+    match matching.as_slice() {
+        [] => RefusalTargets {
+            failed: broken,
+            informed: Vec::new(),
+        },
+        [(p, _)] => RefusalTargets {
+            failed: vec![*p],
+            informed: Vec::new(),
+        },
+        many => RefusalTargets {
+            failed: Vec::new(),
+            informed: many.iter().map(|(p, _)| *p).collect(),
+        },
+    }
+}
+
 /// Decide which container a kubelet `Allocate` container request is for.
 ///
 /// Rules, in order (the argument is in `cluster/docs/allocate-protocol.md`):
@@ -246,22 +311,15 @@ pub fn decide(
         physical.push(r.uuid);
     }
     let n = physical.len();
-    let mut matching: Vec<(usize, usize)> = Vec::new();
-    let mut broken: Vec<String> = Vec::new();
-    for (i, c) in candidates.iter().enumerate() {
-        if !c.in_flight(node) {
-            continue;
-        }
-        if let Err(e) = &c.to_allocate {
-            broken.push(format!("{}: {e}", c.key()));
-            continue;
-        }
-        if let Some(k) = c.next_pending(served)
-            && c.to_allocate.as_ref().map(|d| d[k].len()).unwrap_or(0) == n
-        {
-            matching.push((i, k));
-        }
-    }
+    let (matching, broken) = awaiting(node, candidates, served, n);
+    let broken: Vec<String> = broken
+        .iter()
+        .map(|&i| {
+            let c = &candidates[i];
+            let e = c.to_allocate.as_ref().err().cloned().unwrap_or_default();
+            format!("{}: {e}", c.key())
+        })
+        .collect();
     match matching.as_slice() {
         [] if !broken.is_empty() => Decision::Refuse(format!(
             "no pod on node {node} awaits {n} card(s) with a readable annotation; unreadable: {}",

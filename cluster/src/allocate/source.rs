@@ -43,6 +43,15 @@ pub trait PodSource: Send + Sync + 'static {
         node: &str,
         patch: AnnotationPatch,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
+    /// Record a core/v1 Event on a pod; `kind` is `Normal` or `Warning`.
+    fn pod_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }
 
 fn apply_patch(target: &mut BTreeMap<String, String>, patch: &AnnotationPatch) {
@@ -65,6 +74,17 @@ pub enum Write {
     Pod(String, AnnotationPatch),
     /// A node annotation patch.
     Node(String, AnnotationPatch),
+    /// An Event on a pod (`namespace/name`).
+    Event {
+        /// `namespace/name`.
+        pod: String,
+        /// `Normal` or `Warning`.
+        kind: String,
+        /// The reason word.
+        reason: String,
+        /// Human text.
+        message: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -197,6 +217,25 @@ impl PodSource for FakeSource {
             Ok(())
         })
     }
+
+    async fn pod_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), SourceError> {
+        self.with(|s| {
+            s.writes.push(Write::Event {
+                pod: format!("{namespace}/{name}"),
+                kind: kind.to_string(),
+                reason: reason.to_string(),
+                message: message.to_string(),
+            });
+        });
+        Ok(())
+    }
 }
 
 /// The production source: the API server through kube-rs.
@@ -285,5 +324,29 @@ impl PodSource for KubeSource {
         .await
         .map(|_| ())
         .map_err(|e| SourceError(format!("patch node {node}: {e}")))
+    }
+
+    async fn pod_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), SourceError> {
+        let api: ::kube::Api<k8s_openapi::api::core::v1::Event> =
+            ::kube::Api::namespaced(self.client.clone(), namespace);
+        let ev = crate::kube::pod_event_object(
+            namespace,
+            name,
+            kind,
+            reason,
+            message,
+            "hami-device-plugin",
+        );
+        api.create(&::kube::api::PostParams::default(), &ev)
+            .await
+            .map(|_| ())
+            .map_err(|e| SourceError(format!("event on pod {namespace}/{name}: {e}")))
     }
 }

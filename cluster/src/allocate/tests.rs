@@ -270,3 +270,108 @@ fn bind_conflict_only_for_indistinguishable_pods() {
     // A pod never conflicts with itself.
     assert!(bind_conflict(NODE, "default/a", &[1], &inflight, &none).is_none());
 }
+
+#[test]
+fn refusal_targets_table() {
+    let p = PodBuilder::new;
+    let broken = {
+        let mut pod = p("broken", NODE).container("c", &[(A, 1, 1)]).build();
+        pod.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(TO_ALLOCATE.into(), "GPU-x,NVIDIA,notanumber,0:;".into());
+        Candidate::from_pod(&pod, TO_ALLOCATE)
+    };
+    // (name, candidates, served, request size, failed pod names, informed pod names)
+    type Case = (
+        &'static str,
+        Vec<Candidate>,
+        Vec<(&'static str, usize)>,
+        usize,
+        Vec<&'static str>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "one pod awaits that many cards: it is failed",
+            cands(vec![
+                p("a", NODE).container("c", &[(A, 1, 1), (B, 1, 1)]),
+                p("b", NODE).container("c", &[(C, 1, 1)]),
+            ]),
+            vec![],
+            2,
+            vec!["a"],
+            vec![],
+        ),
+        (
+            "two pods await it: both informed, none failed",
+            cands(vec![
+                p("a", NODE).container("c", &[(A, 1, 1)]),
+                p("b", NODE).container("c", &[(B, 1, 1)]),
+            ]),
+            vec![],
+            1,
+            vec![],
+            vec!["a", "b"],
+        ),
+        (
+            "nobody awaits it: nobody to mark",
+            cands(vec![p("a", NODE).container("c", &[(A, 1, 1)])]),
+            vec![],
+            3,
+            vec![],
+            vec![],
+        ),
+        (
+            "already served container does not count",
+            cands(vec![p("a", NODE).container("c", &[(A, 1, 1)])]),
+            vec![("a", 0)],
+            1,
+            vec![],
+            vec![],
+        ),
+        (
+            "pods not in flight (success, other node) never touched",
+            cands(vec![
+                p("done", NODE)
+                    .container("c", &[(A, 1, 1)])
+                    .bind_phase(Some("success")),
+                p("other", "n2").container("c", &[(A, 1, 1)]),
+            ]),
+            vec![],
+            1,
+            vec![],
+            vec![],
+        ),
+        (
+            "no match but an unreadable annotation: that pod can never be served",
+            vec![broken.clone()],
+            vec![],
+            1,
+            vec!["broken"],
+            vec![],
+        ),
+        (
+            "a match wins over an unreadable neighbour",
+            {
+                let mut v = cands(vec![p("a", NODE).container("c", &[(A, 1, 1)])]);
+                v.push(broken.clone());
+                v
+            },
+            vec![],
+            1,
+            vec!["a"],
+            vec![],
+        ),
+    ];
+    for (name, c, served, size, failed, informed) in cases {
+        let served: BTreeSet<(String, usize)> = served
+            .iter()
+            .map(|(p, i)| (PodBuilder::uid_of(p), *i))
+            .collect();
+        let t = refusal_targets(NODE, &c, &served, size);
+        let names = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| c[i].name.clone()).collect() };
+        assert_eq!(names(&t.failed), failed, "{name}: failed");
+        assert_eq!(names(&t.informed), informed, "{name}: informed");
+    }
+}

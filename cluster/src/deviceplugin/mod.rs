@@ -16,7 +16,9 @@ pub mod api {
 }
 
 use crate::allocate::source::{AnnotationPatch, PodSource};
-use crate::allocate::{Candidate, Decision, decide, preferred, replica_id};
+use crate::allocate::{
+    Candidate, Decision, RefusalTargets, decide, preferred, refusal_targets, replica_id,
+};
 use api::device_plugin_server::{DevicePlugin, DevicePluginServer};
 use api::registration_client::RegistrationClient;
 use hami_core::codec::devices::{encode_pod_devices, fully_consumed};
@@ -39,6 +41,10 @@ pub const DEFAULT_PLUGIN_DIR: &str = "/var/lib/kubelet/device-plugins";
 pub const KUBELET_SOCKET: &str = "kubelet.sock";
 /// The API version string sent in `Register`.
 pub const API_VERSION: &str = "v1beta1";
+/// Event reason on a pod whose Allocate was refused (its bind phase is then `failed`).
+pub const REASON_FAILED: &str = "AllocationFailed";
+/// Event reason on each pod a refused, ambiguous Allocate could have been for.
+pub const REASON_AMBIGUOUS: &str = "AllocationAmbiguous";
 
 /// One physical card as the plugin advertises it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +233,8 @@ impl<P: PodSource> Service<P> {
                 }
                 Decision::Wait(why) | Decision::Refuse(why) => {
                     tracing::warn!("allocate {ids:?} refused: {why}");
+                    let t = refusal_targets(&self.cfg.node_name, &cands, served, ids.len());
+                    self.record_refusal(&cands, &t, ids.len(), &why).await;
                     return Err(Status::failed_precondition(format!(
                         "hami device plugin refuses to guess: {why}"
                     )));
@@ -243,16 +251,20 @@ impl<P: PodSource> Service<P> {
     ) -> Result<api::ContainerAllocateResponse, Status> {
         let info = pod.containers.get(a.container).cloned().unwrap_or_default();
         if info.name.is_empty() {
-            return Err(Status::failed_precondition(format!(
+            let why = format!(
                 "pod {} has no container {} for its device segment",
                 pod.key(),
                 a.container
-            )));
+            );
+            self.fail_pod(pod, &why).await;
+            return Err(Status::failed_precondition(why));
         }
         if self.cfg.create_container_dirs {
             let dir = response::container_dir(&self.cfg.response, &pod.uid, &info.name);
             if let Err(e) = create_shared_dir(Path::new(&dir)).await {
-                return Err(Status::internal(format!("create {dir}: {e}")));
+                let why = format!("create {dir}: {e}");
+                self.fail_pod(pod, &why).await;
+                return Err(Status::internal(why));
             }
         }
         let mut remaining = pod.to_allocate.clone().unwrap_or_default();
@@ -284,6 +296,64 @@ impl<P: PodSource> Service<P> {
             &info,
             &a.devices,
         ))
+    }
+
+    /// A refused Allocate of `size` cards: the pods it identifies get `bind-phase: failed`
+    /// (HAMi's value; kubelet fails their admission), HAMi's node lock released when it names
+    /// one of them, and an Event; pods it only concerns (an ambiguity) get an Event and keep their
+    /// bind phase. Best effort: a failed write is logged, the refusal stands either way.
+    async fn record_refusal(
+        &self,
+        cands: &[Candidate],
+        t: &RefusalTargets,
+        size: usize,
+        why: &str,
+    ) {
+        for c in t.failed.iter().filter_map(|&i| cands.get(i)) {
+            self.fail_pod(c, why).await;
+        }
+        let node = &self.cfg.node_name;
+        for c in t.informed.iter().filter_map(|&i| cands.get(i)) {
+            let msg = format!(
+                "kubelet's Allocate of {size} card(s) on node {node} was refused because it could                  be for this pod or another; this pod's bind phase is unchanged: {why}"
+            );
+            if let Err(e) = self
+                .source
+                .pod_event(&c.namespace, &c.name, "Warning", REASON_AMBIGUOUS, &msg)
+                .await
+            {
+                tracing::warn!("event on pod {}: {e}", c.key());
+            }
+        }
+    }
+
+    /// Mark `pod` `bind-phase: failed`, release HAMi's node lock if it names the pod, and record
+    /// a Warning Event naming `why`.
+    async fn fail_pod(&self, pod: &Candidate, why: &str) {
+        let mut patch = AnnotationPatch::new();
+        patch.insert(
+            keys::BIND_PHASE.to_string(),
+            Some(BindPhase::Failed.as_str().to_string()),
+        );
+        if let Err(e) = self
+            .source
+            .patch_pod_annotations(&pod.namespace, &pod.name, patch)
+            .await
+        {
+            tracing::warn!("mark pod {} bind-phase failed: {e}", pod.key());
+        }
+        self.release_lock_if_held(pod).await;
+        let msg = format!(
+            "device plugin on node {} refused Allocate: {why}",
+            self.cfg.node_name
+        );
+        if let Err(e) = self
+            .source
+            .pod_event(&pod.namespace, &pod.name, "Warning", REASON_FAILED, &msg)
+            .await
+        {
+            tracing::warn!("event on pod {}: {e}", pod.key());
+        }
     }
 
     /// Release HAMi's node lock when it names `pod` (HAMi's scheduler waits on it).
