@@ -175,18 +175,52 @@ pub struct QuotaLeft {
 }
 
 /// Nodes, cards and grants.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Every change to a node (registration, grant, release, removal) stamps it with a new
+/// *version* from a ledger-wide counter, so a caller that cached something derived from a
+/// node (a filter verdict, a score) knows when to recompute it. Versions are bookkeeping, not
+/// state: two ledgers with the same nodes and grants are equal whatever their versions.
+#[derive(Debug, Clone, Default)]
 pub struct Ledger {
     nodes: Vec<Option<NodeEntry>>,
     by_name: BTreeMap<String, NodeId>,
     pods: BTreeMap<PodKey, PodGrant>,
     quotas: BTreeMap<String, Quota>,
+    /// Per node id, the version of its last change (0: never present).
+    versions: Vec<u64>,
+    /// The last version handed out.
+    clock: u64,
+}
+
+impl PartialEq for Ledger {
+    fn eq(&self, other: &Ledger) -> bool {
+        self.nodes == other.nodes
+            && self.by_name == other.by_name
+            && self.pods == other.pods
+            && self.quotas == other.quotas
+    }
 }
 
 impl Ledger {
     /// An empty ledger.
     pub fn new() -> Ledger {
         Ledger::default()
+    }
+
+    /// Stamp node `id` as changed.
+    fn touch(&mut self, id: NodeId) {
+        self.clock += 1;
+        let i = id as usize;
+        if self.versions.len() <= i {
+            self.versions.resize(i + 1, 0);
+        }
+        self.versions[i] = self.clock;
+    }
+
+    /// The version of node `id`'s last change: it differs from every earlier value whenever the
+    /// node's registration, usage or pods changed (0 for an id never present).
+    pub fn version(&self, id: NodeId) -> u64 {
+        self.versions.get(id as usize).copied().unwrap_or(0)
     }
 
     /// Add a node or replace its registration. Usage is recomputed from the grants of the pods
@@ -221,6 +255,7 @@ impl Ledger {
         }
         entry.pods = pods;
         self.nodes[id as usize] = Some(entry);
+        self.touch(id);
         id
     }
 
@@ -232,6 +267,7 @@ impl Ledger {
         let Some(entry) = self.nodes[id as usize].take() else {
             return Vec::new();
         };
+        self.touch(id);
         let pods: Vec<PodKey> = entry.pods.into_iter().collect();
         for k in &pods {
             self.pods.remove(k);
@@ -437,6 +473,7 @@ impl Ledger {
         entry.used.memory_mib += grant.memory_mib;
         entry.pods.insert(key.clone());
         self.pods.insert(key.clone(), grant);
+        self.touch(id);
         Ok(())
     }
 
@@ -448,6 +485,7 @@ impl Ledger {
         {
             apply_grant(entry, &grant, false);
             entry.pods.remove(key);
+            self.touch(id);
         }
         Some(grant)
     }
@@ -548,6 +586,7 @@ impl Ledger {
             && let Some(u) = e.usage.get_mut(device)
         {
             f(u);
+            self.touch(id);
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod family;
 pub mod fit;
 pub mod inspect;
 pub mod ledger;
+pub mod memo;
 pub mod model;
 pub mod pipeline;
 pub mod policy;

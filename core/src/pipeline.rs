@@ -5,6 +5,7 @@
 
 use crate::fit::{Reason, ReasonCounts};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
+use crate::memo::{ScoreMemo, Verdict};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{DevicePolicyChain, NodePolicy, NodePolicyKind, ScoreContext, TieRule, hami};
 use crate::request::PodRequest;
@@ -166,27 +167,69 @@ impl Scheduler {
         candidates: Option<&[NodeId]>,
         rng: &mut ChaCha8Rng,
     ) -> Decision {
+        self.schedule_with(ledger, req, candidates, rng, None)
+    }
+
+    /// [`Scheduler::schedule`] that remembers per-node verdicts in `memo` between calls and
+    /// reuses those of nodes unchanged since (see [`crate::memo`]). The decision is identical
+    /// to `schedule`'s, RNG draws included; `memo` must only ever be used with this scheduler
+    /// and this ledger's lineage.
+    pub fn schedule_with(
+        &self,
+        ledger: &Ledger,
+        req: &PodRequest,
+        candidates: Option<&[NodeId]>,
+        rng: &mut ChaCha8Rng,
+        memo: Option<&mut ScoreMemo>,
+    ) -> Decision {
         let kind = self.node_policy_for(req);
         let Some(policy) = self.policies.get(&kind) else {
             return Decision::PolicyUnavailable(kind);
         };
         let chain = self.device_policy_for(req);
         let env = self.fit_env(chain, ledger.quota_left(&req.key.namespace));
+        // A quota's remaining room depends on grants on other nodes: never remembered.
+        let memoize = policy.memoizable() && env.quota.is_none();
+        let mut slots = match memo {
+            Some(m) if memoize => Some(m.slots_for(ledger, req, kind, chain)),
+            _ => None,
+        };
         let mut scratch = FitScratch::default();
         let mut best: Option<(i64, NodeId, Option<crate::policy::Placement>)> = None;
         let mut ties = 0u32;
         let mut feasible = 0u32;
         let mut visit = |view: NodeView<'_>, rng: &mut ChaCha8Rng| {
-            if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
-                return;
-            }
-            feasible += 1;
-            let mut cx = ScoreContext {
-                rng,
-                devices: chain,
+            let mut evaluate = |rng: &mut ChaCha8Rng| {
+                if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
+                    return Verdict::Infeasible;
+                }
+                let mut cx = ScoreContext {
+                    rng,
+                    devices: chain,
+                };
+                match policy.score(&mut cx, &view, req) {
+                    Some(s) => Verdict::Scored(s),
+                    None => Verdict::Vetoed,
+                }
             };
-            let Some(scored) = policy.score(&mut cx, &view, req) else {
-                return;
+            let computed;
+            let verdict = match slots.as_mut() {
+                Some(sl) => sl.get_or(view.id, ledger.version(view.id), || evaluate(rng)),
+                None => {
+                    computed = evaluate(rng);
+                    &computed
+                }
+            };
+            let scored = match verdict {
+                Verdict::Infeasible => return,
+                Verdict::Vetoed => {
+                    feasible += 1;
+                    return;
+                }
+                Verdict::Scored(s) => {
+                    feasible += 1;
+                    s
+                }
             };
             let better = match &best {
                 None => true,
@@ -211,7 +254,7 @@ impl Scheduler {
                             }
                             TieRule::Uniform => {
                                 ties += 1;
-                                rng_pick(cx.rng, ties)
+                                rng_pick(rng, ties)
                             }
                         }
                     }
@@ -221,7 +264,7 @@ impl Scheduler {
                 if best.as_ref().is_none_or(|(bs, _, _)| scored.score != *bs) {
                     ties = 1;
                 }
-                best = Some((scored.score, view.id, scored.placement));
+                best = Some((scored.score, view.id, scored.placement.clone()));
             }
         };
         match candidates {

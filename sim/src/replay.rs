@@ -11,6 +11,7 @@
 use crate::scenario::TieKind;
 use crate::trace::Trace;
 use hami_core::ledger::Ledger;
+use hami_core::memo::ScoreMemo;
 use hami_core::pipeline::{Decision, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::{Fgd, TargetWorkload};
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
@@ -191,12 +192,13 @@ impl Experiment {
         // (sum unallocated, sum frag, sum frag of idle, samples) per rounded arrival.
         let mut acc: std::collections::BTreeMap<i32, (f64, f64, f64, u32)> = Default::default();
         let round2 = |x: f64| (x * 100.0).round() / 100.0;
+        let mut memo = ScoreMemo::new();
         let start = Instant::now();
         for (j, &i) in order.iter().enumerate() {
             let pod = &self.trace.pods[i];
             let req = &self.trace.requests[i];
             arrived += pod.gpu_total();
-            match sched.schedule(&ledger, req, None, &mut rng) {
+            match sched.schedule_with(&ledger, req, None, &mut rng, Some(&mut memo)) {
                 Decision::Placed { node, grant, .. } => {
                     let key = PodKey::new("trace", format!("{j:06}-{}", pod.name));
                     ledger

@@ -215,6 +215,14 @@ pub trait NodePolicy: Send + Sync + std::fmt::Debug {
     /// The policy's name.
     fn kind(&self) -> NodePolicyKind;
 
+    /// Whether the score is a pure function of the node, the pod's requests and the policy's
+    /// own settings — never drawing from the RNG nor reading other nodes. Such policies'
+    /// verdicts may be remembered between pods (see [`crate::memo`]); the default says yes,
+    /// randomised policies must say no.
+    fn memoizable(&self) -> bool {
+        true
+    }
+
     /// Score `node` for `req`. Only called for nodes that passed the filter. Returns `None` to
     /// veto the node (the policy found no acceptable card choice).
     fn score(

@@ -308,6 +308,9 @@ impl NodePolicy for Random {
     fn kind(&self) -> NodePolicyKind {
         NodePolicyKind::Random
     }
+    fn memoizable(&self) -> bool {
+        false
+    }
     fn score(
         &self,
         cx: &mut ScoreContext<'_>,

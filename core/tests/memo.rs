@@ -1,0 +1,274 @@
+//! The score memo never changes a decision: for every node policy and tie rule, a scheduler
+//! that remembers per-node verdicts between pods decides exactly what one that recomputes
+//! everything decides — through placements, departures, node re-registrations and quotas.
+
+use hami_core::build::{NodeBuilder, PodBuilder};
+use hami_core::ledger::{Ledger, Quota};
+use hami_core::memo::ScoreMemo;
+use hami_core::model::Node;
+use hami_core::pipeline::{Decision, Scheduler, SchedulerConfig};
+use hami_core::policy::fgd::{Fgd, TargetWorkload, TaskType};
+use hami_core::policy::paper::{BestFit, Clustering, DotProduct, Packing, Random};
+use hami_core::policy::{NodePolicyKind, TieRule};
+use hami_core::request::{PodRequest, RequestTranslator};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
+/// One step of a run.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Schedule pod shape `shape` (an index into a small pool, so shapes repeat).
+    Pod { shape: usize, namespace: bool },
+    /// The `k`-th placed pod (mod the count) leaves.
+    Leave(usize),
+    /// Node `n` (mod the count) re-registers with its last card gone, or back whole.
+    Reregister(usize),
+    /// The quota of namespace `q` changes.
+    Quota(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0usize..6, any::<bool>()).prop_map(|(shape, namespace)| Step::Pod { shape, namespace }),
+        2 => (0usize..64).prop_map(Step::Leave),
+        1 => (0usize..64).prop_map(Step::Reregister),
+        1 => (2000u64..40000).prop_map(Step::Quota),
+    ]
+}
+
+fn nodes(cards: &[u32]) -> Vec<Node> {
+    cards
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let model = if i % 2 == 0 {
+                "NVIDIA-A100"
+            } else {
+                "NVIDIA-V100"
+            };
+            NodeBuilder::new(&format!("n{i:02}"))
+                .gpus(c, model, 16000)
+                .cpu_mem(64_000, 256_000)
+                .build()
+        })
+        .collect()
+}
+
+/// A pool of six shapes: sharing, whole-card, multi-card, typed and percentage pods.
+fn shape_pod(shape: usize, i: usize, ns: bool) -> PodRequest {
+    let limits: Vec<(&str, &str)> = match shape {
+        0 => vec![
+            ("nvidia.com/gpu", "1"),
+            ("nvidia.com/gpumem", "4000"),
+            ("nvidia.com/gpucores", "25"),
+        ],
+        1 => vec![
+            ("nvidia.com/gpu", "1"),
+            ("nvidia.com/gpumem-percentage", "50"),
+            ("nvidia.com/gpucores", "50"),
+        ],
+        2 => vec![
+            ("nvidia.com/gpu", "1"),
+            ("nvidia.com/gpumem-percentage", "100"),
+            ("nvidia.com/gpucores", "100"),
+        ],
+        3 => vec![("nvidia.com/gpu", "2"), ("nvidia.com/gpumem", "9000")],
+        4 => vec![("nvidia.com/gpu", "1"), ("nvidia.com/gpumem", "2000")],
+        _ => vec![
+            ("nvidia.com/gpu", "4"),
+            ("nvidia.com/gpumem-percentage", "100"),
+            ("nvidia.com/gpucores", "100"),
+        ],
+    };
+    let mut b = PodBuilder::new(&format!("p{i:03}")).container("c", &limits);
+    if shape == 4 {
+        b = b.annotation("nvidia.com/use-gputype", "V100");
+    }
+    if ns {
+        b = b.namespace("team-q");
+    }
+    RequestTranslator::default()
+        .translate(&b.build())
+        .expect("the pool's pods translate")
+}
+
+fn scheduler(kind: NodePolicyKind, tie: TieRule) -> Scheduler {
+    let workload = TargetWorkload::new(vec![
+        (
+            TaskType {
+                cpu_milli: 0,
+                share: 250,
+                count: 1,
+                gpu_spec: String::new(),
+            },
+            0.5,
+        ),
+        (
+            TaskType {
+                cpu_milli: 0,
+                share: 1000,
+                count: 1,
+                gpu_spec: String::new(),
+            },
+            0.3,
+        ),
+        (
+            TaskType {
+                cpu_milli: 0,
+                share: 1000,
+                count: 2,
+                gpu_spec: "V100".into(),
+            },
+            0.2,
+        ),
+    ]);
+    let s = Scheduler::new(SchedulerConfig {
+        node_policy: kind,
+        tie,
+        ..SchedulerConfig::default()
+    });
+    match kind {
+        NodePolicyKind::Fgd => s.with_policy(Arc::new(Fgd::new(workload))),
+        NodePolicyKind::FgdExact => s.with_policy(Arc::new(Fgd::exact(workload))),
+        NodePolicyKind::Random => s.with_policy(Arc::new(Random)),
+        NodePolicyKind::DotProduct => s.with_policy(Arc::new(DotProduct)),
+        NodePolicyKind::Clustering => s.with_policy(Arc::new(Clustering)),
+        NodePolicyKind::Packing => s.with_policy(Arc::new(Packing)),
+        NodePolicyKind::BestFit => s.with_policy(Arc::new(BestFit)),
+        NodePolicyKind::Binpack | NodePolicyKind::Spread => s,
+    }
+}
+
+fn render(d: &Decision) -> String {
+    match d {
+        Decision::Placed {
+            grant,
+            score,
+            feasible,
+            ..
+        } => format!("{grant:?} score {score} feasible {feasible}"),
+        Decision::Unschedulable(s) => format!("unschedulable {}", s.headline()),
+        Decision::PolicyUnavailable(k) => format!("no policy {k}"),
+    }
+}
+
+/// Run `steps` twice in lock step, with and without a memo; return the first difference.
+fn first_difference(
+    kind: NodePolicyKind,
+    tie: TieRule,
+    cards: &[u32],
+    steps: &[Step],
+) -> Option<String> {
+    let sched = scheduler(kind, tie);
+    let base = nodes(cards);
+    let mut plain = Ledger::new();
+    for n in &base {
+        plain.upsert_node(n.clone());
+    }
+    let mut memoised = plain.clone();
+    let mut memo = ScoreMemo::new();
+    let (mut rng_a, mut rng_b) = (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+    let mut placed = Vec::new();
+    let mut shrunk = vec![false; base.len()];
+    for (i, s) in steps.iter().enumerate() {
+        match s {
+            Step::Pod { shape, namespace } => {
+                let req = shape_pod(*shape, i, *namespace);
+                let a = sched.schedule(&plain, &req, None, &mut rng_a);
+                let b = sched.schedule_with(&memoised, &req, None, &mut rng_b, Some(&mut memo));
+                let (ra, rb) = (render(&a), render(&b));
+                if ra != rb {
+                    return Some(format!(
+                        "step {i} ({s:?}): without memo {ra}; with memo {rb}"
+                    ));
+                }
+                if let Decision::Placed { grant, .. } = a {
+                    plain
+                        .reserve(&req.key, grant.clone())
+                        .expect("fresh decision reserves");
+                    memoised
+                        .reserve(&req.key, grant)
+                        .expect("fresh decision reserves");
+                    placed.push(req.key.clone());
+                }
+            }
+            Step::Leave(k) if !placed.is_empty() => {
+                let key = placed.remove(k % placed.len());
+                plain.unreserve(&key);
+                memoised.unreserve(&key);
+            }
+            Step::Reregister(n) => {
+                let n = n % base.len();
+                shrunk[n] = !shrunk[n];
+                let mut node = base[n].clone();
+                if shrunk[n] {
+                    node.devices.pop();
+                }
+                plain.upsert_node(node.clone());
+                memoised.upsert_node(node);
+            }
+            Step::Quota(mem) => {
+                let q = Some(Quota {
+                    memory_mib: Some(*mem),
+                    cores: None,
+                });
+                plain.set_quota("team-q", q.clone());
+                memoised.set_quota("team-q", q);
+            }
+            Step::Leave(_) => {}
+        }
+    }
+    None
+}
+
+fn ties(n: usize) -> impl Strategy<Value = TieRule> {
+    prop_oneof![
+        Just(TieRule::NameOrder),
+        Just(TieRule::Uniform),
+        Just(()).prop_perturb(move |_, mut r| {
+            let mut ranks: Vec<u32> = (0..n as u32).collect();
+            for i in (1..ranks.len()).rev() {
+                ranks.swap(i, r.random_range(0..=i));
+            }
+            TieRule::NodePriority(ranks)
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memo_never_changes_a_decision(
+        kind in prop::sample::select(NodePolicyKind::ALL.to_vec()),
+        cards in prop::collection::vec(1u32..=8, 2..7),
+        steps in prop::collection::vec(step(), 1..60),
+        tie in ties(8),
+    ) {
+        prop_assert_eq!(first_difference(kind, tie, &cards, &steps), None);
+    }
+}
+
+#[test]
+fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
+    let sched = scheduler(NodePolicyKind::Binpack, TieRule::NameOrder);
+    let mut ledger = Ledger::new();
+    for n in nodes(&[4, 4, 4, 4]) {
+        ledger.upsert_node(n);
+    }
+    let mut memo = ScoreMemo::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for i in 0..3 {
+        let req = shape_pod(0, i, false);
+        let d = sched.schedule_with(&ledger, &req, None, &mut rng, Some(&mut memo));
+        let Decision::Placed { grant, .. } = d else {
+            panic!("pod {i} fits: {}", render(&d));
+        };
+        ledger.reserve(&req.key, grant).expect("reserve");
+    }
+    let st = memo.stats();
+    // First pod: 4 misses; each later pod: 1 miss (the node the previous pod went to) + 3 hits.
+    assert_eq!((st.misses, st.hits, st.shapes), (6, 6, 1));
+}
