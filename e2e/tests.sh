@@ -213,3 +213,109 @@ run_tests() {
   done
   log "${passed} e2e tests passed"
 }
+
+# ---------------------------------------------------------------------------------------------
+# hami record: the live cluster's GPU nodes, cards and GPU pod history (one pod deleted on the
+# way) become a scenario; the recorded nodes, cards and pods are what the cluster has, and
+# `hami sim` replays it under two policies with every pod placed.
+test_record() {
+  local dir="${RUN}/record"; mkdir -p "${dir}"
+  "${HAMI_BIN}" record --kubeconfig "${RUN}/kubeconfig" --follow 5m --name e2e-recorded \
+    --out "${dir}/scenario.yaml" > "${dir}/record.log" 2>&1 &
+  local rec_pid=$!
+  sleep 2  # first listing, watch started
+  pod rec-share1 gpu=1 mem=3000 cores=30 | K create -f - >/dev/null
+  pod rec-share2 gpu=1 mem=5000 cores=50 | K create -f - >/dev/null
+  pod rec-whole gpu=2 node=gpu-a | K create -f - >/dev/null
+  pod rec-gone gpu=1 mem=2000 | K create -f - >/dev/null
+  # A type-constrained pod (annotation) with an init container asking a card too.
+  cat <<'POD' | K create -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata:
+  name: rec-typed
+  namespace: default
+  labels: {e2e: "1"}
+  annotations: {nvidia.com/use-gputype: T4}
+spec:
+  priority: 0
+  initContainers:
+  - name: warm
+    image: registry.invalid/e2e:never-pulled
+    resources: {limits: {nvidia.com/gpu: "1", nvidia.com/gpumem: "1000"}}
+  containers:
+  - name: main
+    image: registry.invalid/e2e:never-pulled
+    resources: {limits: {nvidia.com/gpu: "1", nvidia.com/gpumem: "4000", nvidia.com/gpucores: "20"}, requests: {cpu: "1"}}
+POD
+  local p
+  for p in rec-share1 rec-share2 rec-whole rec-gone rec-typed; do wait_until 90 "${p} bound" bound "${p}"; done
+  sleep 2
+  K delete pod rec-gone --wait=false >/dev/null
+  wait_until 60 "rec-gone gone" gone rec-gone
+  sleep 1
+  kill -TERM "${rec_pid}"
+  wait "${rec_pid}" || { cat "${dir}/record.log" >&2; fail "hami record exited with $?"; }
+  cat "${dir}/record.log"
+  K get nodes -o json > "${dir}/nodes.json"
+  K get pods -A -o json > "${dir}/pods.json"
+  python3 - "${dir}/scenario.yaml" "${dir}/nodes.json" "${dir}/pods.json" <<'PY'
+import json, sys, yaml
+sc = yaml.safe_load(open(sys.argv[1]))
+nodes = json.load(open(sys.argv[2]))["items"]
+pods = json.load(open(sys.argv[3]))["items"]
+# Nodes and cards: exactly the registered GPU nodes, every card with its UUID, model, memory.
+want = {}
+for n in nodes:
+    reg = (n["metadata"].get("annotations") or {}).get("hami.io/node-nvidia-register")
+    if reg:
+        want[n["metadata"]["name"]] = [(d["id"], d["type"], d["devmem"], d["count"], d["devcore"]) for d in json.loads(reg)]
+got = {n["name"]: [(c["id"], c["model"], int(c["memory"].removesuffix("Mi")), c["split"], c["cores"]) for c in n["cards"]]
+       for n in sc["cluster"]["nodes"]}
+assert got == want, f"recorded nodes {got}\n!= cluster {want}"
+assert "cpu-1" not in got
+# Pods: every live GPU pod of the cluster with its resources as in its spec; the deleted one
+# with a departure; the live ones without.
+rec = {p["name"]: p for p in sc["workload"]["pods"]}
+gpu = lambda c: "nvidia.com/gpu" in ((c.get("resources") or {}).get("limits") or {})
+live = {f'{p["metadata"]["namespace"]}/{p["metadata"]["name"]}': p for p in pods
+        if any(gpu(c) for c in p["spec"]["containers"] + p["spec"].get("initContainers", []))}
+for name, p in live.items():
+    assert name in rec, f"live GPU pod {name} not recorded; recorded {sorted(rec)}"
+    r = rec[name]
+    for kind, field in (("containers", "containers"), ("initContainers", "init_containers")):
+        spec_limits = [{k: str(v) for k, v in ((c.get("resources") or {}).get("limits") or {}).items()} for c in p["spec"].get(kind, [])]
+        rec_limits = [{k: str(v) for k, v in (c.get("limits") or {}).items()} for c in r.get(field, [])]
+        assert spec_limits == rec_limits, f"{name} {kind}: {rec_limits} != {spec_limits}"
+    assert "duration" not in r, f"{name} is still running but has a duration"
+gone = rec.get("default/rec-gone")
+assert gone is not None, f"the deleted pod was not recorded: {sorted(rec)}"
+assert "duration" in gone, f"the deleted pod has no departure: {gone}"
+assert rec["default/rec-typed"]["annotations"] == {"nvidia.com/use-gputype": "T4"}, rec["default/rec-typed"]
+expected = {"default/rec-share1", "default/rec-share2", "default/rec-whole", "default/rec-gone", "default/rec-typed"}
+assert expected <= set(rec), sorted(rec)
+print(f"recorded: {len(got)} GPU nodes, {sum(map(len, got.values()))} cards, {len(rec)} pods "
+      f"(rec-gone: at {gone['at']}, duration {gone['duration']}) match the cluster")
+PY
+  "${HAMI_BIN}" sim validate "${dir}/scenario.yaml"
+  # Two policies: binpack and fgd.
+  python3 - "${dir}/scenario.yaml" <<'PY'
+import sys, yaml
+p = sys.argv[1]; d = yaml.safe_load(open(p))
+d["policies"] = [x for x in d["policies"] if x["name"] in ("binpack", "fgd")]
+yaml.safe_dump(d, open(p.replace(".yaml", "-2.yaml"), "w"), sort_keys=False)
+PY
+  "${HAMI_BIN}" sim run "${dir}/scenario-2.yaml" --out "${dir}/sim" --quiet --jobs 1 > "${dir}/sim.log"
+  python3 - "${dir}/sim/results.json" "${dir}/scenario.yaml" <<'PY'
+import json, sys, yaml
+r = json.load(open(sys.argv[1])); n = len(yaml.safe_load(open(sys.argv[2]))["workload"]["pods"])
+pol = sorted({x["policy"] for x in r["runs"]})
+assert pol == ["binpack", "fgd"], pol
+for x in r["runs"]:
+    m = x["metrics"]
+    assert m["arrived"] == n and m["placed"] == n, (x["policy"], n, {k: m[k] for k in ("arrived", "placed", "unschedulable")}, x["errors"])
+print("sim replay:", {x["policy"]: (x["metrics"]["arrived"], x["metrics"]["placed"]) for x in r["runs"]})
+PY
+  cleanup_pods
+}
+ALL_TESTS="${ALL_TESTS} record"

@@ -29,6 +29,8 @@ enum Command {
     DevicePlugin(commands::device_plugin::Args),
     /// Publish HAMi's node registration annotation (NVML or a fake inventory of many nodes).
     NodeAgent(commands::node_agent::Args),
+    /// Record a live cluster's GPU nodes, cards and pod history as a scenario for `hami sim`.
+    Record(commands::record::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Sim(a) => commands::sim::run(a),
         Command::DevicePlugin(a) => commands::device_plugin::run(a),
         Command::NodeAgent(a) => commands::node_agent::run(a),
+        Command::Record(a) => commands::record::run(a),
     };
     match result {
         Ok(code) => code,

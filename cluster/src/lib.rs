@@ -9,5 +9,6 @@ pub mod kube;
 pub mod leader;
 pub mod metrics;
 pub mod quota;
+pub mod record;
 pub mod tls;
 pub mod webhook;

@@ -4,6 +4,7 @@ pub mod device_plugin;
 pub mod fgd;
 pub mod inspect;
 pub mod node_agent;
+pub mod record;
 pub mod scheduler;
 pub mod sim;
 pub mod webhook;
