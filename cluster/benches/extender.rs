@@ -135,11 +135,21 @@ async fn run(nodes: usize, pods: usize) {
     let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
     let writes = writer.writes().len() as f64 / pods as f64;
     println!(
-        "nodes={nodes:5} pods={pods} filter+bind p50={:.2} ms p99={:.2} ms  round trips/s={:.0}  API writes per GPU pod={writes:.2}",
+        "nodes={nodes:5} pods={pods} filter+bind p50={:.2} ms p99={:.2} ms  round trips/s={:.0} \
+         (HTTP requests/s={:.0})  API writes per GPU pod={writes:.2}  load average: {}",
         pct(0.5),
         pct(0.99),
-        pods as f64 / total
+        pods as f64 / total,
+        2.0 * pods as f64 / total,
+        load_average()
     );
+}
+
+/// The 1/5/15-minute load average (the machine is shared; figures mean little without it).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
 fn main() {
@@ -147,6 +157,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    println!("load average before: {}", load_average());
     rt.block_on(async {
         run(1000, 300).await;
         run(5000, 200).await;

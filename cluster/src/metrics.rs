@@ -1,10 +1,13 @@
 //! Prometheus metrics of the scheduler (prometheus-client).
 //!
-//! HAMi's allocation gauges (`hami_gpu_*`, `hami_node_gpu_*`, `hami_vgpu_*`) are computed from
-//! the ledger at scrape time with HAMi's label names and the constant label `zone="vGPU"`;
-//! filter/bind latency histograms and decision counters are kept as they happen.
+//! HAMi's allocation gauges (`hami_gpu_*`, `hami_node_gpu_*`, `hami_vgpu_*`,
+//! `hami_resource_quota_*`) are computed from the ledger at scrape time with HAMi's label names
+//! and the constant label `zone="vGPU"`; filter/bind latency histograms and decision counters
+//! are kept as they happen. With legacy names on (HAMi's `--legacy-metrics`), the pre-v2.9
+//! names and labels (`GPUDeviceMemoryLimit{nodeid,deviceuuid,…}`, `vGPUMemoryAllocated`,
+//! `QuotaUsed`, …) are emitted alongside the current ones, so old dashboards keep working.
 
-use hami_core::ledger::Ledger;
+use hami_core::ledger::{Ledger, Quota};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -13,6 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Label set of the event metrics.
@@ -31,9 +36,37 @@ pub struct LedgerSnapshot {
     families: Vec<(&'static str, &'static str, Vec<Sample>)>,
 }
 
+/// Namespace quotas as the metrics show them: the resource names and each namespace's limits.
+#[derive(Debug, Clone)]
+pub struct QuotaView {
+    /// Name of the memory resource (`nvidia.com/gpumem`).
+    pub memory_resource: String,
+    /// Name of the core resource (`nvidia.com/gpucores`).
+    pub cores_resource: String,
+    /// Effective quota per namespace.
+    pub quotas: BTreeMap<String, Quota>,
+}
+
+impl Default for QuotaView {
+    fn default() -> Self {
+        QuotaView {
+            memory_resource: "nvidia.com/gpumem".into(),
+            cores_resource: "nvidia.com/gpucores".into(),
+            quotas: BTreeMap::new(),
+        }
+    }
+}
+
 impl LedgerSnapshot {
-    /// Compute every allocation gauge from `ledger`.
+    /// Compute every allocation gauge from `ledger` (current names only, no quotas).
     pub fn from_ledger(ledger: &Ledger) -> LedgerSnapshot {
+        LedgerSnapshot::compute(ledger, &QuotaView::default(), false)
+    }
+
+    /// Compute every gauge from `ledger` and the namespace quotas; with `legacy`, HAMi's
+    /// pre-v2.9 names and labels too. Quota usage is the device memory (MiB, after
+    /// `memoryFactor`) and cores granted to the namespace's pods; limits are in the same units.
+    pub fn compute(ledger: &Ledger, quotas: &QuotaView, legacy: bool) -> LedgerSnapshot {
         const MIB: f64 = 1024.0 * 1024.0;
         let mut limit = Vec::new();
         let mut core_limit = Vec::new();
@@ -87,6 +120,7 @@ impl LedgerSnapshot {
                 }
             }
         }
+        let mut ns_used: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for (key, grant) in ledger.grants() {
             for (ci, ctr) in grant.containers.iter().enumerate() {
                 for dev in ctr {
@@ -99,59 +133,272 @@ impl LedgerSnapshot {
                     ]);
                     vmem.push((labels.clone(), dev.memory_mib as f64 * MIB));
                     vcore.push((labels, f64::from(dev.cores)));
+                    let u = ns_used.entry(key.namespace.as_str()).or_default();
+                    u.0 += dev.memory_mib;
+                    u.1 += u64::from(dev.cores);
                 }
             }
         }
-        LedgerSnapshot {
-            families: vec![
-                (
-                    "hami_gpu_memory_limit_bytes",
-                    "Device memory limit for a certain GPU",
-                    limit,
-                ),
-                (
-                    "hami_gpu_core_limit_ratio",
-                    "Device core limit for a certain GPU",
-                    core_limit,
-                ),
-                (
-                    "hami_gpu_memory_allocated_bytes",
-                    "Device memory allocated for a certain GPU",
-                    mem_alloc,
-                ),
-                (
-                    "hami_gpu_shared_count",
-                    "Number of containers sharing this GPU",
-                    shared,
-                ),
-                (
-                    "hami_gpu_core_allocated_ratio",
-                    "Device core allocated for a certain GPU",
-                    core_alloc,
-                ),
-                (
-                    "hami_node_gpu_overview",
-                    "GPU overview on a certain node",
-                    overview,
-                ),
-                (
-                    "hami_node_gpu_memory_allocated_ratio",
-                    "GPU memory allocated ratio on a certain GPU",
-                    mem_ratio,
-                ),
-                (
-                    "hami_vgpu_memory_allocated_bytes",
-                    "vGPU memory allocated from a container",
-                    vmem,
-                ),
-                (
-                    "hami_vgpu_core_allocated_ratio",
-                    "vGPU core allocated from a container",
-                    vcore,
-                ),
-            ],
+        // (namespace, resource, used, limit) for every limited resource.
+        let mut quota_rows: Vec<(String, String, u64, u64)> = Vec::new();
+        for (ns, q) in &quotas.quotas {
+            let (mem, cores) = ns_used.get(ns.as_str()).copied().unwrap_or_default();
+            if let Some(limit) = q.memory_mib {
+                quota_rows.push((ns.clone(), quotas.memory_resource.clone(), mem, limit));
+            }
+            if let Some(limit) = q.cores {
+                quota_rows.push((ns.clone(), quotas.cores_resource.clone(), cores, limit));
+            }
         }
+        let quota_used: Vec<Sample> = quota_rows
+            .iter()
+            .map(|(ns, r, used, limit)| {
+                (
+                    l(&[
+                        ("namespace", ns.clone()),
+                        ("quota_name", r.clone()),
+                        ("limit", limit.to_string()),
+                    ]),
+                    *used as f64,
+                )
+            })
+            .collect();
+        let quota_limit: Vec<Sample> = quota_rows
+            .iter()
+            .map(|(ns, r, _, limit)| {
+                (
+                    l(&[("namespace", ns.clone()), ("quota_name", r.clone())]),
+                    *limit as f64,
+                )
+            })
+            .collect();
+        let mut families = vec![
+            (
+                "hami_gpu_memory_limit_bytes",
+                "Device memory limit for a certain GPU",
+                limit,
+            ),
+            (
+                "hami_gpu_core_limit_ratio",
+                "Device core limit for a certain GPU",
+                core_limit,
+            ),
+            (
+                "hami_gpu_memory_allocated_bytes",
+                "Device memory allocated for a certain GPU",
+                mem_alloc,
+            ),
+            (
+                "hami_gpu_shared_count",
+                "Number of containers sharing this GPU",
+                shared,
+            ),
+            (
+                "hami_gpu_core_allocated_ratio",
+                "Device core allocated for a certain GPU",
+                core_alloc,
+            ),
+            (
+                "hami_node_gpu_overview",
+                "GPU overview on a certain node",
+                overview,
+            ),
+            (
+                "hami_node_gpu_memory_allocated_ratio",
+                "GPU memory allocated ratio on a certain GPU",
+                mem_ratio,
+            ),
+            (
+                "hami_vgpu_memory_allocated_bytes",
+                "vGPU memory allocated from a container",
+                vmem,
+            ),
+            (
+                "hami_vgpu_core_allocated_ratio",
+                "vGPU core allocated from a container",
+                vcore,
+            ),
+            (
+                "hami_resource_quota_used",
+                "resourcequota usage for a certain device",
+                quota_used,
+            ),
+            (
+                "hami_resource_quota_limit",
+                "resourcequota limit for a certain device",
+                quota_limit,
+            ),
+        ];
+        if legacy {
+            families.extend(legacy_families(&families));
+        }
+        LedgerSnapshot { families }
     }
+
+    /// Names of the metric families in this snapshot, in emission order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.families.iter().map(|(n, _, _)| *n).collect()
+    }
+}
+
+/// One legacy family: the current name it mirrors, HAMi's old name, its help, and the label
+/// renames (current → old). Labels absent from the renames are dropped (the legacy series had
+/// fewer labels).
+type LegacyFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// HAMi's pre-v2.9 families, in HAMi's order.
+const LEGACY: &[LegacyFamily] = &[
+    (
+        "hami_gpu_memory_limit_bytes",
+        "GPUDeviceMemoryLimit",
+        "Device memory limit for a certain GPU",
+        &[
+            ("node", "nodeid"),
+            ("device_uuid", "deviceuuid"),
+            ("device_index", "deviceidx"),
+            ("device_type", "devicetype"),
+        ],
+    ),
+    (
+        "hami_gpu_core_limit_ratio",
+        "GPUDeviceCoreLimit",
+        "Device memory core limit for a certain GPU",
+        &[
+            ("node", "nodeid"),
+            ("device_uuid", "deviceuuid"),
+            ("device_index", "deviceidx"),
+            ("device_type", "devicetype"),
+        ],
+    ),
+    (
+        "hami_gpu_memory_allocated_bytes",
+        "GPUDeviceMemoryAllocated",
+        "Device memory allocated for a certain GPU",
+        &[
+            ("node", "nodeid"),
+            ("device_uuid", "deviceuuid"),
+            ("device_index", "deviceidx"),
+            ("device_cores", "devicecores"),
+            ("device_type", "devicetype"),
+        ],
+    ),
+    (
+        "hami_gpu_shared_count",
+        "GPUDeviceSharedNum",
+        "Number of containers sharing this GPU",
+        &[
+            ("node", "nodeid"),
+            ("device_uuid", "deviceuuid"),
+            ("device_index", "deviceidx"),
+            ("device_type", "devicetype"),
+        ],
+    ),
+    (
+        "hami_gpu_core_allocated_ratio",
+        "GPUDeviceCoreAllocated",
+        "Device core allocated for a certain GPU",
+        &[
+            ("node", "nodeid"),
+            ("device_uuid", "deviceuuid"),
+            ("device_index", "deviceidx"),
+            ("device_type", "devicetype"),
+        ],
+    ),
+    (
+        "hami_node_gpu_overview",
+        "nodeGPUOverview",
+        "GPU overview on a certain node",
+        &[
+            ("node", "nodeid"),
+            ("device_uuid", "deviceuuid"),
+            ("device_index", "deviceidx"),
+            ("device_cores", "devicecores"),
+            ("device_memory_limit", "devicememorylimit"),
+            ("device_type", "devicetype"),
+        ],
+    ),
+    (
+        "hami_node_gpu_memory_allocated_ratio",
+        "nodeGPUMemoryPercentage",
+        "GPU Memory Allocated Percentage on a certain GPU",
+        &[
+            ("node", "nodeid"),
+            ("device_uuid", "deviceuuid"),
+            ("device_index", "deviceidx"),
+        ],
+    ),
+    (
+        "hami_vgpu_memory_allocated_bytes",
+        "vGPUMemoryAllocated",
+        "vGPU memory allocated from a container",
+        &[
+            ("namespace", "podnamespace"),
+            ("node", "nodename"),
+            ("pod", "podname"),
+            ("container_index", "containeridx"),
+            ("device_uuid", "deviceuuid"),
+        ],
+    ),
+    (
+        "hami_vgpu_core_allocated_ratio",
+        "vGPUCoreAllocated",
+        "vGPU core allocated from a container",
+        &[
+            ("namespace", "podnamespace"),
+            ("node", "nodename"),
+            ("pod", "podname"),
+            ("container_index", "containeridx"),
+            ("device_uuid", "deviceuuid"),
+        ],
+    ),
+    (
+        "hami_resource_quota_used",
+        "QuotaUsed",
+        "resourcequota usage for a certain device",
+        &[
+            ("namespace", "quotanamespace"),
+            ("quota_name", "quotaName"),
+            ("limit", "limit"),
+        ],
+    ),
+];
+
+/// The legacy families derived from the current ones: same values, HAMi's old names and
+/// labels (the constant `zone` label is kept, as HAMi's wrapping registerer adds it to all).
+fn legacy_families(
+    current: &[(&'static str, &'static str, Vec<Sample>)],
+) -> Vec<(&'static str, &'static str, Vec<Sample>)> {
+    let mut out = Vec::new();
+    for (cur, old, help, renames) in LEGACY {
+        let Some((_, _, samples)) = current.iter().find(|(n, _, _)| n == cur) else {
+            continue;
+        };
+        let renamed = samples
+            .iter()
+            .map(|(labels, v)| {
+                let ls: Labels = labels
+                    .iter()
+                    .filter_map(|(k, val)| {
+                        if k == "zone" {
+                            return Some((k.clone(), val.clone()));
+                        }
+                        renames
+                            .iter()
+                            .find(|(from, _)| from == k)
+                            .map(|(_, to)| (to.to_string(), val.clone()))
+                    })
+                    .collect();
+                (ls, *v)
+            })
+            .collect();
+        out.push((*old, *help, renamed));
+    }
+    out
 }
 
 /// The collector that encodes the latest [`LedgerSnapshot`] on each scrape.
@@ -189,6 +436,8 @@ pub struct Metrics {
     api_writes: Family<Labels, Counter>,
     is_leader: Gauge,
     cache_synced: Gauge,
+    legacy: AtomicBool,
+    quotas: RwLock<QuotaView>,
 }
 
 impl Default for Metrics {
@@ -290,12 +539,38 @@ impl Metrics {
             api_writes,
             is_leader,
             cache_synced,
+            legacy: AtomicBool::new(false),
+            quotas: RwLock::new(QuotaView::default()),
+        }
+    }
+
+    /// Also emit HAMi's pre-v2.9 metric names and labels (HAMi's `--legacy-metrics`).
+    pub fn set_legacy(&self, on: bool) {
+        self.legacy.store(on, Ordering::SeqCst);
+    }
+
+    /// The resource names the quota metrics carry in `quota_name` (from the device config).
+    pub fn set_quota_resources(&self, memory: &str, cores: &str) {
+        if let Ok(mut q) = self.quotas.write() {
+            q.memory_resource = memory.to_string();
+            q.cores_resource = cores.to_string();
+        }
+    }
+
+    /// Record a namespace's effective device quota (`None`: it has none any more).
+    pub fn set_quota(&self, namespace: &str, quota: Option<Quota>) {
+        if let Ok(mut q) = self.quotas.write() {
+            match quota {
+                Some(v) => q.quotas.insert(namespace.to_string(), v),
+                None => q.quotas.remove(namespace),
+            };
         }
     }
 
     /// Refresh the allocation gauges from `ledger` (called right before encoding).
     pub fn refresh(&self, ledger: &Ledger) {
-        let snap = LedgerSnapshot::from_ledger(ledger);
+        let quotas = self.quotas.read().map(|q| q.clone()).unwrap_or_default();
+        let snap = LedgerSnapshot::compute(ledger, &quotas, self.legacy.load(Ordering::SeqCst));
         if let Ok(mut s) = self.snapshot.write() {
             *s = snap;
         }

@@ -376,3 +376,89 @@ async fn resource_quota_limits_the_filter() {
         }
     }
 }
+
+/// HAMi's pre-v2.9 names and labels appear only with legacy metrics on, beside the current
+/// ones, with the same values; quota usage is reported under both names.
+#[tokio::test]
+async fn legacy_metric_names_only_when_enabled() {
+    use hami_core::control::Event;
+    use hami_core::ledger::Quota;
+    // (legacy name with its first labels, current name it mirrors)
+    let pairs = [
+        (
+            "GPUDeviceMemoryLimit{nodeid=\"gpu-node-a\",deviceuuid=\"",
+            "hami_gpu_memory_limit_bytes{node=\"gpu-node-a\"",
+        ),
+        (
+            "GPUDeviceCoreLimit{nodeid=\"gpu-node-a\",deviceuuid=\"",
+            "hami_gpu_core_limit_ratio{",
+        ),
+        (
+            "GPUDeviceMemoryAllocated{nodeid=\"",
+            "hami_gpu_memory_allocated_bytes{",
+        ),
+        ("GPUDeviceSharedNum{nodeid=\"", "hami_gpu_shared_count{"),
+        (
+            "GPUDeviceCoreAllocated{nodeid=\"",
+            "hami_gpu_core_allocated_ratio{",
+        ),
+        ("nodeGPUOverview{nodeid=\"", "hami_node_gpu_overview{"),
+        (
+            "nodeGPUMemoryPercentage{nodeid=\"",
+            "hami_node_gpu_memory_allocated_ratio{",
+        ),
+        (
+            "vGPUMemoryAllocated{podnamespace=\"ml\",nodename=\"gpu-node-",
+            "hami_vgpu_memory_allocated_bytes{namespace=\"ml\"",
+        ),
+        (
+            "vGPUCoreAllocated{podnamespace=\"ml\",nodename=\"gpu-node-",
+            "hami_vgpu_core_allocated_ratio{namespace=\"ml\"",
+        ),
+        (
+            "QuotaUsed{quotanamespace=\"ml\",quotaName=\"nvidia.com/gpumem\",limit=\"16000\",zone=\"vGPU\"} 8000",
+            "hami_resource_quota_used{namespace=\"ml\",quota_name=\"nvidia.com/gpumem\",limit=\"16000\",zone=\"vGPU\"} 8000",
+        ),
+    ];
+    for legacy in [false, true] {
+        let h = start(NODES).await;
+        h.ext.metrics().set_legacy(legacy);
+        h.ext
+            .observe(Event::QuotaChanged {
+                namespace: "ml".into(),
+                quota: Some(Quota {
+                    memory_mib: Some(16000),
+                    cores: None,
+                }),
+            })
+            .await;
+        let (status, _) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
+        assert_eq!(status, 200);
+        let (status, text) = request(h.addr, "GET", "/metrics", vec![]).await;
+        assert_eq!(status, 200);
+        assert!(
+            text.contains("hami_resource_quota_limit{namespace=\"ml\",quota_name=\"nvidia.com/gpumem\",zone=\"vGPU\"} 16000"),
+            "{text}"
+        );
+        for (old, new) in pairs {
+            assert!(
+                text.contains(new),
+                "legacy={legacy}: missing {new} in\n{text}"
+            );
+            assert_eq!(
+                text.contains(old),
+                legacy,
+                "legacy={legacy}: {old} presence wrong in\n{text}"
+            );
+        }
+        // No legacy series carries a current label name.
+        if legacy {
+            let bad: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("GPUDevice") || l.starts_with("vGPU"))
+                .filter(|l| l.contains("device_uuid=") || l.contains("node=\""))
+                .collect();
+            assert!(bad.is_empty(), "{bad:#?}");
+        }
+    }
+}

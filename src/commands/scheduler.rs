@@ -1,7 +1,9 @@
 //! `hami scheduler`: the kube-scheduler extender (filter/bind), the webhook on the same server,
 //! metrics, leader election. Flag names follow HAMi's where they mean the same.
 
-use hami_cluster::extender::run::{SchedulerOptions, init_logging, run_scheduler};
+use hami_cluster::extender::run::{
+    SchedulerOptions, init_logging, managed_resources, run_scheduler,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,6 +55,13 @@ pub struct Args {
     /// Seed for policies that draw randomness.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also emit HAMi's pre-v2.9 metric names (GPUDeviceMemoryLimit, vGPUMemoryAllocated, …).
+    #[arg(long = "legacy-metrics", default_value_t = false, action = clap::ArgAction::Set)]
+    legacy_metrics: bool,
+    /// Print the resource names kube-scheduler's extender config must list as managedResources
+    /// (ignoredByScheduler) for --device-config-file, one per line, and exit.
+    #[arg(long = "print-managed-resources")]
+    print_managed_resources: bool,
 }
 
 fn env_var(name: &str) -> Result<Option<String>, String> {
@@ -65,6 +74,12 @@ fn env_var(name: &str) -> Result<Option<String>, String> {
 
 /// Run the scheduler extender.
 pub fn run(a: Args) -> Result<ExitCode, String> {
+    if a.print_managed_resources {
+        for r in managed_resources(a.device_config_file.as_ref())? {
+            println!("{r}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     init_logging();
     let identity = match env_var("POD_NAME")? {
         Some(v) => v,
@@ -92,6 +107,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         force_overwrite_default_scheduler: a.force_overwrite_default_scheduler,
         handshake: a.handshake,
         seed: a.seed,
+        legacy_metrics: a.legacy_metrics,
     })?;
     Ok(ExitCode::SUCCESS)
 }

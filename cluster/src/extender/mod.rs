@@ -187,6 +187,7 @@ impl Extender {
                 }
             }
             Event::PodObserved(pod) => self.track_inflight(pod),
+            Event::QuotaChanged { namespace, quota } => self.metrics.set_quota(namespace, *quota),
             _ => {}
         }
         self.controller.lock().await.handle(now, event)

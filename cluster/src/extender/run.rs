@@ -48,6 +48,8 @@ pub struct SchedulerOptions {
     pub handshake: bool,
     /// Seed for policies that draw randomness.
     pub seed: u64,
+    /// `--legacy-metrics`: also emit HAMi's pre-v2.9 metric names.
+    pub legacy_metrics: bool,
 }
 
 /// Read the device configuration file, or HAMi's defaults when none is given.
@@ -60,6 +62,14 @@ pub fn load_device_config(path: Option<&PathBuf>) -> Result<DeviceConfig, String
             DeviceConfig::from_yaml(&p.display().to_string(), &text).map_err(|e| e.to_string())
         }
     }
+}
+
+/// The resource names kube-scheduler must leave to the extender (`managedResources` with
+/// `ignoredByScheduler: true`) for the device configuration at `path` (HAMi's defaults when
+/// `None`): exactly what the request translator manages, sorted.
+pub fn managed_resources(path: Option<&PathBuf>) -> Result<Vec<String>, String> {
+    let cfg = load_device_config(path)?;
+    Ok(RequestTranslator::new(&cfg).managed_resources())
 }
 
 /// Build the control loop from the options and device configuration.
@@ -141,6 +151,11 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), String> {
             webhook,
             system_clock(),
         ));
+        ext.metrics().set_legacy(o.legacy_metrics);
+        ext.metrics().set_quota_resources(
+            &cfg.nvidia.resource_memory_name,
+            &cfg.nvidia.resource_core_name,
+        );
         if o.leader_elect {
             let flag = ext.leader_flag();
             flag.store(false, std::sync::atomic::Ordering::SeqCst);
