@@ -58,6 +58,9 @@ if ! cmp -s "${RUN}/rendered.yaml" "${ROOT}/deploy/manifests/hami-rs.yaml"; then
 fi
 EXT_PORT="$(free_port)"
 EXT_URL="https://127.0.0.1:${EXT_PORT}"
+# Plain-HTTP metrics on loopback (the parity replay reads the ledger from them).
+METRICS_ADDR="127.0.0.1:$(free_port)"
+METRICS_URL="http://${METRICS_ADDR}/metrics"
 python3 "${E2E}/lib/chart.py" "${RUN}/rendered.yaml" "${RUN}" "${EXT_URL}" "${E2E_CA}" \
   "${RUN}/kubeconfig-hami-scheduler"
 K apply -f "${RUN}/rbac.yaml" >/dev/null
@@ -70,7 +73,7 @@ start_hami_scheduler() {
     POD_NAME=hami-e2e POD_NAMESPACE="${NS}" RUST_LOG="${RUST_LOG:-info}" \
     "${HAMI_BIN}" scheduler --http_bind "127.0.0.1:${EXT_PORT}" \
     --cert_file "${E2E_CERTS}/serving.crt" --key_file "${E2E_CERTS}/serving.key" \
-    --device-config-file "${RUN}/device-config.yaml" --metrics-bind-address "" \
+    --device-config-file "${RUN}/device-config.yaml" --metrics-bind-address "${METRICS_ADDR}" \
     --leader-elect=true --leader-elect-resource-namespace "${NS}"
   wait_for "hami scheduler /readyz" 60 curl -sf --cacert "${E2E_CA}" "${EXT_URL}/readyz"
 }

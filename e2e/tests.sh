@@ -200,7 +200,27 @@ test_restart_burst() {
   cleanup_pods
 }
 
-ALL_TESTS="gpu_pod plain_pod unschedulable delete_frees card_removed restart_burst webhook_down"
+# Sim-to-real parity: scenarios/parity.yaml (60 nodes, 230 pods, departures) run by the
+# simulator and replayed step by step on this control plane — KWOK nodes registered by our node
+# agent from the scenario's inventory, pods created in the simulator's scheduling order and each
+# waited for, departures as deletions. Every placement (node, cards, memory and cores per
+# container) must be identical; `hami replay run` prints the first difference otherwise.
+test_parity() {
+  local sc="${ROOT}/scenarios/parity.yaml" out="${RUN}/parity" ns=hami-replay rc=0
+  mkdir -p "${out}"
+  "${HAMI_BIN}" replay inventory "${sc}" --out "${out}/inventory.yaml"
+  cp_spawn "${RUN}" node-agent-parity env KUBECONFIG="${RUN}/kubeconfig-hami-device-plugin" \
+    "${HAMI_BIN}" node-agent --inventory "${out}/inventory.yaml" \
+    --device-config "${RUN}/device-config.yaml" --interval 1
+  "${HAMI_BIN}" replay run "${sc}" --kubeconfig "${RUN}/kubeconfig" --policy hami-default \
+    --namespace "${ns}" --metrics-url "${METRICS_URL}" --out "${out}" || rc=$?
+  cp_stop "${RUN}" node-agent-parity
+  K delete pods -n "${ns}" --all --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
+  K delete nodes -l "hami.io/replay=${ns}" --wait=false >/dev/null 2>&1 || true
+  (( rc == 0 )) || fail "parity: the replay differs from the simulator or failed (rc ${rc}); plan and observations in ${out}"
+}
+
+ALL_TESTS="gpu_pod plain_pod unschedulable delete_frees card_removed restart_burst webhook_down parity"
 
 run_tests() {
   local list="${1:-${ALL_TESTS}}" t t0 passed=0

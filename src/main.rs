@@ -31,6 +31,8 @@ enum Command {
     NodeAgent(commands::node_agent::Args),
     /// Record a live cluster's GPU nodes, cards and pod history as a scenario for `hami sim`.
     Record(commands::record::Args),
+    /// Sim-to-real parity: replay a scenario's steps on a real control plane and compare placements.
+    Replay(commands::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::DevicePlugin(a) => commands::device_plugin::run(a),
         Command::NodeAgent(a) => commands::node_agent::run(a),
         Command::Record(a) => commands::record::run(a),
+        Command::Replay(a) => commands::replay::run(a),
     };
     match result {
         Ok(code) => code,

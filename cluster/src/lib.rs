@@ -10,5 +10,6 @@ pub mod leader;
 pub mod metrics;
 pub mod quota;
 pub mod record;
+pub mod replay;
 pub mod tls;
 pub mod webhook;

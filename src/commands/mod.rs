@@ -5,6 +5,7 @@ pub mod fgd;
 pub mod inspect;
 pub mod node_agent;
 pub mod record;
+pub mod replay;
 pub mod scheduler;
 pub mod sim;
 pub mod webhook;

@@ -14,6 +14,7 @@
 
 use super::checker::{self, PodCheck};
 use super::model::{FaultRes, PolicyRes, Scenario, Source, Variant};
+use super::placements::LogEntry;
 use super::scenario::{ArrivalKind, DurationKind, DurationSpec, FaultKind, TieSpec, TraceMode};
 use hami_core::annotations::default_templates;
 use hami_core::build::k8s_node;
@@ -246,6 +247,8 @@ pub struct RunOutput {
     pub errors: Vec<String>,
     /// The explanation asked for.
     pub explanation: Option<Explanation>,
+    /// What happened, in processing order (empty unless [`RunOptions::record`]).
+    pub log: Vec<LogEntry>,
 }
 
 /// A test hook that changes a pod object (see [`RunOptions::forge_at`]).
@@ -263,6 +266,9 @@ pub struct RunOptions {
     pub forge_at: Option<(u64, Forge)>,
     /// Test hook: stop after this many events.
     pub max_events: Option<u64>,
+    /// Record arrivals, placements, unschedulable transitions and departures in
+    /// [`RunOutput::log`] (the sim-to-real parity plan, [`super::placements`]).
+    pub record: bool,
 }
 
 /// Build the node policy objects a scheduler needs for `p`.
@@ -424,6 +430,7 @@ pub struct Engine<'a> {
     explain_id: Option<u32>,
     explanation: Option<Explanation>,
     next_start: usize,
+    log: Vec<LogEntry>,
 }
 
 impl<'a> Engine<'a> {
@@ -557,6 +564,7 @@ impl<'a> Engine<'a> {
             explain_id: None,
             explanation: None,
             next_start: 0,
+            log: Vec::new(),
         }
     }
 
@@ -684,6 +692,13 @@ impl<'a> Engine<'a> {
             || (want == Some(c.name.as_str()) && self.explain_id.is_none())
         {
             self.explain_id = Some(id);
+        }
+        if self.opts.record {
+            self.log.push(LogEntry::Arrived {
+                t_ms: self.now,
+                pod: name.clone(),
+                class,
+            });
         }
         pod.metadata.name = Some(name);
         let prio = c.request.priority;
@@ -871,6 +886,14 @@ impl<'a> Engine<'a> {
         p.attempts += 1;
         p.last_try = self.now;
         let (c, prio) = (p.class, p.prio);
+        if self.opts.record {
+            let pod = self.key(id).name;
+            self.log.push(LogEntry::Unschedulable {
+                t_ms: self.now,
+                pod,
+                reason: why.as_str().to_string(),
+            });
+        }
         self.parked[c as usize].insert((Reverse(prio), id));
         self.parked_classes.insert(c);
         self.unsched += 1;
@@ -1080,6 +1103,9 @@ impl<'a> Engine<'a> {
         if let Some(ni) = bound_to {
             self.hash.num(u64::from(id));
             self.hash.num(u64::from(ni));
+            if self.opts.record {
+                self.record_placed(id, ni);
+            }
             if Some(id) == self.explain_id
                 && let Some(e) = self.explanation.as_mut()
             {
@@ -1110,6 +1136,27 @@ impl<'a> Engine<'a> {
                 self.complete_bind(id, fails);
             }
         }
+    }
+
+    fn record_placed(&mut self, id: u32, ni: u32) {
+        let pod = self.key(id).name;
+        let devices: BTreeMap<String, String> = self.pods[id as usize]
+            .pod
+            .as_ref()
+            .and_then(|p| p.metadata.annotations.as_ref())
+            .map(|a| {
+                hami_core::family::FamilyId::all()
+                    .map(|f| f.spec().allocated_annotation)
+                    .filter_map(|k| a.get(k).map(|v| (k.to_string(), v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.log.push(LogEntry::Placed {
+            t_ms: self.now,
+            pod,
+            node: self.nodes[ni as usize].node.name.clone(),
+            devices,
+        });
     }
 
     fn patch(&mut self, id: u32, annotations: BTreeMap<String, Option<String>>) {
@@ -1186,6 +1233,12 @@ impl<'a> Engine<'a> {
         let ni = p.node;
         if ni != NO_NODE {
             let key = self.key(id);
+            if self.opts.record {
+                self.log.push(LogEntry::Deleted {
+                    t_ms: self.now,
+                    pod: key.name.clone(),
+                });
+            }
             self.handle(Event::PodDeleted(key));
         }
         let p = &mut self.pods[id as usize];
@@ -1590,6 +1643,7 @@ impl<'a> Engine<'a> {
             events: self.events,
             errors: std::mem::take(&mut self.errors),
             explanation: self.explanation.take(),
+            log: std::mem::take(&mut self.log),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod expect;
 pub mod explain;
 pub mod metrics;
 pub mod model;
+pub mod placements;
 pub mod progress;
 pub mod report;
 pub mod results;
