@@ -268,6 +268,12 @@ spec:
     image: registry.invalid/e2e:never-pulled
     resources: {limits: {nvidia.com/gpu: "1", nvidia.com/gpumem: "4000", nvidia.com/gpucores: "20"}, requests: {cpu: "1"}}
 POD
+  # Bad inputs: a node whose registration does not decode, a pod whose annotation does not
+  # translate (annotated after admission; no scheduler picks it up). Both are warned about by
+  # name and key; everything else is still recorded.
+  K annotate node cpu-1 'hami.io/node-nvidia-register=[{"id": 7' >/dev/null
+  pod rec-bad gpu=1 mem=1000 scheduler=no-such-scheduler | K create -f - >/dev/null
+  K annotate pod rec-bad nvidia.com/numa-bind=maybe >/dev/null
   local p
   for p in rec-share1 rec-share2 rec-whole rec-gone rec-typed; do wait_until 90 "${p} bound" bound "${p}"; done
   sleep 2
@@ -277,6 +283,11 @@ POD
   kill -TERM "${rec_pid}"
   wait "${rec_pid}" || { cat "${dir}/record.log" >&2; fail "hami record exited with $?"; }
   cat "${dir}/record.log"
+  K annotate node cpu-1 hami.io/node-nvidia-register- >/dev/null
+  grep -q "^warning: node cpu-1: hami.io/node-nvidia-register: registration does not decode" "${dir}/record.log" \
+    || fail "no warning naming node cpu-1 and its registration key"
+  grep -q "^warning: pod default/rec-bad: annotation nvidia.com/numa-bind: " "${dir}/record.log" \
+    || fail "no warning naming pod rec-bad and its annotation"
   K get nodes -o json > "${dir}/nodes.json"
   K get pods -A -o json > "${dir}/pods.json"
   python3 - "${dir}/scenario.yaml" "${dir}/nodes.json" "${dir}/pods.json" <<'PY'
@@ -288,7 +299,7 @@ pods = json.load(open(sys.argv[3]))["items"]
 want = {}
 for n in nodes:
     reg = (n["metadata"].get("annotations") or {}).get("hami.io/node-nvidia-register")
-    if reg:
+    if reg and n["metadata"]["name"] != "cpu-1":  # cpu-1: the undecodable one
         want[n["metadata"]["name"]] = [(d["id"], d["type"], d["devmem"], d["count"], d["devcore"]) for d in json.loads(reg)]
 got = {n["name"]: [(c["id"], c["model"], int(c["memory"].removesuffix("Mi")), c["split"], c["cores"]) for c in n["cards"]]
        for n in sc["cluster"]["nodes"]}
@@ -300,7 +311,10 @@ rec = {p["name"]: p for p in sc["workload"]["pods"]}
 gpu = lambda c: "nvidia.com/gpu" in ((c.get("resources") or {}).get("limits") or {})
 live = {f'{p["metadata"]["namespace"]}/{p["metadata"]["name"]}': p for p in pods
         if any(gpu(c) for c in p["spec"]["containers"] + p["spec"].get("initContainers", []))}
+assert "default/rec-bad" not in rec, "the pod whose request does not translate was recorded"
 for name, p in live.items():
+    if name == "default/rec-bad":
+        continue
     assert name in rec, f"live GPU pod {name} not recorded; recorded {sorted(rec)}"
     r = rec[name]
     for kind, field in (("containers", "containers"), ("initContainers", "init_containers")):

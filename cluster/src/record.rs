@@ -9,6 +9,7 @@
 //! whose request does not translate is left out with a warning naming the pod and the field.
 
 use hami_core::codec::devices::decode_pod_devices;
+use hami_core::codec::keys;
 use hami_core::codec::register::{RegisteredDevice, decode_legacy_register, decode_register_json};
 use hami_core::family::{FamilyId, RegisterFormat};
 use hami_core::quantity::{parse_cpu_milli, parse_memory_mib};
@@ -54,6 +55,9 @@ pub struct RecordedCard {
     pub numa: u32,
     /// Health as registered.
     pub healthy: bool,
+    /// Listed in `hami.io/device-cordon`: takes no new pods (replayed as unhealthy, which the
+    /// simulator treats the same way).
+    pub cordoned: bool,
 }
 
 /// One GPU node: allocatable CPU and memory (when readable) and its cards.
@@ -129,6 +133,15 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
     let empty = BTreeMap::new();
     let ann = node.metadata.annotations.as_ref().unwrap_or(&empty);
     let mut cards = Vec::new();
+    let cordoned: BTreeSet<&str> = ann
+        .get(keys::DEVICE_CORDON)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     for f in FamilyId::all() {
         let spec = f.spec();
         let Some(key) = spec.register() else { continue };
@@ -182,6 +195,7 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
                 split: u32::try_from(d.count).unwrap_or(0),
                 numa: u32::try_from(d.numa).unwrap_or(0),
                 healthy: d.health,
+                cordoned: cordoned.contains(d.id.as_str()),
             });
         }
     }
@@ -463,6 +477,9 @@ impl History {
             }
             Ok(None) => {}
             Err(w) => {
+                // Its latest spec is what the scheduler would read: an earlier, valid version
+                // is not what ran.
+                self.pods.remove(&identity(pod));
                 if self.warned.insert(format!("{}\0{}", w.object, w.key)) {
                     self.warnings.push(w);
                 }
@@ -645,10 +662,13 @@ pub fn render(
                 c.split,
                 c.numa
             );
-            if !c.healthy {
+            if !c.healthy || c.cordoned {
                 s.push_str(", healthy: false");
             }
             s.push('}');
+            if c.cordoned {
+                s.push_str("  # cordoned (hami.io/device-cordon)");
+            }
             line(&mut out, &s);
         }
     }
@@ -971,6 +991,30 @@ mod tests {
             (40960, 100, 10, 1, false)
         );
         assert_eq!(rec.cards[0].model, "NVIDIA-A100-SXM4-40GB");
+        let mut ann = registration(false);
+        ann.insert(keys::DEVICE_CORDON.into(), "GPU-0".into());
+        let (rec, _) = record_node(&node("gpu-a", ann, "64"));
+        let cordoned: Vec<bool> = rec
+            .iter()
+            .flat_map(|n| &n.cards)
+            .map(|c| c.cordoned)
+            .collect();
+        assert_eq!(cordoned, [true, false]);
+        let (text, _) = render(
+            &RenderOptions {
+                name: "c".into(),
+                description: String::new(),
+                now_ms: 0,
+                since_ms: None,
+                policies: default_policies(),
+            },
+            &rec.into_iter().collect::<Vec<_>>(),
+            &[],
+        );
+        assert!(
+            text.contains("numa: 0, healthy: false}  # cordoned"),
+            "{text}"
+        );
     }
 
     fn pod(name: &str, extra: serde_json::Value) -> Pod {
@@ -1143,6 +1187,16 @@ mod tests {
             h.observe(p);
         }
         assert_eq!(h.warnings.len(), 1, "one warning per pod and key");
+        // A pod that turns bad (annotated after admission) is dropped.
+        let mut b2 = b.clone();
+        b2.metadata.annotations = Some(BTreeMap::from([(
+            NUMA_BIND_ANNOTATION.to_string(),
+            "maybe".to_string(),
+        )]));
+        h.observe(&b2);
+        assert_eq!(h.pods().count(), 1);
+        assert_eq!(h.warnings.len(), 2);
+        h.observe(&b);
         h.deleted(&a, T0 + 10_000);
         h.observe(&a); // a late update must not revive it
         h.relisted(&BTreeSet::from([History::identity(&a)]), T0 + 20_000);

@@ -123,6 +123,7 @@ mod tests {
             split: 10,
             numa: 0,
             healthy: true,
+            cordoned: false,
         }
     }
 
