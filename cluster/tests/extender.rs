@@ -462,3 +462,67 @@ async fn legacy_metric_names_only_when_enabled() {
         }
     }
 }
+
+/// The webhook served by the scheduler process denies a pod its namespace's device quota
+/// cannot hold, as HAMi's webhook does (percent-of-card memory is not counted: its MiB are only
+/// known once a card is chosen).
+#[tokio::test]
+async fn webhook_denies_pods_over_the_namespace_quota() {
+    use hami_core::control::Event;
+    use hami_core::ledger::Quota;
+    /// Quota memory MiB, quota cores, pod asks MiB instead of a percentage, allowed, text.
+    type Case = (Option<u64>, Option<u64>, bool, bool, &'static str);
+    let cases: [Case; 6] = [
+        (None, None, false, true, ""),
+        (None, Some(100), false, true, ""),
+        (None, Some(30), false, false, "nvidia.com/gpucores"),
+        (Some(0), None, false, true, ""),
+        (
+            Some(4000),
+            None,
+            true,
+            false,
+            "may still take 4000 MiB of nvidia.com/gpumem",
+        ),
+        (Some(8000), None, true, true, ""),
+    ];
+    for (mem, cores, fixed_mib, allowed, text) in cases {
+        let h = start(NODES).await;
+        if mem.is_some() || cores.is_some() {
+            h.ext
+                .observe(Event::QuotaChanged {
+                    namespace: "ml".into(),
+                    quota: Some(Quota {
+                        memory_mib: mem,
+                        cores,
+                    }),
+                })
+                .await;
+        }
+        let mut review: Value =
+            serde_json::from_slice(&fixture("admission_gpu_pod.json")).expect("fixture");
+        if fixed_mib {
+            let res = &mut review["request"]["object"]["spec"]["containers"][0]["resources"];
+            for part in ["limits", "requests"] {
+                let m = res[part].as_object_mut().expect("resource map");
+                m.remove("nvidia.com/gpumem-percentage");
+                m.insert("nvidia.com/gpumem".into(), Value::String("6000".into()));
+            }
+        }
+        let (status, body) = post(h.addr, "/webhook", review.to_string().into_bytes()).await;
+        assert_eq!(status, 200, "{body}");
+        let v = json(&body);
+        let case = format!("quota mem={mem:?} cores={cores:?} fixed={fixed_mib}");
+        assert_eq!(v["response"]["allowed"], allowed, "{case}: {body}");
+        if !allowed {
+            let msg = v["response"]["status"]["message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                msg.contains("ResourceQuotaNotFit") && msg.contains(text),
+                "{case}: {msg}"
+            );
+            assert!(msg.contains("namespace ml"), "{msg}");
+        }
+    }
+}

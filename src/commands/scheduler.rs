@@ -58,6 +58,10 @@ pub struct Args {
     /// Also emit HAMi's pre-v2.9 metric names (GPUDeviceMemoryLimit, vGPUMemoryAllocated, …).
     #[arg(long = "legacy-metrics", default_value_t = false, action = clap::ArgAction::Set)]
     legacy_metrics: bool,
+    /// Enforce HAMi's device ResourceQuotas (limits.nvidia.com/gpumem, limits.nvidia.com/gpucores);
+    /// needs list/watch on resourcequotas, and readiness waits for their first list.
+    #[arg(long = "resource-quota-watch", default_value_t = true, action = clap::ArgAction::Set)]
+    quota_watch: bool,
     /// Print the resource names kube-scheduler's extender config must list as managedResources
     /// (ignoredByScheduler) for --device-config-file, one per line, and exit.
     #[arg(long = "print-managed-resources")]
@@ -108,6 +112,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         handshake: a.handshake,
         seed: a.seed,
         legacy_metrics: a.legacy_metrics,
+        quota_watch: a.quota_watch,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -50,6 +50,9 @@ pub struct SchedulerOptions {
     pub seed: u64,
     /// `--legacy-metrics`: also emit HAMi's pre-v2.9 metric names.
     pub legacy_metrics: bool,
+    /// `--resource-quota-watch`: enforce HAMi's device ResourceQuotas (needs list/watch on
+    /// resourcequotas; readiness waits for their first list).
+    pub quota_watch: bool,
 }
 
 /// Read the device configuration file, or HAMi's defaults when none is given.
@@ -174,13 +177,15 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), String> {
                 move |l| m.set_leader(l),
             ));
         }
-        let sync = Arc::new(SyncState::new(true));
-        tokio::spawn(watch_quotas(
-            client.clone(),
-            ext.clone(),
-            sync.clone(),
-            crate::quota::QuotaNames::new(&cfg),
-        ));
+        let sync = Arc::new(SyncState::new(o.quota_watch));
+        if o.quota_watch {
+            tokio::spawn(watch_quotas(
+                client.clone(),
+                ext.clone(),
+                sync.clone(),
+                crate::quota::QuotaNames::new(&cfg),
+            ));
+        }
         tokio::spawn(watch_nodes(
             client.clone(),
             ext.clone(),

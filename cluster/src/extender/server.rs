@@ -105,7 +105,15 @@ async fn webhook(State(ext): State<Arc<Extender>>, body: Body) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let reply = crate::webhook::handle(&b, ext.webhook());
+    // The namespace's device quota, from the ledger this process keeps (HAMi's webhook check).
+    let quota = match crate::webhook::review_namespace(&b) {
+        Some(ns) => ext
+            .with_controller(|c| c.ledger().quota_left(&ns))
+            .await
+            .map(|left| (ns, left)),
+        None => None,
+    };
+    let reply = crate::webhook::handle_with_quota(&b, ext.webhook(), quota);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let ct = if reply.json {
         "application/json"

@@ -3,13 +3,17 @@
 //! Only pods that ask for a managed resource are changed: their `schedulerName` is set, HAMi's
 //! validations run (no containers, privileged containers, a preset `nodeName`, and every
 //! request error of [`RequestTranslator::translate`] — percentage range, cores over 100, …),
-//! and the task-priority / core-policy environment is injected. Every other review is allowed
+//! and the task-priority / core-policy environment is injected. Served by the scheduler process,
+//! the webhook also denies a pod that cannot fit its namespace's device ResourceQuota (HAMi's
+//! quota extension, [`quota_denial`]). Every other review is allowed
 //! unchanged. The answer carries a JSONPatch as a base64 string (`patchType: JSONPatch`), as
 //! the API documents.
 
 use base64::Engine;
 use hami_core::config::{DeviceConfig, NvidiaConfig};
-use hami_core::request::RequestTranslator;
+use hami_core::family::FamilyId;
+use hami_core::ledger::QuotaLeft;
+use hami_core::request::{MemoryRequest, PodRequest, RequestTranslator};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -186,6 +190,27 @@ fn allow(uid: &str) -> AdmissionResponse {
 /// Answer one review body. Never panics: unreadable JSON gets HTTP 400 with the parser's
 /// message; a readable uid with a bad request gets a review with `allowed: false`.
 pub fn handle(body: &[u8], cfg: &WebhookConfig) -> WebhookReply {
+    handle_with_quota(body, cfg, None)
+}
+
+/// The namespace an AdmissionReview body is about (`request.namespace`, else the object's),
+/// read leniently: `None` when the body does not say. Used to look its quota up before the
+/// review is decided.
+pub fn review_namespace(body: &[u8]) -> Option<String> {
+    let raw: Value = serde_json::from_slice(body).ok()?;
+    raw.pointer("/request/namespace")
+        .or_else(|| raw.pointer("/request/object/metadata/namespace"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// [`handle`], plus HAMi's quota check when `quota` gives what a namespace may still take
+/// (the scheduler process knows it from its ledger; the standalone webhook does not).
+pub fn handle_with_quota(
+    body: &[u8],
+    cfg: &WebhookConfig,
+    quota: Option<(String, QuotaLeft)>,
+) -> WebhookReply {
     let raw: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return text_reply(400, format!("malformed AdmissionReview JSON: {e}")),
@@ -206,11 +231,50 @@ pub fn handle(body: &[u8], cfg: &WebhookConfig) -> WebhookReply {
     let Some(req) = review.request else {
         return text_reply(400, "AdmissionReview has no request".into());
     };
-    review_reply(review_request(&req, cfg))
+    review_reply(review_request_with_quota(&req, cfg, quota.as_ref()))
 }
 
-/// Decide one admission request.
+/// Decide one admission request (no quota check).
 pub fn review_request(req: &AdmissionRequest, cfg: &WebhookConfig) -> AdmissionResponse {
+    review_request_with_quota(req, cfg, None)
+}
+
+/// HAMi's webhook quota check: the app containers' NVIDIA requests (memory per card × cards,
+/// cores per card × cards; a percentage of memory is only known once a card is chosen and is
+/// not counted, as in HAMi) against what the namespace may still take. `Some(reason)` denies.
+pub fn quota_denial(req: &PodRequest, left: &QuotaLeft, cfg: &WebhookConfig) -> Option<String> {
+    let (mut mem, mut cores) = (0u64, 0u64);
+    for c in req.containers.iter().filter(|c| !c.init) {
+        for d in c.devices.iter().filter(|d| d.family == FamilyId::NVIDIA) {
+            if let MemoryRequest::Mib(m) = d.memory {
+                mem = mem.saturating_add(m.saturating_mul(u64::from(d.count)));
+            }
+            cores = cores.saturating_add(u64::from(d.cores) * u64::from(d.count));
+        }
+    }
+    let ns = &req.key.namespace;
+    if mem > left.memory_mib {
+        return Some(format!(
+            "ResourceQuotaNotFit: namespace {ns} may still take {} MiB of {} under its ResourceQuota; the pod asks {mem} MiB",
+            left.memory_mib, cfg.nvidia.resource_memory_name
+        ));
+    }
+    if cores > left.cores {
+        return Some(format!(
+            "ResourceQuotaNotFit: namespace {ns} may still take {} of {} under its ResourceQuota; the pod asks {cores}",
+            left.cores, cfg.nvidia.resource_core_name
+        ));
+    }
+    None
+}
+
+/// Decide one admission request; with `quota` (namespace, what it may still take) also deny a
+/// pod that cannot fit its namespace's device quota, as HAMi's webhook does.
+pub fn review_request_with_quota(
+    req: &AdmissionRequest,
+    cfg: &WebhookConfig,
+    quota: Option<&(String, QuotaLeft)>,
+) -> AdmissionResponse {
     let uid = req.uid.as_str();
     let is_pod = req.kind.as_ref().is_none_or(|k| k.kind == "Pod");
     let is_create = req.operation.as_deref().is_none_or(|o| o == "CREATE");
@@ -281,8 +345,15 @@ pub fn review_request(req: &AdmissionRequest, cfg: &WebhookConfig) -> AdmissionR
     if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
         return deny(uid, 403, "pod has node assigned");
     }
-    if let Err(e) = cfg.translator.translate(&pod) {
-        return deny(uid, 403, e.to_string());
+    let request = match cfg.translator.translate(&pod) {
+        Ok(r) => r,
+        Err(e) => return deny(uid, 403, e.to_string()),
+    };
+    if let Some((ns, left)) = quota
+        && *ns == request.key.namespace
+        && let Some(why) = quota_denial(&request, left, cfg)
+    {
+        return deny(uid, 403, why);
     }
     let mut ops: Vec<Value> = Vec::new();
     for (path, c) in &all {
