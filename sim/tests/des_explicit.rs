@@ -115,3 +115,28 @@ fn bad_explicit_entries_name_the_field() {
         assert!(e.contains(field), "{field} not in {e}");
     }
 }
+
+/// A recorded cluster is far larger than a hand-written scenario: 500 nodes × 8 cards and
+/// 20,000 pods (~300,000 YAML nodes) must load (the reader's default budget is 250,000).
+#[test]
+fn a_large_recording_loads() {
+    let mut t = String::from("name: big\ncluster:\n  nodes:\n");
+    for i in 0..500 {
+        t.push_str(&format!("    - name: n{i}\n      cards:\n"));
+        for c in 0..8 {
+            t.push_str(&format!(
+                "        - {{id: GPU-{i}-{c}, model: A100, memory: 40960Mi}}\n"
+            ));
+        }
+    }
+    t.push_str("workload:\n  pods:\n");
+    for j in 0..20_000 {
+        t.push_str(&format!(
+            "    - {{name: p{j}, at: {j}s, duration: 600s, containers: [{{limits: {{nvidia.com/gpu: 1}}}}]}}\n"
+        ));
+    }
+    t.push_str("policies:\n  - {name: binpack, node: binpack}\nstop: {time: 6h, drain: true}\n");
+    let sc = parse(&t).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sc.variants[0].total_cards, 4000);
+    assert_eq!(sc.variants[0].classes.len(), 20_000);
+}

@@ -751,7 +751,16 @@ fn flow_key_before(text: &str, line: usize, column: usize) -> Option<String> {
 
 /// Parse the YAML text of a discrete-event scenario (no cross-field validation).
 pub fn parse_file(path: &Path, text: &str) -> Result<DesFile, String> {
-    serde_saphyr::from_str::<DesFile>(text).map_err(|e| {
+    // The reader's default budget (250,000 YAML nodes) is for configuration files; a recorded
+    // cluster (`hami record`: every card and pod listed) is larger. A node takes at least two
+    // bytes of text, so a budget of the text's length never refuses a real file and still
+    // bounds alias expansion.
+    let budget = serde_saphyr::budget! {
+        max_nodes: text.len().max(250_000),
+        max_events: (2 * text.len()).max(1_000_000),
+    };
+    let options = serde_saphyr::options! { budget: budget };
+    serde_saphyr::from_str_with_options::<DesFile>(text, options).map_err(|e| {
         // The reader's message may carry a rendered snippet; keep its first line.
         let msg = e.to_string();
         let first = msg.lines().next().unwrap_or("").trim().to_string();
