@@ -166,7 +166,7 @@ PY
 
 apiserver_metrics() {
   curl -sf --cacert "${E2E_CA}" -H "Authorization: Bearer admin-token" "${E2E_API}/metrics" \
-    | grep -E '^apiserver_request_total\{' || true
+    | grep -E '^apiserver_request_(total\{|duration_seconds_(bucket|count|sum)\{.*verb="(PATCH|POST)")' || true
 }
 # CPU seconds (user + system) of each component, and of the whole machine, around the pod phase.
 cpu_snapshot() {
@@ -203,6 +203,10 @@ while :; do
   sleep 0.5
 done
 T1="$(tail -n 1 "${RUN}/bound.tsv" | awk '{print $1}')"
+# Our scheduler's memory now (VmRSS), before the final /metrics scrape inflates it.
+HAMI_PID="$(awk '$1=="hami-scheduler"{print $2}' "${RUN}/pids" | tail -1)"
+HAMI_RSS_NOW="$(awk '/^VmRSS/ {print $2}' "/proc/${HAMI_PID}/status" 2>/dev/null || echo 0)"
+HAMI_HWM_BEFORE_SCRAPE="$(awk '/^VmHWM/ {print $2}' "/proc/${HAMI_PID}/status" 2>/dev/null || echo 0)"
 cp "${RUN}/bound.tsv" "${RUN}/progress.tsv"
 LOAD_AFTER="$(uptime)"
 wait "${jobs_[@]}" || true
@@ -210,7 +214,6 @@ TC="$(cat "${RUN}/created.at" 2>/dev/null || echo "${T1}")"
 cpu_snapshot > "${RUN}/cpu.after"
 metrics > "${RUN}/hami.after"
 apiserver_metrics > "${RUN}/apiserver.after"
-HAMI_PID="$(awk '$1=="hami-scheduler"{print $2}' "${RUN}/pids" | tail -1)"
 rss() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 HAMI_RSS="$(rss "${HAMI_PID}")"
 APISERVER_RSS="$(rss "$(awk '$1=="kube-apiserver"{print $2}' "${RUN}/pids")")"
@@ -221,4 +224,9 @@ cat "${RUN}"/create.*.err > "${RUN}/create.err" || true
 python3 "${E2E}/lib/scale_report.py" "${RUN}" "${PODS}" "${NODES}" "${CARDS}" "${T0}" "${TC}" "${T1}" \
   "${HAMI_RSS}" "${APISERVER_RSS}" "${KS_RSS}" "${NODE_POLICY}/${GPU_POLICY}" "${LOAD_BEFORE}" "${LOAD_AFTER}" \
   | tee "${RUN}/scale-report.md"
+{
+  echo
+  echo "hami scheduler memory at the last bind, before the final /metrics scrape: VmRSS $((HAMI_RSS_NOW / 1024)) MiB, VmHWM $((HAMI_HWM_BEFORE_SCRAPE / 1024)) MiB"
+  echo "(one scrape of /metrics at this size: $(wc -c < "${RUN}/hami.after") bytes)"
+} | tee -a "${RUN}/scale-report.md"
 python3 "${E2E}/lib/ledger.py" "${RUN}/inventory.yaml" "${RUN}/pods.json" 10 && log "ledger check: no card over memory, cores or slots"
