@@ -48,6 +48,17 @@ fn gpu_pod(name: &str, mem: u64) -> serde_json::Value {
         "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem": mem.to_string(), "nvidia.com/gpucores": "10"}}}]}})
 }
 
+/// Pod `name` as the watch shows it once the device plugin served it on `node`.
+fn served_pod(name: &str, node: &str) -> Pod {
+    let mut v = gpu_pod(name, 4096);
+    v["spec"]["nodeName"] = json!(node);
+    v["metadata"]["annotations"] = json!({
+        "hami.io/vgpu-node": node,
+        "hami.io/bind-phase": "success",
+    });
+    serde_json::from_value(v).expect("served pod")
+}
+
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn call(s: &mut Sender, path: &str, body: Vec<u8>) -> serde_json::Value {
@@ -56,6 +67,8 @@ async fn call(s: &mut Sender, path: &str, body: Vec<u8>) -> serde_json::Value {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .expect("request");
+    // The previous exchange may still be finishing on the connection task.
+    s.ready().await.expect("connection ready");
     let resp = s.send_request(req).await.expect("send");
     let b = resp.into_body().collect().await.expect("body").to_bytes();
     serde_json::from_slice(&b).expect("json answer")
@@ -114,6 +127,7 @@ async fn run(nodes: usize, pods: usize) {
         .expect("handshake");
     tokio::spawn(conn);
     let mut lat = Vec::with_capacity(pods);
+    let mut paused = std::time::Duration::ZERO;
     let started = Instant::now();
     for i in 0..pods {
         let name = format!("p-{i}");
@@ -129,8 +143,15 @@ async fn run(nodes: usize, pods: usize) {
         let r = call(&mut s, "/bind", serde_json::to_vec(&b).expect("bind")).await;
         assert_eq!(r["Error"], "", "{r}");
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        // Untimed: the device plugin serves the pod and the pod watch reports it (bind phase
+        // success), as in a cluster; otherwise the next same-shape pod on this node must wait
+        // (allocate-protocol.md's Bind rule) and kube-scheduler would retry it.
+        let t_untimed = Instant::now();
+        ext.observe(Event::PodObserved(Box::new(served_pod(&name, &node))))
+            .await;
+        paused += t_untimed.elapsed();
     }
-    let total = started.elapsed().as_secs_f64();
+    let total = (started.elapsed() - paused).as_secs_f64();
     lat.sort_by(f64::total_cmp);
     let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
     let writes = writer.writes().len() as f64 / pods as f64;
