@@ -577,6 +577,10 @@ fn container_yaml(c: &RecordedContainer) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// Recordings with more pods than this run the simulator's checker every 200 events instead of
+/// after every event.
+pub const CHECK_ALL_UP_TO: usize = 500;
+
 /// What a rendering contains (for the command's summary and tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -723,6 +727,11 @@ pub fn render(
         &mut out,
         &format!("stop: {{time: {}, drain: true}}", dur(stop)),
     );
+    if summary.pods > CHECK_ALL_UP_TO {
+        // The outside checker after every event costs O(pods) each time; large replays check
+        // every 200th event (and always at the end), as the shipped trace replays do.
+        line(&mut out, "check_every: 200");
+    }
     (out, summary)
 }
 
@@ -1267,6 +1276,30 @@ mod tests {
             }
         );
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn large_recordings_check_every_200_events() {
+        let (nodes, pods) = sample();
+        let opts = RenderOptions {
+            name: "big".into(),
+            description: String::new(),
+            now_ms: T0 + 60_000,
+            since_ms: None,
+            policies: default_policies(),
+        };
+        let many: Vec<RecordedPod> = (0..=CHECK_ALL_UP_TO)
+            .map(|i| RecordedPod {
+                name: format!("p{i}"),
+                ..pods[0].clone()
+            })
+            .collect();
+        assert!(!render(&opts, &nodes, &pods).0.contains("check_every"));
+        assert!(
+            render(&opts, &nodes, &many)
+                .0
+                .ends_with("check_every: 200\n")
+        );
     }
 
     #[test]
