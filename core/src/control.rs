@@ -7,7 +7,8 @@
 use crate::annotations::{bind_annotations, grant_from_annotations, node_from_annotations};
 use crate::codec::keys;
 use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
-use crate::pipeline::{Decision, FailureSummary, Scheduler};
+use crate::memo::ScoreMemo;
+use crate::pipeline::{Decision, FailureSummary, Reasons, Scheduler};
 use crate::request::{PodKey, PodRequest, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
 use rand::SeedableRng;
@@ -115,6 +116,8 @@ pub struct Controller {
     ledger: Ledger,
     rng: ChaCha8Rng,
     requests: BTreeMap<PodKey, PodRequest>,
+    /// Per-node verdicts remembered between pods (exact: see [`crate::memo`]).
+    memo: ScoreMemo,
 }
 
 impl Controller {
@@ -126,6 +129,7 @@ impl Controller {
             ledger: Ledger::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             requests: BTreeMap::new(),
+            memo: ScoreMemo::new(),
         }
     }
 
@@ -276,9 +280,14 @@ impl Controller {
                 .filter_map(|name| self.ledger.node_id(name))
                 .collect()
         });
-        let decision = self
-            .scheduler
-            .schedule(&self.ledger, &req, ids.as_deref(), &mut self.rng);
+        let decision = self.scheduler.schedule_with(
+            &self.ledger,
+            &req,
+            ids.as_deref(),
+            &mut self.rng,
+            Some(&mut self.memo),
+            Reasons::PerNode,
+        );
         let mut actions = Vec::new();
         match decision {
             Decision::Placed { grant, .. } => {

@@ -13,7 +13,7 @@
 //! and its clones from the moment the memo is first used): the owner keeps them together.
 
 use crate::ledger::{Ledger, NodeId};
-use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored};
+use crate::policy::{DevicePolicyChain, NodePolicyKind, Placement, Scored};
 use crate::request::{ContainerRequest, PodRequest};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -21,26 +21,50 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 /// What the pipeline concluded about one node for one pod shape.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// The filter refused the node.
+    /// The filter refused the node (or the node is gone).
     Infeasible,
+    /// The node passed the filter; the policy's score is not remembered (randomised policy).
+    Feasible,
     /// The node passed the filter but the node policy vetoed it.
     Vetoed,
     /// The node passed and was scored.
     Scored(Scored),
 }
 
-/// One remembered verdict: valid while the node's version is `version`.
-#[derive(Debug, Clone)]
-struct Slot {
-    version: u64,
-    verdict: Verdict,
+/// The compact part of a remembered verdict, scanned for every node on every pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hot {
+    /// Nothing remembered, or the filter refused the node.
+    Infeasible,
+    /// Filter passed, score to be computed now.
+    Feasible,
+    /// Filter passed, policy vetoed.
+    Vetoed,
+    /// Filter passed with this score.
+    Scored(i64),
 }
 
-/// The remembered verdicts of one pod shape under one node policy and device policy chain.
+/// The remembered verdicts of one pod shape under one node policy and device policy chain:
+/// per node id, the node version they hold for, the compact verdict and the policy's cards.
 #[derive(Debug, Clone)]
 struct ShapeMemo {
     shape: Shape,
-    slots: Vec<Option<Slot>>,
+    versions: Vec<u64>,
+    hot: Vec<Hot>,
+    cards: Vec<Option<Placement>>,
+}
+
+impl ShapeMemo {
+    fn grow(&mut self, bound: usize) -> usize {
+        let before = self.versions.len();
+        if before < bound {
+            // Version 0 never matches a present node: every new slot computes first.
+            self.versions.resize(bound, 0);
+            self.hot.resize(bound, Hot::Infeasible);
+            self.cards.resize(bound, None);
+        }
+        bound.saturating_sub(before)
+    }
 }
 
 /// A pod's requests without its identity: what the filter and a deterministic policy read.
@@ -156,16 +180,15 @@ impl ScoreMemo {
             None => {
                 bucket.push(ShapeMemo {
                     shape,
-                    slots: Vec::new(),
+                    versions: Vec::new(),
+                    hot: Vec::new(),
+                    cards: Vec::new(),
                 });
                 bucket.len() - 1
             }
         };
         let memo = &mut bucket[pos];
-        if memo.slots.len() < bound {
-            self.slots += bound - memo.slots.len();
-            memo.slots.resize(bound, None);
-        }
+        self.slots += memo.grow(bound);
         ShapeSlots {
             memo,
             hits: &mut self.hits,
@@ -176,34 +199,34 @@ impl ScoreMemo {
 }
 
 impl ShapeSlots<'_> {
-    /// The verdict for node `id` at `version`, computing and remembering it with `compute`
-    /// when none is remembered for that version.
-    pub fn get_or(
-        &mut self,
-        id: NodeId,
-        version: u64,
-        compute: impl FnOnce() -> Verdict,
-    ) -> &Verdict {
+    /// Make node `id`'s remembered verdict current for `version`, computing it with `compute`
+    /// when the one remembered is for another version (or none is), and return its compact
+    /// part.
+    pub fn refresh(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> Verdict) -> Hot {
         let i = id as usize;
-        if self.memo.slots.len() <= i {
-            *self.added += i + 1 - self.memo.slots.len();
-            self.memo.slots.resize(i + 1, None);
+        if self.memo.versions.len() <= i {
+            *self.added += self.memo.grow(i + 1);
         }
-        let slot = &mut self.memo.slots[i];
-        match slot {
-            Some(s) if s.version == version => *self.hits += 1,
-            _ => {
-                *self.misses += 1;
-                *slot = Some(Slot {
-                    version,
-                    verdict: compute(),
-                });
-            }
+        if self.memo.versions[i] == version && version != 0 {
+            *self.hits += 1;
+            return self.memo.hot[i];
         }
-        match slot {
-            Some(s) => &s.verdict,
-            // Just filled above.
-            None => &Verdict::Infeasible,
-        }
+        *self.misses += 1;
+        let (hot, cards) = match compute() {
+            Verdict::Infeasible => (Hot::Infeasible, None),
+            Verdict::Feasible => (Hot::Feasible, None),
+            Verdict::Vetoed => (Hot::Vetoed, None),
+            Verdict::Scored(s) => (Hot::Scored(s.score), s.placement),
+        };
+        self.memo.versions[i] = version;
+        self.memo.hot[i] = hot;
+        self.memo.cards[i] = cards;
+        hot
+    }
+
+    /// The cards the policy chose on node `id` with its remembered score (`None`: the device
+    /// policy chooses).
+    pub fn cards(&self, id: NodeId) -> Option<&Placement> {
+        self.memo.cards.get(id as usize).and_then(Option::as_ref)
     }
 }

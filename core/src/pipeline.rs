@@ -5,9 +5,11 @@
 
 use crate::fit::{Reason, ReasonCounts};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
-use crate::memo::{ScoreMemo, Verdict};
+use crate::memo::{Hot, ScoreMemo, Verdict};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
-use crate::policy::{DevicePolicyChain, NodePolicy, NodePolicyKind, ScoreContext, TieRule, hami};
+use crate::policy::{
+    DevicePolicyChain, NodePolicy, NodePolicyKind, Placement, ScoreContext, TieRule, hami,
+};
 use crate::request::PodRequest;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -79,6 +81,15 @@ impl FailureSummary {
             parts.join(", ")
         )
     }
+}
+
+/// Whether an unschedulable decision carries per-node reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasons {
+    /// Collect HAMi's reason counts for every node (what users and kube-scheduler see).
+    PerNode,
+    /// Leave the summary empty: the caller only needs the outcome.
+    Skip,
 }
 
 /// The outcome for one pod.
@@ -167,13 +178,14 @@ impl Scheduler {
         candidates: Option<&[NodeId]>,
         rng: &mut ChaCha8Rng,
     ) -> Decision {
-        self.schedule_with(ledger, req, candidates, rng, None)
+        self.schedule_with(ledger, req, candidates, rng, None, Reasons::PerNode)
     }
 
     /// [`Scheduler::schedule`] that remembers per-node verdicts in `memo` between calls and
     /// reuses those of nodes unchanged since (see [`crate::memo`]). The decision is identical
     /// to `schedule`'s, RNG draws included; `memo` must only ever be used with this scheduler
-    /// and this ledger's lineage.
+    /// and this ledger's lineage. With [`Reasons::Skip`] an unschedulable pod's summary is
+    /// left empty (callers that only need the outcome save a second pass over every node).
     pub fn schedule_with(
         &self,
         ledger: &Ledger,
@@ -181,6 +193,7 @@ impl Scheduler {
         candidates: Option<&[NodeId]>,
         rng: &mut ChaCha8Rng,
         memo: Option<&mut ScoreMemo>,
+        reasons: Reasons,
     ) -> Decision {
         let kind = self.node_policy_for(req);
         let Some(policy) = self.policies.get(&kind) else {
@@ -188,69 +201,97 @@ impl Scheduler {
         };
         let chain = self.device_policy_for(req);
         let env = self.fit_env(chain, ledger.quota_left(&req.key.namespace));
-        // A quota's remaining room depends on grants on other nodes: never remembered.
-        let memoize = policy.memoizable() && env.quota.is_none();
+        // A quota's remaining room depends on grants on other nodes: never remembered. A
+        // randomised policy's filter verdicts are remembered, its scores are drawn afresh.
+        let remember_scores = policy.memoizable();
         let mut slots = match memo {
-            Some(m) if memoize => Some(m.slots_for(ledger, req, kind, chain)),
+            Some(m) if env.quota.is_none() => Some(m.slots_for(ledger, req, kind, chain)),
             _ => None,
         };
         let mut scratch = FitScratch::default();
-        let mut best: Option<(i64, NodeId, Option<crate::policy::Placement>)> = None;
+        // (score, node, cards when not taken from the memo: `Some(None)` = device policy).
+        let mut best: Option<(i64, NodeId, Option<Option<Placement>>)> = None;
         let mut ties = 0u32;
         let mut feasible = 0u32;
-        let mut visit = |view: NodeView<'_>, rng: &mut ChaCha8Rng| {
-            let mut evaluate = |rng: &mut ChaCha8Rng| {
-                if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
-                    return Verdict::Infeasible;
-                }
+        let mut visit = |id: NodeId, rng: &mut ChaCha8Rng| {
+            let score_now = |view: &NodeView<'_>, rng: &mut ChaCha8Rng| {
                 let mut cx = ScoreContext {
                     rng,
                     devices: chain,
                 };
-                match policy.score(&mut cx, &view, req) {
-                    Some(s) => Verdict::Scored(s),
-                    None => Verdict::Vetoed,
-                }
+                policy.score(&mut cx, view, req)
             };
-            let computed;
-            let verdict = match slots.as_mut() {
-                Some(sl) => sl.get_or(view.id, ledger.version(view.id), || evaluate(rng)),
+            let (score, cards) = match slots.as_mut() {
+                Some(sl) => {
+                    let hot = sl.refresh(id, ledger.version(id), || {
+                        let Some(view) = ledger.view(id) else {
+                            return Verdict::Infeasible;
+                        };
+                        if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
+                            return Verdict::Infeasible;
+                        }
+                        if !remember_scores {
+                            return Verdict::Feasible;
+                        }
+                        match score_now(&view, &mut *rng) {
+                            Some(s) => Verdict::Scored(s),
+                            None => Verdict::Vetoed,
+                        }
+                    });
+                    match hot {
+                        Hot::Infeasible => return,
+                        Hot::Vetoed => {
+                            feasible += 1;
+                            return;
+                        }
+                        Hot::Scored(score) => {
+                            feasible += 1;
+                            (score, None)
+                        }
+                        Hot::Feasible => {
+                            feasible += 1;
+                            let Some(view) = ledger.view(id) else {
+                                return;
+                            };
+                            match score_now(&view, &mut *rng) {
+                                Some(s) => (s.score, Some(s.placement)),
+                                None => return,
+                            }
+                        }
+                    }
+                }
                 None => {
-                    computed = evaluate(rng);
-                    &computed
-                }
-            };
-            let scored = match verdict {
-                Verdict::Infeasible => return,
-                Verdict::Vetoed => {
+                    let Some(view) = ledger.view(id) else {
+                        return;
+                    };
+                    if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
+                        return;
+                    }
                     feasible += 1;
-                    return;
-                }
-                Verdict::Scored(s) => {
-                    feasible += 1;
-                    s
+                    match score_now(&view, &mut *rng) {
+                        Some(s) => (s.score, Some(s.placement)),
+                        None => return,
+                    }
                 }
             };
             let better = match &best {
                 None => true,
                 Some((bs, bid, _)) => {
-                    if scored.score != *bs {
-                        scored.score > *bs
+                    if score != *bs {
+                        score > *bs
                     } else {
                         match &self.config.tie {
                             TieRule::NameOrder => {
-                                let a = &view.node.name;
-                                let b = ledger
-                                    .entry(*bid)
-                                    .map(|e| e.node.name.as_str())
-                                    .unwrap_or("");
-                                a.as_str() < b
+                                let name = |i: NodeId| {
+                                    ledger.entry(i).map(|e| e.node.name.as_str()).unwrap_or("")
+                                };
+                                name(id) < name(*bid)
                             }
                             TieRule::NodePriority(ranks) => {
                                 let r = |id: NodeId| {
                                     ranks.get(id as usize).copied().unwrap_or(u32::MAX)
                                 };
-                                (r(view.id), view.id) < (r(*bid), *bid)
+                                (r(id), id) < (r(*bid), *bid)
                             }
                             TieRule::Uniform => {
                                 ties += 1;
@@ -261,33 +302,44 @@ impl Scheduler {
                 }
             };
             if better {
-                if best.as_ref().is_none_or(|(bs, _, _)| scored.score != *bs) {
+                if best.as_ref().is_none_or(|(bs, _, _)| score != *bs) {
                     ties = 1;
                 }
-                best = Some((scored.score, view.id, scored.placement.clone()));
+                best = Some((score, id, cards));
             }
         };
         match candidates {
             Some(ids) => {
                 for &id in ids {
-                    if let Some(v) = ledger.view(id) {
-                        visit(v, rng);
-                    }
+                    visit(id, rng);
                 }
             }
             None => {
-                for v in ledger.views() {
-                    visit(v, rng);
+                for id in 0..ledger.node_id_bound() {
+                    visit(id as NodeId, rng);
                 }
             }
         }
-        if let Some((score, id, placement)) = best {
+        if let Some((score, id, cards)) = best {
             let Some(view) = ledger.view(id) else {
                 return Decision::Unschedulable(FailureSummary::default());
             };
-            let placement = match placement {
+            let chosen = match cards {
+                Some(c) => c,
+                None => slots.as_ref().and_then(|sl| sl.cards(id).cloned()),
+            };
+            let placement = match chosen {
                 Some(p) => Some(p),
-                None => fit_pod(&view, req, &env, &mut scratch, None, true),
+                None => {
+                    let mut cx = ScoreContext {
+                        rng,
+                        devices: chain,
+                    };
+                    match policy.cards_for_winner(&mut cx, &view, req) {
+                        Some(p) => Some(p),
+                        None => fit_pod(&view, req, &env, &mut scratch, None, true),
+                    }
+                }
             };
             if let Some(p) = placement
                 && let Some(grant) =
@@ -301,7 +353,10 @@ impl Scheduler {
                 };
             }
         }
-        Decision::Unschedulable(self.failure_summary(ledger, req, candidates))
+        Decision::Unschedulable(match reasons {
+            Reasons::PerNode => self.failure_summary(ledger, req, candidates),
+            Reasons::Skip => FailureSummary::default(),
+        })
     }
 
     /// Per-node reasons for a pod that fits nowhere (the slow path, run only on failure).

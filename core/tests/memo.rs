@@ -6,7 +6,7 @@ use hami_core::build::{NodeBuilder, PodBuilder};
 use hami_core::ledger::{Ledger, Quota};
 use hami_core::memo::ScoreMemo;
 use hami_core::model::Node;
-use hami_core::pipeline::{Decision, Scheduler, SchedulerConfig};
+use hami_core::pipeline::{Decision, Reasons, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::{Fgd, TargetWorkload, TaskType};
 use hami_core::policy::paper::{BestFit, Clustering, DotProduct, Packing, Random};
 use hami_core::policy::{NodePolicyKind, TieRule};
@@ -177,7 +177,14 @@ fn first_difference(
             Step::Pod { shape, namespace } => {
                 let req = shape_pod(*shape, i, *namespace);
                 let a = sched.schedule(&plain, &req, None, &mut rng_a);
-                let b = sched.schedule_with(&memoised, &req, None, &mut rng_b, Some(&mut memo));
+                let b = sched.schedule_with(
+                    &memoised,
+                    &req,
+                    None,
+                    &mut rng_b,
+                    Some(&mut memo),
+                    Reasons::PerNode,
+                );
                 let (ra, rb) = (render(&a), render(&b));
                 if ra != rb {
                     return Some(format!(
@@ -262,7 +269,14 @@ fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for i in 0..3 {
         let req = shape_pod(0, i, false);
-        let d = sched.schedule_with(&ledger, &req, None, &mut rng, Some(&mut memo));
+        let d = sched.schedule_with(
+            &ledger,
+            &req,
+            None,
+            &mut rng,
+            Some(&mut memo),
+            Reasons::PerNode,
+        );
         let Decision::Placed { grant, .. } = d else {
             panic!("pod {i} fits: {}", render(&d));
         };

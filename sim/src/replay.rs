@@ -12,7 +12,7 @@ use crate::scenario::TieKind;
 use crate::trace::Trace;
 use hami_core::ledger::Ledger;
 use hami_core::memo::ScoreMemo;
-use hami_core::pipeline::{Decision, Scheduler, SchedulerConfig};
+use hami_core::pipeline::{Decision, Reasons, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::{Fgd, TargetWorkload};
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
 use hami_core::request::PodKey;
@@ -198,7 +198,8 @@ impl Experiment {
             let pod = &self.trace.pods[i];
             let req = &self.trace.requests[i];
             arrived += pod.gpu_total();
-            match sched.schedule_with(&ledger, req, None, &mut rng, Some(&mut memo)) {
+            match sched.schedule_with(&ledger, req, None, &mut rng, Some(&mut memo), Reasons::Skip)
+            {
                 Decision::Placed { node, grant, .. } => {
                     let key = PodKey::new("trace", format!("{j:06}-{}", pod.name));
                     ledger

@@ -212,6 +212,22 @@ impl Fgd {
         a
     }
 
+    /// Each card's access row. A node's cards are usually of one model: consecutive cards of
+    /// the same model share the row (and the cache is consulted once per run of them).
+    fn access_rows(&self, node: &NodeView<'_>) -> Vec<Arc<[bool]>> {
+        let mut rows: Vec<Arc<[bool]>> = Vec::with_capacity(node.node.devices.len());
+        let mut prev: Option<&str> = None;
+        for d in &node.node.devices {
+            let row = match (prev, rows.last()) {
+                (Some(m), Some(r)) if m == d.model => r.clone(),
+                _ => self.access(&d.model),
+            };
+            prev = Some(&d.model);
+            rows.push(row);
+        }
+        rows
+    }
+
     fn to_score(&self, delta: f64) -> i64 {
         if self.exact {
             exact_score(delta)
@@ -244,12 +260,7 @@ impl NodePolicy for Fgd {
                 placement: None,
             });
         }
-        let rows: Vec<Arc<[bool]>> = node
-            .node
-            .devices
-            .iter()
-            .map(|d| self.access(&d.model))
-            .collect();
+        let rows = self.access_rows(node);
         let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
         let mut cards: Vec<(u64, &[bool])> = shape
             .free

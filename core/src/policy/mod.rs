@@ -223,6 +223,18 @@ pub trait NodePolicy: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Cards on the chosen node when [`NodePolicy::score`] returned `placement: None`. `None`
+    /// (the default) lets the device policy choose, as HAMi's node policies do; a randomised
+    /// policy draws its cards here, once per decision rather than once per node.
+    fn cards_for_winner(
+        &self,
+        _cx: &mut ScoreContext<'_>,
+        _node: &NodeView<'_>,
+        _req: &PodRequest,
+    ) -> Option<Placement> {
+        None
+    }
+
     /// Score `node` for `req`. Only called for nodes that passed the filter. Returns `None` to
     /// veto the node (the policy found no acceptable card choice).
     fn score(

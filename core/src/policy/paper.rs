@@ -314,12 +314,23 @@ impl NodePolicy for Random {
     fn score(
         &self,
         cx: &mut ScoreContext<'_>,
+        _node: &NodeView<'_>,
+        _req: &PodRequest,
+    ) -> Option<Scored> {
+        // Every feasible node gets a random score; the cards are drawn for the winner only.
+        Some(Scored {
+            score: i64::from(cx.rng.random_range(0..u32::MAX)),
+            placement: None,
+        })
+    }
+    fn cards_for_winner(
+        &self,
+        cx: &mut ScoreContext<'_>,
         node: &NodeView<'_>,
         req: &PodRequest,
-    ) -> Option<Scored> {
-        let score = i64::from(cx.rng.random_range(0..u32::MAX));
+    ) -> Option<Placement> {
         let shape = NodeShape::of(node, req);
-        let placement = if shape.count == 0 || shape.container.is_none() {
+        if shape.count == 0 || shape.container.is_none() {
             None
         } else if shape.is_sharing() {
             if shape.fits.is_empty() {
@@ -329,8 +340,7 @@ impl NodePolicy for Random {
             shape.placement(req, &[i])
         } else {
             shape.lowest_index().and_then(|c| shape.placement(req, &c))
-        };
-        Some(Scored { score, placement })
+        }
     }
 }
 
