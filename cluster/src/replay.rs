@@ -687,6 +687,13 @@ pub async fn replay(
     mut progress: impl FnMut(&str),
 ) -> Result<ReplayResult, String> {
     crate::tls::install_ring_provider();
+    if let Some(u) = &opts.metrics_url
+        && !u.starts_with("http://")
+    {
+        return Err(format!(
+            "--metrics-url {u:?}: only plain http:// URLs are supported (the scheduler's --metrics-bind-address serves plain HTTP)"
+        ));
+    }
     let kc = ::kube::config::Kubeconfig::read_from(&opts.kubeconfig)
         .map_err(|e| format!("--kubeconfig {}: {e}", opts.kubeconfig.display()))?;
     let cfg = ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
