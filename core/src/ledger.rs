@@ -219,6 +219,7 @@ impl Ledger {
 
     /// The version of node `id`'s last change: it differs from every earlier value whenever the
     /// node's registration, usage or pods changed (0 for an id never present).
+    #[inline]
     pub fn version(&self, id: NodeId) -> u64 {
         self.versions.get(id as usize).copied().unwrap_or(0)
     }

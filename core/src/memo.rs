@@ -202,17 +202,24 @@ impl ShapeSlots<'_> {
     /// Make node `id`'s remembered verdict current for `version`, computing it with `compute`
     /// when the one remembered is for another version (or none is), and return its compact
     /// part.
+    #[inline]
     pub fn refresh(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> Verdict) -> Hot {
         let i = id as usize;
-        if self.memo.versions.len() <= i {
-            *self.added += self.memo.grow(i + 1);
-        }
-        if self.memo.versions[i] == version && version != 0 {
+        if version != 0 && self.memo.versions.get(i) == Some(&version) {
             *self.hits += 1;
             return self.memo.hot[i];
         }
+        self.recompute(i, version, compute())
+    }
+
+    /// The slow path of [`ShapeSlots::refresh`]: remember `verdict` for node `i` at `version`.
+    #[cold]
+    fn recompute(&mut self, i: usize, version: u64, verdict: Verdict) -> Hot {
+        if self.memo.versions.len() <= i {
+            *self.added += self.memo.grow(i + 1);
+        }
         *self.misses += 1;
-        let (hot, cards) = match compute() {
+        let (hot, cards) = match verdict {
             Verdict::Infeasible => (Hot::Infeasible, None),
             Verdict::Feasible => (Hot::Feasible, None),
             Verdict::Vetoed => (Hot::Vetoed, None),
