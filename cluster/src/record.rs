@@ -11,6 +11,7 @@
 use hami_core::codec::devices::decode_pod_devices;
 use hami_core::codec::keys;
 use hami_core::codec::register::{RegisteredDevice, decode_legacy_register, decode_register_json};
+use hami_core::codec::score::decode_pair_scores;
 use hami_core::family::{FamilyId, RegisterFormat};
 use hami_core::quantity::{parse_cpu_milli, parse_memory_mib};
 use hami_core::request::{NUMA_BIND_ANNOTATION, RequestTranslator, VGPU_MODE_ANNOTATION};
@@ -71,6 +72,9 @@ pub struct RecordedNode {
     pub memory_mib: Option<u64>,
     /// Cards, families in table order, each in registration order.
     pub cards: Vec<RecordedCard>,
+    /// Link scores between cards `(index, index, score)`, first index lower, from
+    /// `hami.io/node-nvidia-score`.
+    pub links: Vec<(usize, usize, u32)>,
 }
 
 /// One container's resources as written in the pod spec (only the names the scheduler reads:
@@ -252,12 +256,49 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
     };
     let cpu_milli = read("cpu", parse_cpu_milli);
     let memory_mib = read("memory", parse_memory_mib);
+    let mut links = Vec::new();
+    if let Some(v) = ann.get(keys::NODE_NVIDIA_SCORE) {
+        match decode_pair_scores(keys::NODE_NVIDIA_SCORE, v) {
+            Ok(scores) => {
+                let pos: BTreeMap<&str, usize> = cards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.id.as_str(), i))
+                    .collect();
+                let mut seen = BTreeSet::new();
+                for s in &scores {
+                    let Some(&a) = pos.get(s.uuid.as_str()) else {
+                        continue;
+                    };
+                    for (other, score) in &s.scores {
+                        let Some(&b) = pos.get(other.as_str()) else {
+                            continue;
+                        };
+                        let key = (a.min(b), a.max(b));
+                        if a != b && seen.insert(key) {
+                            links.push((key.0, key.1, u32::try_from(*score).unwrap_or(0)));
+                        }
+                    }
+                }
+                links.sort_unstable();
+            }
+            Err(e) => warnings.push(Warning {
+                object: node_object(&name),
+                key: keys::NODE_NVIDIA_SCORE.to_string(),
+                message: format!(
+                    "link scores do not decode, recorded without links: {}: found {:?}, expected {}",
+                    e.segment, e.raw, e.expected
+                ),
+            }),
+        }
+    }
     (
         Some(RecordedNode {
             name,
             cpu_milli,
             memory_mib,
             cards,
+            links,
         }),
         warnings,
     )
@@ -653,6 +694,14 @@ pub fn render(
         if let Some(m) = n.memory_mib {
             line(&mut out, &format!("      ram: \"{m}Mi\""));
         }
+        if !n.links.is_empty() {
+            let l: Vec<String> = n
+                .links
+                .iter()
+                .map(|(a, b, s)| format!("[{a}, {b}, {s}]"))
+                .collect();
+            line(&mut out, &format!("      links: [{}]", l.join(", ")));
+        }
         line(&mut out, "      cards:");
         for c in &n.cards {
             summary.cards += 1;
@@ -840,6 +889,13 @@ pub fn run_record(
     follow: Option<std::time::Duration>,
 ) -> Result<Recording, String> {
     crate::tls::install_ring_provider();
+    // Watch errors and retries are logged (RUST_LOG, default warn) to standard error.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1000,6 +1056,21 @@ mod tests {
             (40960, 100, 10, 1, false)
         );
         assert_eq!(rec.cards[0].model, "NVIDIA-A100-SXM4-40GB");
+        let mut ann = registration(false);
+        ann.insert(
+            keys::NODE_NVIDIA_SCORE.into(),
+            r#"[{"uuid":"GPU-0","score":{"GPU-1":600}},{"uuid":"GPU-1","score":{"GPU-0":600,"GPU-9":50}}]"#.into(),
+        );
+        let (rec, w) = record_node(&node("gpu-a", ann.clone(), "64"));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(rec.map(|n| n.links), Some(vec![(0, 1, 600)]));
+        ann.insert(keys::NODE_NVIDIA_SCORE.into(), "{".into());
+        let (rec, w) = record_node(&node("gpu-a", ann, "64"));
+        assert_eq!(rec.map(|n| (n.cards.len(), n.links.len())), Some((2, 0)));
+        assert_eq!(
+            w.iter().map(|w| w.key.as_str()).collect::<Vec<_>>(),
+            [keys::NODE_NVIDIA_SCORE]
+        );
         let mut ann = registration(false);
         ann.insert(keys::DEVICE_CORDON.into(), "GPU-0".into());
         let (rec, _) = record_node(&node("gpu-a", ann, "64"));

@@ -12,6 +12,7 @@ cluster:
     - name: gpu-a
       cpu: "64"
       ram: 512Gi
+      links: [[0, 1, 600]]
       cards:
         - {id: GPU-a0, model: NVIDIA-A100-SXM4-40GB, memory: 40960Mi}
         - {id: GPU-a1, model: NVIDIA-A100-SXM4-40GB, memory: 40960Mi, numa: 1}
@@ -50,6 +51,7 @@ fn explicit_nodes_and_pods_load() {
     assert_eq!(a.cpu_milli, 64_000);
     assert_eq!(a.devices[1].uuid, "GPU-a1");
     assert_eq!(a.devices[1].numa, 1);
+    assert_eq!(a.links.get(1, 0), 600);
     let (b, pool_b) = &v.nodes[1];
     assert_eq!(b.devices[0].split_count, 4);
     assert!(!b.devices[1].healthy);
@@ -104,6 +106,10 @@ fn bad_explicit_entries_name_the_field() {
         (
             EXPLICIT.replace("name: gpu-b", "name: gpu-a"),
             "cluster.nodes[1].name",
+        ),
+        (
+            EXPLICIT.replace("[[0, 1, 600]]", "[[0, 2, 600]]"),
+            "cluster.nodes[0].links[0]",
         ),
     ];
     for (text, field) in cases {

@@ -159,6 +159,7 @@ mod tests {
                 name: "gpu-a".into(),
                 cpu_milli: Some(64_000),
                 memory_mib: Some(524_288),
+                links: vec![(0, 1, 600)],
                 cards: (0..4)
                     .map(|i| card(&format!("GPU-a{i}"), "NVIDIA A100-SXM4-40GB", 40960))
                     .collect(),
@@ -167,6 +168,7 @@ mod tests {
                 name: "gpu-b".into(),
                 cpu_milli: None,
                 memory_mib: None,
+                links: Vec::new(),
                 cards: (0..2)
                     .map(|i| card(&format!("GPU-b{i}"), "Tesla T4", 15360))
                     .collect(),
@@ -205,6 +207,7 @@ mod tests {
         assert_eq!(v.nodes.len(), 2);
         assert_eq!(v.total_cards, 6);
         assert_eq!(v.nodes[0].0.devices[3].uuid, "GPU-a3");
+        assert_eq!(v.nodes[0].0.links.get(0, 1), 600);
         assert_eq!(v.nodes[1].0.devices[0].memory_mib, 15360);
         assert_eq!(sc.stop_time, Some(61_000));
         for p in &sc.policies {

@@ -531,6 +531,18 @@ fn explicit_nodes(
                 l
             }
         };
+        for (k, &[a, b, score]) in v.links.iter().enumerate() {
+            let (a, b) = (a as usize, b as usize);
+            if a >= count || b >= count || a == b {
+                return Err(err(
+                    format!("{f}.links[{k}]"),
+                    format!(
+                        "link [{a}, {b}, {score}]: card indexes must differ and be below {count}"
+                    ),
+                ));
+            }
+            node.links.set(a, b, score);
+        }
         let (family, model) = (v.cards[0].family.0, &v.cards[0].model);
         let pi = match pools
             .iter()

@@ -189,6 +189,10 @@ pub struct NodeSpec {
     /// NVLink topology between its cards, in list order (default none).
     #[serde(default)]
     pub nvlink: NvLink,
+    /// Explicit link scores `[card index, card index, score]` (HAMi's topology score, e.g.
+    /// from `hami.io/node-nvidia-score`); they override `nvlink` for those pairs.
+    #[serde(default)]
+    pub links: Vec<[u32; 3]>,
     /// Its cards, in registration order.
     pub cards: Vec<CardSpec>,
 }
