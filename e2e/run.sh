@@ -5,6 +5,8 @@
 #   e2e/run.sh                 build (once) + start everything + run every test + tear down
 #   E2E_TESTS="gpu_pod plain_pod" e2e/run.sh    run only these tests
 #   E2E_KEEP=1 e2e/run.sh      leave the run folder (logs) in e2e/.run/ after the run
+#   HAMI_SCHEDULER_ARGS="--node-scheduler-policy spread --gpu-scheduler-policy binpack" \
+#     PARITY_POLICY=spread-binpack E2E_TESTS=parity e2e/run.sh    parity under another policy
 #
 # Everything listens on 127.0.0.1; everything is stopped on exit, also when a test fails.
 set -euo pipefail
@@ -74,7 +76,7 @@ start_hami_scheduler() {
     "${HAMI_BIN}" scheduler --http_bind "127.0.0.1:${EXT_PORT}" \
     --cert_file "${E2E_CERTS}/serving.crt" --key_file "${E2E_CERTS}/serving.key" \
     --device-config-file "${RUN}/device-config.yaml" --metrics-bind-address "${METRICS_ADDR}" \
-    --leader-elect=true --leader-elect-resource-namespace "${NS}"
+    --leader-elect=true --leader-elect-resource-namespace "${NS}" ${HAMI_SCHEDULER_ARGS:-}
   wait_for "hami scheduler /readyz" 60 curl -sf --cacert "${E2E_CA}" "${EXT_URL}/readyz"
 }
 start_hami_scheduler

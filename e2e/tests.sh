@@ -212,7 +212,9 @@ test_parity() {
   cp_spawn "${RUN}" node-agent-parity env KUBECONFIG="${RUN}/kubeconfig-hami-device-plugin" \
     "${HAMI_BIN}" node-agent --inventory "${out}/inventory.yaml" \
     --device-config "${RUN}/device-config.yaml" --interval 1
-  "${HAMI_BIN}" replay run "${sc}" --kubeconfig "${RUN}/kubeconfig" --policy hami-default \
+  # PARITY_POLICY: another policy of the scenario, with the scheduler started to match
+  # (HAMI_SCHEDULER_ARGS in run.sh).
+  "${HAMI_BIN}" replay run "${sc}" --kubeconfig "${RUN}/kubeconfig" --policy "${PARITY_POLICY:-hami-default}" \
     --namespace "${ns}" --metrics-url "${METRICS_URL}" --out "${out}" || rc=$?
   cp_stop "${RUN}" node-agent-parity
   K delete pods -n "${ns}" --all --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
