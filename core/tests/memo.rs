@@ -221,7 +221,7 @@ fn first_difference(
                     memory_mib: Some(*mem),
                     cores: None,
                 });
-                plain.set_quota("team-q", q.clone());
+                plain.set_quota("team-q", q);
                 memoised.set_quota("team-q", q);
             }
             Step::Leave(_) => {}
