@@ -11,7 +11,8 @@ use crate::model::{DeviceUsage, Node, NodeUsage};
 use crate::policy::Placement;
 use crate::policy::hami::node_usage_score;
 use crate::request::PodKey;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 /// Dense id of a node in one ledger (stable while the ledger lives; not persisted).
 pub type NodeId = u32;
@@ -184,6 +185,9 @@ pub struct QuotaLeft {
 pub struct Ledger {
     nodes: Vec<Option<NodeEntry>>,
     by_name: BTreeMap<String, NodeId>,
+    /// The same map hashed (with fixed keys: the core draws no randomness), because name
+    /// lookups are on every extender call's candidate list. Never iterated.
+    lookup: HashMap<String, NodeId, BuildHasherDefault<DefaultHasher>>,
     pods: BTreeMap<PodKey, PodGrant>,
     quotas: BTreeMap<String, Quota>,
     /// Per node id, the version of its last change (0: never present).
@@ -232,6 +236,7 @@ impl Ledger {
             None => {
                 let id = self.nodes.len() as NodeId;
                 self.by_name.insert(node.name.clone(), id);
+                self.lookup.insert(node.name.clone(), id);
                 self.nodes.push(None);
                 id
             }
@@ -265,6 +270,7 @@ impl Ledger {
         let Some(id) = self.by_name.remove(name) else {
             return Vec::new();
         };
+        self.lookup.remove(name);
         let Some(entry) = self.nodes[id as usize].take() else {
             return Vec::new();
         };
@@ -278,7 +284,7 @@ impl Ledger {
 
     /// Id of a node by name.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
-        self.by_name.get(name).copied()
+        self.lookup.get(name).copied()
     }
 
     /// The entry of a node id, if the node is present.

@@ -22,7 +22,7 @@ use hami_core::codec::keys;
 use hami_core::codec::score::{DevicePairScore, encode_pair_scores};
 use hami_core::control::{Action, Controller, Event};
 use hami_core::fit::Reason;
-use hami_core::ledger::NodeView;
+use hami_core::ledger::{NodeId, NodeView};
 use hami_core::model::Node;
 use hami_core::pipeline::{NodeVerdict, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::Fgd;
@@ -431,6 +431,9 @@ pub struct Engine<'a> {
     explanation: Option<Explanation>,
     next_start: usize,
     log: Vec<LogEntry>,
+    /// Per class, per ledger node id: (node version, whether the cheap bound admits the class).
+    /// Valid for the current controller's ledger only; cleared when the scheduler restarts.
+    bound_memo: Vec<Vec<(u64, bool)>>,
 }
 
 impl<'a> Engine<'a> {
@@ -565,6 +568,7 @@ impl<'a> Engine<'a> {
             explanation: None,
             next_start: 0,
             log: Vec::new(),
+            bound_memo: Vec::new(),
         }
     }
 
@@ -900,6 +904,33 @@ impl<'a> Engine<'a> {
         *self.reasons.entry(why).or_insert(0) += 1;
     }
 
+    /// Whether the cheap bound admits `class` on ledger node `id`, remembered per node version
+    /// (most nodes do not change between two candidate searches).
+    fn admits(&mut self, class: u32, id: NodeId) -> bool {
+        let version = self.ctl.ledger().version(id);
+        let (c, i) = (class as usize, id as usize);
+        if let Some(&(v, ok)) = self.bound_memo.get(c).and_then(|m| m.get(i))
+            && v == version
+            && version != 0
+        {
+            return ok;
+        }
+        let ok = self
+            .ctl
+            .ledger()
+            .view(id)
+            .is_some_and(|v| self.bound(class, &v) > 0);
+        if self.bound_memo.len() <= c {
+            self.bound_memo.resize_with(c + 1, Vec::new);
+        }
+        let m = &mut self.bound_memo[c];
+        if m.len() <= i {
+            m.resize(i + 1, (0, false));
+        }
+        m[i] = (version, ok);
+        ok
+    }
+
     /// Upper bound on how many pods of `class` could fit on a node (0 = none can).
     fn bound(&self, class: u32, v: &NodeView<'_>) -> usize {
         let req = &self.var.classes[class as usize].request;
@@ -957,13 +988,8 @@ impl<'a> Engine<'a> {
             let Some(id) = sn.lid else {
                 continue;
             };
-            let ok = self
-                .ctl
-                .ledger()
-                .view(id)
-                .is_some_and(|v| self.bound(class, &v) > 0);
-            if ok {
-                out.push(sn.node.name.clone());
+            if self.admits(class, id) {
+                out.push(self.nodes[i].node.name.clone());
             }
         }
         self.next_start = (start + visited) % n.max(1);
@@ -1370,6 +1396,8 @@ impl<'a> Engine<'a> {
     /// Drop the controller and rebuild one from node and pod annotations only.
     fn restart(&mut self) -> Result<(), String> {
         self.restarts += 1;
+        // The new controller's ledger numbers its versions afresh.
+        self.bound_memo.clear();
         self.ctl = Controller::new(
             self.scheduler.clone(),
             RequestTranslator::default(),
