@@ -31,13 +31,7 @@ fn main() {
     }
     let t = Instant::now();
     let prepared = Scenario::load(&path).and_then(|s| {
-        let trace = Trace::load(&s.nodes, &s.pods)?;
-        let exp = Experiment::new(
-            trace,
-            s.file.inflation_pct,
-            s.file.target_coverage_pct,
-            s.file.tie,
-        )?;
+        let exp = Experiment::for_scenario(&s, Trace::load(&s.nodes, &s.pods)?)?;
         Ok((s, exp))
     });
     let (sc, exp) = match prepared {

@@ -151,12 +151,7 @@ pub fn run_matrix(
                 t
             }
         };
-        exps.push(Experiment::new(
-            (*t).clone(),
-            s.file.inflation_pct,
-            s.file.target_coverage_pct,
-            s.file.tie,
-        )?);
+        exps.push(Experiment::for_scenario(s, (*t).clone())?);
     }
     let mut job_list: Vec<(usize, NodePolicyKind, u64)> = Vec::new();
     for (si, s) in scenarios.iter().enumerate() {

@@ -8,7 +8,7 @@
 //! uniformly until the total is within the target); draw the node priority permutation; then
 //! schedule, the policy (Random) and the uniform tie rule drawing from the same stream.
 
-use crate::scenario::TieKind;
+use crate::scenario::{Scenario, TieKind};
 use crate::trace::Trace;
 use hami_core::ledger::Ledger;
 use hami_core::memo::ScoreMemo;
@@ -104,6 +104,17 @@ impl Experiment {
             inflation_pct,
             tie,
         })
+    }
+
+    /// The experiment a trace-replay scenario describes, on `trace` (its node and pod lists,
+    /// loaded by the caller so that scenarios sharing a trace load it once).
+    pub fn for_scenario(s: &Scenario, trace: Trace) -> Result<Experiment, String> {
+        Experiment::new(
+            trace,
+            s.file.inflation_pct,
+            s.file.target_coverage_pct,
+            s.file.tie,
+        )
     }
 
     /// The node policy object for `kind`.
