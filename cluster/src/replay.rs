@@ -23,6 +23,7 @@ use hami_core::codec::devices::decode_pod_devices;
 use hami_core::codec::keys;
 use hami_core::family::FamilyId;
 use hami_core::model::Node as CoreNode;
+use hami_core::replay::{CardGrant, Observation, Step};
 use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, NodeStatus, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -49,24 +50,6 @@ pub struct ReplayNode {
     pub gpu_allocatable: u64,
 }
 
-/// One step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum ReplayStep {
-    /// Create the pod if needed and wait until it is bound or reported unschedulable.
-    Schedule {
-        /// Pod name.
-        pod: String,
-        /// Class name (key of [`ReplayPlan::classes`]).
-        class: String,
-    },
-    /// Delete the pod and wait until the scheduler released it.
-    Delete {
-        /// Pod name.
-        pod: String,
-    },
-}
-
 /// A plan as the driver reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplayPlan {
@@ -83,37 +66,7 @@ pub struct ReplayPlan {
     /// Pod objects by class name.
     pub classes: BTreeMap<String, Pod>,
     /// Steps in order.
-    pub steps: Vec<ReplayStep>,
-}
-
-/// One card granted to one container (same JSON as the simulator's `CardGrant`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    /// Card UUID.
-    pub uuid: String,
-    /// Card index on its node, `None` when the node does not register it.
-    pub index: Option<u32>,
-    /// Memory, MiB.
-    pub memory_mib: i64,
-    /// Compute share, percent.
-    pub cores: i64,
-}
-
-/// What the real cluster did at one `schedule` step (same JSON as the simulator's
-/// `Observation`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observed {
-    /// Step index.
-    pub step: usize,
-    /// Pod name.
-    pub pod: String,
-    /// Bound node, `None` when unschedulable.
-    pub node: Option<String>,
-    /// Cards per container.
-    pub containers: Vec<Vec<Grant>>,
-    /// kube-scheduler's message when unschedulable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub steps: Vec<Step>,
 }
 
 /// Settings of a replay.
@@ -138,7 +91,7 @@ pub struct ReplayOptions {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReplayResult {
     /// One per `schedule` step, in order.
-    pub observed: Vec<Observed>,
+    pub observed: Vec<Observation>,
     /// Seconds from a pod's creation to its bind, per bound pod (first attempt only).
     pub bind_latency_s: Vec<f64>,
     /// Wall seconds of the whole step loop.
@@ -374,8 +327,8 @@ pub fn pod_object(plan: &ReplayPlan, pod: &str, class: &str, ns: &str) -> Result
 pub fn grants_of(
     ann: &BTreeMap<String, String>,
     node: Option<&CoreNode>,
-) -> Result<Vec<Vec<Grant>>, String> {
-    let mut out: Vec<Vec<Grant>> = Vec::new();
+) -> Result<Vec<Vec<CardGrant>>, String> {
+    let mut out: Vec<Vec<CardGrant>> = Vec::new();
     for f in FamilyId::all() {
         let key = f.spec().allocated_annotation;
         let Some(v) = ann.get(key) else { continue };
@@ -385,7 +338,7 @@ pub fn grants_of(
         }
         for (ci, c) in devs.iter().enumerate() {
             for d in c {
-                out[ci].push(Grant {
+                out[ci].push(CardGrant {
                     uuid: d.uuid.clone(),
                     index: node
                         .and_then(|n| n.devices.iter().find(|x| x.uuid == d.uuid).map(|x| x.index)),
@@ -565,7 +518,7 @@ impl Driver {
         pod: &str,
         expect_bound: bool,
         started: Instant,
-    ) -> Result<(Observed, Option<f64>), String> {
+    ) -> Result<(Observation, Option<f64>), String> {
         let deadline = started + self.opts.step_timeout;
         let mut unsched_since: Option<Instant> = None;
         loop {
@@ -584,7 +537,7 @@ impl Driver {
                     self.allocated(&p).await?;
                 }
                 return Ok((
-                    Observed {
+                    Observation {
                         step,
                         pod: pod.into(),
                         node: Some(node),
@@ -598,7 +551,7 @@ impl Driver {
                 let since = *unsched_since.get_or_insert_with(Instant::now);
                 if !expect_bound || since.elapsed() >= self.opts.settle {
                     return Ok((
-                        Observed {
+                        Observation {
                             step,
                             pod: pod.into(),
                             node: None,
@@ -611,7 +564,7 @@ impl Driver {
             }
             if Instant::now() > deadline {
                 return Ok((
-                    Observed {
+                    Observation {
                         step,
                         pod: pod.into(),
                         node: None,
@@ -720,7 +673,7 @@ pub async fn replay(
     let t1 = Instant::now();
     for (i, s) in plan.steps.iter().enumerate() {
         match s {
-            ReplayStep::Schedule { pod, class } => {
+            Step::Schedule { pod, class } => {
                 let started = Instant::now();
                 let first = created.insert(pod.clone());
                 if first {
@@ -737,7 +690,7 @@ pub async fn replay(
                 }
                 res.observed.push(o);
             }
-            ReplayStep::Delete { pod } => d.delete(pod).await?,
+            Step::Delete { pod } => d.delete(pod).await?,
         }
         if (i + 1) % 50 == 0 {
             progress(&format!(

@@ -17,4 +17,5 @@ pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod quantity;
+pub mod replay;
 pub mod request;

@@ -242,9 +242,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             };
             let res = replay_blocking(&rp, &expected_bound, opts, |m| println!("replay: {m}"))?;
             write(&out.join("real.json"), &json(&res.observed)?)?;
-            let real: Vec<Observation> = serde_json::to_value(&res.observed)
-                .and_then(serde_json::from_value)
-                .map_err(|e| format!("observation conversion: {e}"))?;
+            let real: &[Observation] = &res.observed;
             let mut lat = res.bind_latency_s.clone();
             let summary = serde_json::json!({
                 "scenario": p.scenario,
@@ -253,7 +251,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                 "steps_wall_s": res.steps_wall_s,
                 "bind_latency_p50_s": quantile(&mut lat, 0.5),
                 "bind_latency_p99_s": quantile(&mut lat, 0.99),
-                "identical": first_difference(&p.expected, &real).is_none(),
+                "identical": first_difference(&p.expected, real).is_none(),
             });
             write(&out.join("summary.json"), &json(&summary)?)?;
             println!(
@@ -264,7 +262,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                 quantile(&mut lat, 0.99),
                 out.display()
             );
-            Ok(verdict(&p.expected, &real))
+            Ok(verdict(&p.expected, real))
         }
         Cmd::Compare { sim, real } => {
             let s = read_observations(&sim)?;
