@@ -27,6 +27,13 @@ async fn filter_then_bind_a_gpu_pod() {
     let names = v["NodeNames"].as_array().expect("NodeNames");
     assert_eq!(names.len(), 1, "exactly one node: {body}");
     let node = names[0].as_str().expect("name").to_string();
+    // The filter decides and reserves in memory only: kube-scheduler's serial cycle never
+    // waits for the API server.
+    assert!(h.writer.writes().is_empty(), "{:#?}", h.writer.writes());
+    assert_eq!(
+        h.ext.reserved().get(&PodKey::new("ml", "cuda-train-7d9f8")),
+        Some(&node)
+    );
 
     let mut bind: Value = serde_json::from_slice(&fixture("bind_gpu_pod.json")).expect("fixture");
     bind["Node"] = Value::String(node.clone());
@@ -34,7 +41,8 @@ async fn filter_then_bind_a_gpu_pod() {
     assert_eq!(status, 200);
     assert_eq!(json(&body), serde_json::json!({"Error": ""}));
 
-    // Two API writes for the pod: one annotation patch (devices + bind phase) and the Binding.
+    // Two API writes for the pod, both at bind: one patch (devices, label, bind phase), then
+    // the Binding — the grant precedes the binding, as Allocate needs it.
     let key = PodKey::new("ml", "cuda-train-7d9f8");
     let writes = h.writer.writes_for(&key);
     assert_eq!(writes.len(), 2, "{writes:#?}");
@@ -59,7 +67,7 @@ async fn filter_then_bind_a_gpu_pod() {
         annotations.get("hami.io/vgpu-node"),
         Some(&Some(node.clone()))
     );
-    insta::assert_debug_snapshot!("filter_patch", annotations);
+    insta::assert_debug_snapshot!("bind_patch", annotations);
     assert_eq!(
         writes[1],
         ApiWrite::Bind {
@@ -67,6 +75,10 @@ async fn filter_then_bind_a_gpu_pod() {
             uid: "5f4b1c2e-8f3a-4c61-9d0e-2b7a6c1d9e44".into(),
             node
         }
+    );
+    assert!(
+        h.ext.reserved().is_empty(),
+        "the reservation is consumed by the bind"
     );
 }
 
@@ -315,6 +327,11 @@ async fn node_name_too_long_for_a_label_gets_the_annotation_only() {
         serde_json::json!([long]),
         "{body}"
     );
+    assert!(h.writer.writes().is_empty(), "the filter writes nothing");
+    let mut bind: Value = serde_json::from_slice(&fixture("bind_gpu_pod.json")).expect("fixture");
+    bind["Node"] = Value::String(long.clone());
+    let (_, body) = post(h.addr, "/bind", bind.to_string().into_bytes()).await;
+    assert_eq!(json(&body)["Error"], "", "{body}");
     let writes = h.writer.writes_for(&PodKey::new("ml", "cuda-train-7d9f8"));
     let [
         ApiWrite::PatchPod {
@@ -322,9 +339,10 @@ async fn node_name_too_long_for_a_label_gets_the_annotation_only() {
             annotations,
             ..
         },
+        ApiWrite::Bind { .. },
     ] = writes.as_slice()
     else {
-        panic!("one patch expected: {writes:#?}")
+        panic!("one patch, then the Binding expected: {writes:#?}")
     };
     assert!(labels.is_empty(), "{labels:?}");
     assert_eq!(annotations.get("hami.io/vgpu-node"), Some(&Some(long)));

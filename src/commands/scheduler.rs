@@ -62,6 +62,10 @@ pub struct Args {
     /// needs list/watch on resourcequotas, and readiness waits for their first list.
     #[arg(long = "resource-quota-watch", default_value_t = true, action = clap::ArgAction::Set)]
     quota_watch: bool,
+    /// Seconds a filter's reservation waits for kube-scheduler's bind before it is released
+    /// (the pod is then filtered again if kube-scheduler still wants it).
+    #[arg(long = "reservation-ttl-seconds", default_value_t = hami_cluster::extender::DEFAULT_RESERVATION_TTL_S)]
+    reservation_ttl_s: i64,
     /// Print the resource names kube-scheduler's extender config must list as managedResources
     /// (ignoredByScheduler) for --device-config-file, one per line, and exit.
     #[arg(long = "print-managed-resources")]
@@ -113,6 +117,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         seed: a.seed,
         legacy_metrics: a.legacy_metrics,
         quota_watch: a.quota_watch,
+        reservation_ttl_s: a.reservation_ttl_s,
     })?;
     Ok(ExitCode::SUCCESS)
 }

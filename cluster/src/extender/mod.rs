@@ -3,8 +3,21 @@
 //!
 //! Every decision is made by [`hami_core::control::Controller`]; this module only turns JSON
 //! into events, actions into API writes (through [`writer::ApiWriter`]) and answers back.
-//! Writes are coalesced so that a GPU pod costs two writes beyond its creation: one annotation
-//! patch at filter time that already carries the bind phase, and the Binding.
+//!
+//! **Filter decides, bind writes.** `/filter` chooses the node and cards and reserves them in
+//! the in-memory ledger only — no API write, so kube-scheduler's serial scheduling cycle never
+//! waits for the API server. `/bind` (kube-scheduler's asynchronous binding cycle) writes one
+//! merge patch (the device annotations, the `hami.io/vgpu-node` label and the bind phase) and
+//! then the Binding: two writes per GPU pod beyond its creation, and the annotations always
+//! precede the Binding, so a device plugin that looks up the pod at Allocate finds its grant.
+//! HAMi writes the annotations in Filter; why we differ and what that changes is in
+//! `cluster/docs/extender.md`.
+//!
+//! A reservation that no bind claims is released: when the pod is deleted, when the same pod is
+//! filtered again, when this replica stops leading, and at the latest after
+//! [`DEFAULT_RESERVATION_TTL_S`] ([`Extender::expire_reservations`], run periodically). A bind
+//! without a reservation of this process (a restart or leader change since the filter, or an
+//! expired one) fails without writing anything, and kube-scheduler filters the pod again.
 
 pub mod handshake;
 pub mod run;
@@ -16,10 +29,13 @@ use crate::metrics::Metrics;
 use crate::webhook::WebhookConfig;
 use hami_core::codec::keys;
 use hami_core::control::{Action, Controller, Event, key_of};
+use hami_core::pipeline::{Decision, Reasons};
 use hami_core::request::PodKey;
+use k8s_openapi::api::core::v1::Pod;
+use rand_chacha::rand_core::SeedableRng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Instant;
 use wire::{
     ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, node_list_keep,
@@ -45,7 +61,54 @@ pub const NOT_LEADER: &str = "not the leader: this hami scheduler replica does n
 /// Text of the filter error before the caches are synced.
 pub const NOT_SYNCED: &str = "scheduler caches are not synced yet; retry shortly";
 
+/// How long a filter's reservation waits for its bind before it is released (seconds), unless
+/// configured otherwise ([`Extender::set_reservation_ttl`]). kube-scheduler binds right after
+/// its Reserve, Permit and PreBind plugins; PreBind may wait for a volume to be provisioned, so
+/// the bound is generous. It only matters for a decision that kube-scheduler abandoned without
+/// deleting or re-filtering the pod.
+pub const DEFAULT_RESERVATION_TTL_S: i64 = 300;
+
+/// How long after a failed filter a release of capacity still makes the pod worth a nudge
+/// (seconds): the lag by which kube-scheduler may have seen a deletion before our pod watch.
+pub const RELEASE_RACE_WINDOW_S: i64 = 10;
+
+/// At most this many recently failed filters are remembered for the release nudge.
+const FAILED_CAP: usize = 4096;
+
+/// The annotation the release nudge sets on a pending pod (value: `<released pod>@<unix s>`).
+/// Any change of an unscheduled pod's metadata makes kube-scheduler requeue it; this key means
+/// nothing else and nothing reads it.
+pub const RETRY_ANNOTATION: &str = "hami.io/retry-after-release";
+
+/// A filter decision that no bind has completed yet.
+#[derive(Debug, Clone)]
+struct Reservation {
+    /// The chosen node.
+    node: String,
+    /// The grant's annotations (devices, `hami.io/vgpu-node`, `hami.io/vgpu-time`), written by
+    /// the bind.
+    annotations: BTreeMap<String, Option<String>>,
+    /// Card count of each non-empty container of the grant (the bind rule's input).
+    counts: Vec<usize>,
+    /// Clock seconds of the filter.
+    at: i64,
+    /// A bind claimed it: it no longer expires and the pod is not re-decided meanwhile.
+    binding: bool,
+}
+
+/// A filter that found no node, remembered briefly for the release nudge.
+#[derive(Debug, Clone)]
+struct FailedFilter {
+    /// The pod as kube-scheduler sent it.
+    pod: Arc<Pod>,
+    /// Clock seconds of the failure.
+    at: i64,
+}
+
 /// The extender's shared state. One per process; handlers hold an `Arc` of it.
+///
+/// Lock order: the controller (async) before any of the std mutexes; no std mutex is held
+/// across an `.await`.
 pub struct Extender {
     controller: tokio::sync::Mutex<Controller>,
     writer: Arc<dyn ApiWriter>,
@@ -54,10 +117,11 @@ pub struct Extender {
     leader: Arc<AtomicBool>,
     clock: Clock,
     webhook: WebhookConfig,
-    /// Pods whose bind phase went out with the filter patch, and the node it named.
-    phased: std::sync::Mutex<BTreeMap<PodKey, String>>,
-    /// Card count of each container of the grant written at filter time (non-empty ones).
-    grant_counts: std::sync::Mutex<BTreeMap<PodKey, Vec<usize>>>,
+    reservation_ttl_s: AtomicI64,
+    /// Filter decisions awaiting their bind (also held in the controller's ledger).
+    reservations: std::sync::Mutex<BTreeMap<PodKey, Reservation>>,
+    /// Pods whose last filter found no node, and when.
+    failed: std::sync::Mutex<BTreeMap<PodKey, FailedFilter>>,
     /// Pods bound to a node that still await Allocate: node and the card counts still to
     /// serve. Fed by our own binds and by the pod watch (so a restart rebuilds it).
     inflight: std::sync::Mutex<BTreeMap<PodKey, (String, Vec<usize>)>>,
@@ -134,10 +198,59 @@ impl Extender {
             leader: Arc::new(AtomicBool::new(true)),
             clock,
             webhook,
-            phased: std::sync::Mutex::new(BTreeMap::new()),
-            grant_counts: std::sync::Mutex::new(BTreeMap::new()),
+            reservation_ttl_s: AtomicI64::new(DEFAULT_RESERVATION_TTL_S),
+            reservations: std::sync::Mutex::new(BTreeMap::new()),
+            failed: std::sync::Mutex::new(BTreeMap::new()),
             inflight: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Release filter reservations that no bind claimed within `seconds` (at least 1).
+    pub fn set_reservation_ttl(&self, seconds: i64) {
+        self.reservation_ttl_s
+            .store(seconds.max(1), Ordering::SeqCst);
+    }
+
+    /// The reservation time-to-live in seconds.
+    pub fn reservation_ttl(&self) -> i64 {
+        self.reservation_ttl_s.load(Ordering::SeqCst)
+    }
+
+    /// Pods with a filter decision that no bind has completed yet, and their node.
+    pub fn reserved(&self) -> BTreeMap<PodKey, String> {
+        self.reservations
+            .lock()
+            .map(|r| r.iter().map(|(k, v)| (k.clone(), v.node.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Release every reservation no bind has claimed that is older than the time-to-live, or
+    /// all of them when this replica does not lead (its filters will get no bind). Returns the
+    /// released pods. Call it periodically; it is cheap when nothing is reserved.
+    pub async fn expire_reservations(&self) -> Vec<PodKey> {
+        let now = (self.clock)();
+        let ttl = self.reservation_ttl();
+        let leader = self.is_leader();
+        let mut c = self.controller.lock().await;
+        let expired: Vec<PodKey> = match self.reservations.lock() {
+            Ok(mut r) => {
+                let keys: Vec<PodKey> = r
+                    .iter()
+                    .filter(|(_, v)| !v.binding && (!leader || v.at.saturating_add(ttl) <= now))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in &keys {
+                    r.remove(k);
+                }
+                keys
+            }
+            Err(_) => Vec::new(),
+        };
+        for k in &expired {
+            c.handle(now, Event::BindFailed(k.clone()));
+            tracing::info!(pod = %k, leader, ttl_s = ttl, "filter reservation released without a bind");
+        }
+        expired
     }
 
     /// The metrics.
@@ -172,25 +285,114 @@ impl Extender {
     }
 
     /// Feed a watch event (node or pod) into the controller; returns its actions for logging.
+    ///
+    /// A deleted pod's reservation and in-flight entry go with it, and when its grant frees
+    /// capacity, pods whose filter failed just before are nudged ([`RETRY_ANNOTATION`]). A pod
+    /// seen bound while this process only holds an unclaimed filter reservation for it (another
+    /// replica bound it) loses that reservation, so the ledger takes the recorded grant.
     pub async fn observe(&self, event: Event) -> Vec<Action> {
         let now = (self.clock)();
+        let mut c = self.controller.lock().await;
         match &event {
             Event::PodDeleted(k) => {
-                if let Ok(mut p) = self.phased.lock() {
-                    p.remove(k);
+                if let Ok(mut r) = self.reservations.lock() {
+                    r.remove(k);
                 }
-                if let Ok(mut g) = self.grant_counts.lock() {
-                    g.remove(k);
+                if let Ok(mut f) = self.failed.lock() {
+                    f.remove(k);
                 }
                 if let Ok(mut f) = self.inflight.lock() {
                     f.remove(k);
                 }
+                let released = c.ledger().grant(k).map(|g| g.node.clone());
+                let actions = c.handle(now, event.clone());
+                if let Some(node) = released {
+                    let nudge = self.worth_a_retry(&c, now, &node);
+                    drop(c);
+                    for pod in nudge {
+                        self.spawn_retry(pod, k, now);
+                    }
+                }
+                return actions;
             }
-            Event::PodObserved(pod) => self.track_inflight(pod),
+            Event::PodObserved(pod) => {
+                self.track_inflight(pod);
+                let bound = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                if bound {
+                    let key = key_of(pod);
+                    let foreign = self.reservations.lock().ok().is_some_and(|mut r| {
+                        let unclaimed = r.get(&key).is_some_and(|v| !v.binding);
+                        if unclaimed {
+                            r.remove(&key);
+                        }
+                        unclaimed
+                    });
+                    if foreign {
+                        tracing::info!(pod = %key, "pod bound elsewhere: our filter reservation gives way to its recorded grant");
+                        c.handle(now, Event::BindFailed(key));
+                    }
+                }
+            }
             Event::QuotaChanged { namespace, quota } => self.metrics.set_quota(namespace, *quota),
             _ => {}
         }
-        self.controller.lock().await.handle(now, event)
+        c.handle(now, event)
+    }
+
+    /// The pods whose filter failed within [`RELEASE_RACE_WINDOW_S`] before `now` and that fit
+    /// on `node` now; they are forgotten (one nudge per failure).
+    fn worth_a_retry(&self, c: &Controller, now: i64, node: &str) -> Vec<PodKey> {
+        let Ok(mut failed) = self.failed.lock() else {
+            return Vec::new();
+        };
+        failed.retain(|_, f| f.at >= now - RELEASE_RACE_WINDOW_S);
+        let Some(id) = c.ledger().node_id(node) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, f) in failed.iter() {
+            let Ok(req) = c.translator().translate(&f.pod) else {
+                continue;
+            };
+            // Only a fit check: the draw of a randomised policy is thrown away.
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            let d = c.scheduler().schedule_with(
+                c.ledger(),
+                &req,
+                Some(&[id]),
+                &mut rng,
+                None,
+                Reasons::Skip,
+            );
+            if matches!(d, Decision::Placed { .. }) {
+                out.push(k.clone());
+            }
+        }
+        for k in &out {
+            failed.remove(k);
+        }
+        out
+    }
+
+    /// Nudge `pod` (pending, its filter failed just before `released` freed capacity):
+    /// kube-scheduler may have retried it on the deletion before our watch released the grant,
+    /// and would then wait for an unrelated cluster event. One annotation patch requeues it.
+    fn spawn_retry(&self, pod: PodKey, released: &PodKey, now: i64) {
+        let writer = self.writer.clone();
+        let metrics = self.metrics.clone();
+        let value = format!("{released}@{now}");
+        tokio::spawn(async move {
+            metrics.api_write("patch_pod_retry");
+            let ann = BTreeMap::from([(RETRY_ANNOTATION.to_string(), Some(value))]);
+            match writer.patch_pod(&pod, &BTreeMap::new(), &ann).await {
+                Ok(()) => tracing::debug!(%pod, "pending pod nudged after a release"),
+                Err(e) => tracing::debug!(%pod, error = %e, "nudging a pending pod failed"),
+            }
+        });
     }
 
     /// Run `f` with the controller locked (read access for metrics and tests).
@@ -227,23 +429,47 @@ impl Extender {
         }
     }
 
-    /// The Bind side of `cluster/docs/allocate-protocol.md` ([`crate::allocate::bind_conflict`]'s
-    /// rule): binding `key` to `node` must wait while another pod there still awaits Allocate
-    /// for a container with the same card count, or the device plugin could not tell them apart.
-    /// Without a conflict the pod is claimed in flight at once, under the same lock: kube-scheduler
-    /// runs binding cycles concurrently, so check and claim must be one step.
-    fn claim_bind(&self, key: &PodKey, node: &str) -> Result<(), String> {
-        let Some(counts) = self
-            .grant_counts
-            .lock()
-            .ok()
-            .and_then(|g| g.get(key).cloned())
-        else {
-            return Ok(());
+    /// Claim the pod's filter reservation for a bind to `node` and apply the Bind side of
+    /// `cluster/docs/allocate-protocol.md` ([`crate::allocate::bind_conflict`]'s rule): binding
+    /// must wait while another pod there still awaits Allocate for a container with the same
+    /// card count, or the device plugin could not tell them apart. Check and claim are one step
+    /// under the lock, because kube-scheduler runs binding cycles concurrently.
+    ///
+    /// `Err((message, release))`: the bind fails; `release` says whether a reservation exists
+    /// that must be released with it.
+    fn claim_bind(&self, key: &PodKey, node: &str) -> Result<Reservation, (String, bool)> {
+        let Ok(mut r) = self.reservations.lock() else {
+            return Err((
+                "reservation table unavailable (poisoned lock)".into(),
+                false,
+            ));
         };
+        let Some(res) = r.get_mut(key) else {
+            return Err((
+                format!(
+                    "bind to {node:?} without a filter decision of this scheduler process (it restarted, \
+                     lost the lead, or the decision expired after {} s); kube-scheduler filters the pod again",
+                    self.reservation_ttl()
+                ),
+                false,
+            ));
+        };
+        if res.node != node {
+            return Err((
+                format!(
+                    "bind to {node:?} but the filter placed the pod on {:?}",
+                    res.node
+                ),
+                true,
+            ));
+        }
+        if res.binding {
+            return Err(("a bind of this pod is already in progress".into(), false));
+        }
         let Ok(mut f) = self.inflight.lock() else {
-            return Ok(());
+            return Err(("in-flight table unavailable (poisoned lock)".into(), true));
         };
+        let counts = &res.counts;
         let conflict = f
             .iter()
             .filter(|(k, (n, _))| *k != key && n == node)
@@ -256,25 +482,13 @@ impl Extender {
                 })
             });
         if let Some(c) = conflict {
-            return Err(c);
+            return Err((c, true));
         }
         if !counts.is_empty() {
-            f.insert(key.clone(), (node.to_string(), counts));
+            f.insert(key.clone(), (node.to_string(), counts.clone()));
         }
-        Ok(())
-    }
-
-    fn phased_node(&self, key: &PodKey) -> Option<String> {
-        self.phased.lock().ok().and_then(|p| p.get(key).cloned())
-    }
-
-    fn set_phased(&self, key: &PodKey, node: Option<String>) {
-        if let Ok(mut p) = self.phased.lock() {
-            match node {
-                Some(n) => p.insert(key.clone(), n),
-                None => p.remove(key),
-            };
-        }
+        res.binding = true;
+        Ok(res.clone())
     }
 
     fn spawn_event(&self, pod: &PodKey, kind: &'static str, reason: &'static str, msg: String) {
@@ -325,7 +539,20 @@ impl Extender {
         }
         let key = key_of(&pod);
         let now = (self.clock)();
-        let actions = self.controller.lock().await.handle(
+        let kept = Arc::new(pod.clone());
+        let mut c = self.controller.lock().await;
+        // A pod whose bind is writing its grant must not be re-decided under it.
+        let binding = self
+            .reservations
+            .lock()
+            .ok()
+            .is_some_and(|r| r.get(&key).is_some_and(|v| v.binding));
+        if binding {
+            return err(format!(
+                "pod {key}: a bind of this pod is in progress; retry after it"
+            ));
+        }
+        let actions = c.handle(
             now,
             Event::Filter {
                 pod: Box::new(pod),
@@ -369,6 +596,44 @@ impl Extender {
                 _ => {}
             }
         }
+        // The controller dropped any earlier decision for this pod; the tables follow it while
+        // the controller is still locked (see the lock order on [`Extender`]).
+        if let Ok(mut r) = self.reservations.lock() {
+            r.remove(&key);
+            if let (Some(node), Some(annotations)) = (&chosen, &patch) {
+                let counts = annotations
+                    .get(to_allocate_key())
+                    .and_then(|v| v.as_deref())
+                    .and_then(|v| {
+                        hami_core::codec::devices::decode_pod_devices(to_allocate_key(), v).ok()
+                    })
+                    .map(|devs| devs.iter().map(Vec::len).filter(|&n| n > 0).collect())
+                    .unwrap_or_default();
+                r.insert(
+                    key.clone(),
+                    Reservation {
+                        node: node.clone(),
+                        annotations: annotations.clone(),
+                        counts,
+                        at: now,
+                        binding: false,
+                    },
+                );
+            }
+        }
+        if let Ok(mut f) = self.failed.lock() {
+            if result == "failed" {
+                if f.len() >= FAILED_CAP {
+                    f.retain(|_, v| v.at >= now - RELEASE_RACE_WINDOW_S);
+                }
+                if f.len() < FAILED_CAP || f.contains_key(&key) {
+                    f.insert(key.clone(), FailedFilter { pod: kept, at: now });
+                }
+            } else {
+                f.remove(&key);
+            }
+        }
+        drop(c);
         if result == "unmanaged" {
             // A pod that asks for no managed resource passes every candidate untouched.
             if by_objects {
@@ -379,35 +644,7 @@ impl Extender {
             return (out, result);
         }
         if let Some(node) = chosen {
-            if let Some(mut ann) = patch {
-                // Coalesce the bind phase into the filter patch: the Binding is then the only
-                // other write this pod costs.
-                if let Some(Some(v)) = ann.get(to_allocate_key())
-                    && let Ok(devs) =
-                        hami_core::codec::devices::decode_pod_devices(to_allocate_key(), v)
-                    && let Ok(mut g) = self.grant_counts.lock()
-                {
-                    let counts = devs.iter().map(Vec::len).filter(|&n| n > 0).collect();
-                    g.insert(key.clone(), counts);
-                }
-                ann.insert(keys::BIND_PHASE.into(), Some("allocating".into()));
-                ann.insert(keys::BIND_TIME.into(), Some(now.to_string()));
-                // HAMi copies `hami.io/vgpu-node` to a pod label; it rides in the same patch.
-                let labels = vgpu_node_label(&key, &node);
-                self.metrics.api_write("patch_pod");
-                if let Err(e) = self.writer.patch_pod(&key, &labels, &ann).await {
-                    self.controller
-                        .lock()
-                        .await
-                        .handle(now, Event::BindFailed(key.clone()));
-                    self.set_phased(&key, None);
-                    self.metrics.decision("error", "AnnotationPatchFailed");
-                    return err(format!(
-                        "pod {key}: writing the device annotations failed: {e}"
-                    ));
-                }
-                self.set_phased(&key, Some(node.clone()));
-            }
+            // Reserved in memory only: the bind writes the grant (module docs).
             self.metrics.decision("success", "none");
             if by_objects {
                 out.nodes = args.nodes.as_ref().map(|l| node_list_keep(l, &[node]));
@@ -464,9 +701,12 @@ impl Extender {
         };
         let key = PodKey::new(ns, args.pod_name.clone());
         let now = (self.clock)();
-        if let Err(reason) = self.claim_bind(&key, &args.node) {
-            return self.bind_failed(now, &key, reason).await;
-        }
+        let res = match self.claim_bind(&key, &args.node) {
+            Ok(r) => r,
+            Err((reason, true)) => return self.bind_failed(now, &key, reason).await,
+            // Nothing of ours to release, nothing written: kube-scheduler filters again.
+            Err((reason, false)) => return fail(format!("pod {key}: {reason}")),
+        };
         let actions = self.controller.lock().await.handle(
             now,
             Event::Bind {
@@ -474,57 +714,63 @@ impl Extender {
                 node: args.node.clone(),
             },
         );
-        let phased = self.phased_node(&key).as_deref() == Some(args.node.as_str());
+        if let Some(error) = actions.iter().find_map(|a| match a {
+            Action::Rejected { error, .. } => Some(error.clone()),
+            _ => None,
+        }) {
+            return self.bind_failed(now, &key, error).await;
+        }
+        // One merge patch: the filter's grant, the bind phase, and HAMi's pod label.
+        let mut annotations = res.annotations;
         for a in &actions {
-            if let Action::Rejected { error, .. } = a {
-                return fail(format!("pod {key}: {error}"));
+            if let Action::PatchPod { annotations: a, .. } = a {
+                annotations.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
+        }
+        annotations.insert(keys::BIND_PHASE.into(), Some("allocating".into()));
+        annotations.insert(keys::BIND_TIME.into(), Some(now.to_string()));
+        let labels = vgpu_node_label(&key, &args.node);
+        self.metrics.api_write("patch_pod");
+        if let Err(e) = self.writer.patch_pod(&key, &labels, &annotations).await {
+            return self
+                .bind_failed(
+                    now,
+                    &key,
+                    format!("writing the device annotations failed: {e}"),
+                )
+                .await;
         }
         for a in actions {
-            match a {
-                Action::PatchPod { annotations, .. } if !phased => {
-                    self.metrics.api_write("patch_pod");
-                    if let Err(e) = self
-                        .writer
-                        .patch_pod(&key, &BTreeMap::new(), &annotations)
-                        .await
-                    {
-                        return self
-                            .bind_failed(now, &key, format!("patching the bind phase failed: {e}"))
-                            .await;
-                    }
+            if let Action::BindPod { node, .. } = a {
+                self.metrics.api_write("bind");
+                if let Err(e) = self.writer.bind(&key, &args.pod_uid, &node).await {
+                    return self
+                        .bind_failed(
+                            now,
+                            &key,
+                            format!("creating the Binding to {node} failed: {e}"),
+                        )
+                        .await;
                 }
-                Action::BindPod { node, .. } => {
-                    self.metrics.api_write("bind");
-                    if let Err(e) = self.writer.bind(&key, &args.pod_uid, &node).await {
-                        return self
-                            .bind_failed(
-                                now,
-                                &key,
-                                format!("creating the Binding to {node} failed: {e}"),
-                            )
-                            .await;
-                    }
-                }
-                _ => {}
             }
         }
-        self.set_phased(&key, None);
-        if let Ok(mut g) = self.grant_counts.lock() {
-            g.remove(&key);
+        if let Ok(mut r) = self.reservations.lock() {
+            r.remove(&key);
         }
         ExtenderBindingResult::default()
     }
 
+    /// Release the pod's reservation and grant, record a `BindingFailed` event, answer `msg`.
     async fn bind_failed(&self, now: i64, key: &PodKey, msg: String) -> ExtenderBindingResult {
+        let mut c = self.controller.lock().await;
         if let Ok(mut f) = self.inflight.lock() {
             f.remove(key);
         }
-        self.controller
-            .lock()
-            .await
-            .handle(now, Event::BindFailed(key.clone()));
-        self.set_phased(key, None);
+        if let Ok(mut r) = self.reservations.lock() {
+            r.remove(key);
+        }
+        c.handle(now, Event::BindFailed(key.clone()));
+        drop(c);
         let msg = format!("pod {key}: {msg}");
         self.spawn_event(key, "Warning", "BindingFailed", msg.clone());
         ExtenderBindingResult { error: msg }

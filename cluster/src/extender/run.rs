@@ -53,6 +53,8 @@ pub struct SchedulerOptions {
     /// `--resource-quota-watch`: enforce HAMi's device ResourceQuotas (needs list/watch on
     /// resourcequotas; readiness waits for their first list).
     pub quota_watch: bool,
+    /// `--reservation-ttl-seconds`: how long a filter reservation waits for its bind.
+    pub reservation_ttl_s: i64,
 }
 
 /// Read the device configuration file, or HAMi's defaults when none is given.
@@ -154,7 +156,17 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), String> {
             webhook,
             system_clock(),
         ));
+        ext.set_reservation_ttl(o.reservation_ttl_s);
         ext.metrics().set_legacy(o.legacy_metrics);
+        // Reservations no bind claims (abandoned decisions, lost leadership) are released.
+        let sweeper = ext.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                sweeper.expire_reservations().await;
+            }
+        });
         ext.metrics().set_quota_resources(
             &cfg.nvidia.resource_memory_name,
             &cfg.nvidia.resource_core_name,

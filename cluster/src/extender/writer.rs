@@ -91,11 +91,12 @@ pub trait ApiWriter: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), ApiError>>;
 }
 
-/// An in-memory [`ApiWriter`] that records every write; optionally fails binds.
+/// An in-memory [`ApiWriter`] that records every write; optionally fails binds or pod patches.
 #[derive(Debug, Default)]
 pub struct RecordingWriter {
     writes: Mutex<Vec<ApiWrite>>,
     fail_binds: std::sync::atomic::AtomicBool,
+    fail_patches: std::sync::atomic::AtomicBool,
 }
 
 impl RecordingWriter {
@@ -107,6 +108,12 @@ impl RecordingWriter {
     /// Make every later bind fail (to test the failure path).
     pub fn fail_binds(&self, fail: bool) {
         self.fail_binds
+            .store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Make every later pod patch fail (to test the failure path); it is still recorded.
+    pub fn fail_patches(&self, fail: bool) {
+        self.fail_patches
             .store(fail, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -149,7 +156,14 @@ impl ApiWriter for RecordingWriter {
             labels: labels.clone(),
             annotations: annotations.clone(),
         });
-        Box::pin(async { Ok(()) })
+        let fail = self.fail_patches.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if fail {
+                Err(ApiError("injected patch failure".into()))
+            } else {
+                Ok(())
+            }
+        })
     }
 
     fn patch_node_annotations(

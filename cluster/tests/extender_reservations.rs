@@ -1,0 +1,296 @@
+//! The filter reserves in memory, the bind writes: what happens to a reservation that no bind
+//! completes (restart, patch failure, expiry, leadership, deletion, a bind by another replica),
+//! and the release nudge for pods whose filter lost the race with a deletion.
+
+mod common;
+
+use common::{NOW, controller, k8s_node, post, serve};
+use hami_cluster::extender::writer::{ApiWrite, RecordingWriter};
+use hami_cluster::extender::{Extender, RETRY_ANNOTATION};
+use hami_cluster::webhook::WebhookConfig;
+use hami_core::config::DeviceConfig;
+use hami_core::control::Event;
+use hami_core::request::PodKey;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+struct H {
+    ext: Arc<Extender>,
+    writer: Arc<RecordingWriter>,
+    addr: SocketAddr,
+    clock: Arc<AtomicI64>,
+}
+
+/// An extender with `nodes` (name, gpus, MiB per gpu) and a clock the test moves.
+async fn start(nodes: &[(&str, u32, u64)]) -> H {
+    let writer = Arc::new(RecordingWriter::new());
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let c = clock.clone();
+    let ext = Arc::new(Extender::new(
+        controller(),
+        writer.clone(),
+        WebhookConfig::new("hami-scheduler", &DeviceConfig::default()),
+        Arc::new(move || c.load(Ordering::SeqCst)),
+    ));
+    for (name, gpus, mem) in nodes {
+        ext.observe(Event::NodeChanged(Box::new(k8s_node(name, *gpus, *mem))))
+            .await;
+    }
+    ext.set_ready(true);
+    let addr = serve(ext.clone(), None).await;
+    H {
+        ext,
+        writer,
+        addr,
+        clock,
+    }
+}
+
+/// A pending GPU pod in namespace `ml`: `gpus` cards, `mem` MiB each (0: whole cards).
+fn pod_json(name: &str, gpus: u32, mem: u64) -> Value {
+    let mut limits = json!({"nvidia.com/gpu": gpus.to_string()});
+    if mem > 0 {
+        limits["nvidia.com/gpumem"] = json!(mem.to_string());
+    }
+    json!({"metadata": {"name": name, "namespace": "ml", "uid": format!("uid-{name}")},
+      "spec": {"schedulerName": "hami-scheduler",
+        "containers": [{"name": "main", "image": "x", "resources": {"limits": limits}}]},
+      "status": {"phase": "Pending"}})
+}
+
+fn pod(v: &Value) -> Pod {
+    serde_json::from_value(v.clone()).expect("pod JSON")
+}
+
+fn key(name: &str) -> PodKey {
+    PodKey::new("ml", name)
+}
+
+/// `/filter` for `p` over `nodes`: the chosen node, or None.
+async fn filter(addr: SocketAddr, p: &Value, nodes: &[&str]) -> Option<String> {
+    let args = json!({"Pod": p, "NodeNames": nodes});
+    let (status, body) = post(addr, "/filter", args.to_string().into_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("filter answer");
+    assert_eq!(v["Error"], "", "{body}");
+    v["NodeNames"][0].as_str().map(str::to_string)
+}
+
+/// `/bind` of pod `name` to `node`: the answer's error text ("" on success).
+async fn bind(addr: SocketAddr, name: &str, node: &str) -> String {
+    let args = json!({"PodName": name, "PodNamespace": "ml", "PodUID": format!("uid-{name}"), "Node": node});
+    let (status, body) = post(addr, "/bind", args.to_string().into_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("bind answer");
+    v["Error"].as_str().unwrap_or_default().to_string()
+}
+
+async fn granted(ext: &Extender, name: &str) -> Option<String> {
+    let k = key(name);
+    ext.with_controller(|c| c.ledger().grant(&k).map(|g| g.node.clone()))
+        .await
+}
+
+/// Scheduler restart between filter and bind: the new process has no reservation, its ledger
+/// (rebuilt from the pods as the API shows them) does not count the only-filtered pod, and the
+/// bind fails without writing anything; kube-scheduler's retry then filters and binds.
+#[tokio::test]
+async fn restart_between_filter_and_bind() {
+    let nodes = [("gpu-a", 1, 16000)];
+    let old = start(&nodes).await;
+    let p = pod_json("train", 1, 0);
+    let node = filter(old.addr, &p, &["gpu-a"]).await.expect("fits");
+    assert!(old.writer.writes().is_empty());
+
+    let new = start(&nodes).await;
+    // The watch's initial list: the pod carries no grant (the filter wrote nothing).
+    new.ext.observe(Event::PodObserved(Box::new(pod(&p)))).await;
+    assert_eq!(granted(&new.ext, "train").await, None);
+    let err = bind(new.addr, "train", &node).await;
+    assert!(err.contains("without a filter decision"), "{err}");
+    assert!(new.writer.writes().is_empty(), "{:#?}", new.writer.writes());
+
+    // kube-scheduler retries: the card is free in the new process.
+    let node = filter(new.addr, &p, &["gpu-a"]).await.expect("fits again");
+    assert_eq!(bind(new.addr, "train", &node).await, "");
+    assert_eq!(new.writer.writes_for(&key("train")).len(), 2);
+}
+
+/// A failed annotation patch at bind releases the reservation and writes no Binding.
+#[tokio::test]
+async fn patch_failure_at_bind_releases_the_reservation() {
+    let h = start(&[("gpu-a", 1, 16000)]).await;
+    let p = pod_json("train", 1, 0);
+    let node = filter(h.addr, &p, &["gpu-a"]).await.expect("fits");
+    h.writer.fail_patches(true);
+    let err = bind(h.addr, "train", &node).await;
+    assert!(err.contains("injected patch failure"), "{err}");
+    assert_eq!(granted(&h.ext, "train").await, None);
+    assert!(h.ext.reserved().is_empty());
+    assert!(
+        !h.writer
+            .writes()
+            .iter()
+            .any(|w| matches!(w, ApiWrite::Bind { .. })),
+        "no Binding after a failed patch: {:#?}",
+        h.writer.writes()
+    );
+    // The card is free for the retry.
+    h.writer.fail_patches(false);
+    let node = filter(h.addr, &p, &["gpu-a"]).await.expect("fits again");
+    assert_eq!(bind(h.addr, "train", &node).await, "");
+}
+
+/// A reservation no bind claims is released after the time-to-live; a late bind then fails
+/// cleanly, and a claimed (binding) reservation never expires.
+#[tokio::test]
+async fn unclaimed_reservation_expires() {
+    let h = start(&[("gpu-a", 1, 16000)]).await;
+    h.ext.set_reservation_ttl(60);
+    let p = pod_json("train", 1, 0);
+    let node = filter(h.addr, &p, &["gpu-a"]).await.expect("fits");
+    h.clock.store(NOW + 59, Ordering::SeqCst);
+    assert!(h.ext.expire_reservations().await.is_empty());
+    assert_eq!(granted(&h.ext, "train").await.as_deref(), Some("gpu-a"));
+    // Another pod cannot take the reserved card meanwhile.
+    assert_eq!(
+        filter(h.addr, &pod_json("other", 1, 0), &["gpu-a"]).await,
+        None
+    );
+    h.clock.store(NOW + 60, Ordering::SeqCst);
+    assert_eq!(h.ext.expire_reservations().await, vec![key("train")]);
+    assert_eq!(granted(&h.ext, "train").await, None);
+    let err = bind(h.addr, "train", &node).await;
+    assert!(err.contains("without a filter decision"), "{err}");
+    assert!(h.writer.writes_for(&key("train")).is_empty());
+}
+
+/// A replica that stops leading releases its unclaimed reservations (their binds go to the new
+/// leader, which has none and makes kube-scheduler filter again).
+#[tokio::test]
+async fn lost_leadership_releases_reservations() {
+    let h = start(&[("gpu-a", 2, 16000)]).await;
+    filter(h.addr, &pod_json("train", 1, 0), &["gpu-a"])
+        .await
+        .expect("fits");
+    assert!(h.ext.expire_reservations().await.is_empty());
+    h.ext.leader_flag().store(false, Ordering::SeqCst);
+    assert_eq!(h.ext.expire_reservations().await, vec![key("train")]);
+    assert_eq!(granted(&h.ext, "train").await, None);
+}
+
+/// Deleting a filtered pod releases its reservation at once.
+#[tokio::test]
+async fn deleted_pod_releases_its_reservation() {
+    let h = start(&[("gpu-a", 1, 16000)]).await;
+    filter(h.addr, &pod_json("train", 1, 0), &["gpu-a"])
+        .await
+        .expect("fits");
+    h.ext.observe(Event::PodDeleted(key("train"))).await;
+    assert!(h.ext.reserved().is_empty());
+    assert_eq!(granted(&h.ext, "train").await, None);
+    assert!(
+        filter(h.addr, &pod_json("next", 1, 0), &["gpu-a"])
+            .await
+            .is_some()
+    );
+}
+
+/// The pod was bound by another replica (leader change) while this one held a filter
+/// reservation for it: the recorded grant replaces ours.
+#[tokio::test]
+async fn pod_bound_elsewhere_replaces_the_reservation() {
+    let h = start(&[("gpu-a", 1, 16000), ("gpu-b", 1, 16000)]).await;
+    let p = pod_json("train", 1, 0);
+    let mine = filter(h.addr, &p, &["gpu-a"]).await.expect("fits");
+    assert_eq!(mine, "gpu-a");
+    let mut bound = p.clone();
+    bound["spec"]["nodeName"] = json!("gpu-b");
+    bound["metadata"]["annotations"] = json!({
+        "hami.io/vgpu-node": "gpu-b",
+        "hami.io/vgpu-devices-allocated": "GPU-gpu-b-0000,NVIDIA,16000,100:;",
+        "hami.io/vgpu-devices-to-allocate": "GPU-gpu-b-0000,NVIDIA,16000,100:;",
+        "hami.io/bind-phase": "allocating",
+    });
+    h.ext
+        .observe(Event::PodObserved(Box::new(pod(&bound))))
+        .await;
+    assert_eq!(granted(&h.ext, "train").await.as_deref(), Some("gpu-b"));
+    assert!(h.ext.reserved().is_empty());
+    // gpu-a is free again.
+    assert_eq!(
+        filter(h.addr, &pod_json("next", 1, 0), &["gpu-a"])
+            .await
+            .as_deref(),
+        Some("gpu-a")
+    );
+}
+
+/// Wait (briefly) until `pod` got the release nudge; the patches that carried it.
+async fn nudges(w: &RecordingWriter, name: &str) -> usize {
+    let count = || {
+        w.writes_for(&key(name))
+            .iter()
+            .filter(|x| {
+                matches!(x, ApiWrite::PatchPod { annotations, .. }
+                    if annotations.contains_key(RETRY_ANNOTATION))
+            })
+            .count()
+    };
+    for _ in 0..50 {
+        if count() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    count()
+}
+
+/// The release race: a pod whose filter failed just before our watch released a deleted pod's
+/// grant, and that fits now, gets one annotation patch (kube-scheduler requeues it); pods that
+/// still do not fit, or that failed long before, get none.
+#[tokio::test]
+async fn release_nudges_recently_failed_pods_that_fit_now() {
+    let h = start(&[("gpu-a", 1, 16000)]).await;
+    let node = filter(h.addr, &pod_json("holder", 1, 0), &["gpu-a"])
+        .await
+        .expect("fits");
+    assert_eq!(bind(h.addr, "holder", &node).await, "");
+    // Failed long ago (outside the race window): kube-scheduler's own event handling covers it.
+    assert_eq!(
+        filter(h.addr, &pod_json("old", 1, 8000), &["gpu-a"]).await,
+        None
+    );
+    h.clock.store(NOW + 30, Ordering::SeqCst);
+    // Failed just now: may have raced with the deletion.
+    assert_eq!(
+        filter(h.addr, &pod_json("waiter", 1, 0), &["gpu-a"]).await,
+        None
+    );
+    // Failed just now, but would not fit even on a free node.
+    assert_eq!(
+        filter(h.addr, &pod_json("huge", 2, 0), &["gpu-a"]).await,
+        None
+    );
+    h.writer.clear();
+    h.clock.store(NOW + 31, Ordering::SeqCst);
+    h.ext.observe(Event::PodDeleted(key("holder"))).await;
+    assert_eq!(nudges(&h.writer, "waiter").await, 1);
+    let w = h.writer.writes_for(&key("waiter"));
+    let [ApiWrite::PatchPod { annotations, .. }] = w.as_slice() else {
+        panic!("one nudge patch: {w:#?}")
+    };
+    assert_eq!(
+        annotations.get(RETRY_ANNOTATION),
+        Some(&Some(format!("ml/holder@{}", NOW + 31)))
+    );
+    assert_eq!(nudges(&h.writer, "huge").await, 0);
+    assert_eq!(nudges(&h.writer, "old").await, 0);
+    // One nudge per failure: a second release does not patch the waiter again.
+    h.ext.observe(Event::PodDeleted(key("nobody"))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(h.writer.writes_for(&key("waiter")).len(), 1);
+}
