@@ -220,9 +220,24 @@ test_parity() {
   K delete pods -n "${ns}" --all --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
   K delete nodes -l "hami.io/replay=${ns}" --wait=false >/dev/null 2>&1 || true
   (( rc == 0 )) || fail "parity: the replay differs from the simulator or failed (rc ${rc}); plan and observations in ${out}"
+  # The next replay creates the same pods and nodes.
+  wait_until 60 "replay pods and nodes deleted" bash -c "[[ -z \"\$('${BIN}/kubectl' --kubeconfig '${RUN}/kubeconfig' get pods -n '${ns}' -o name; '${BIN}/kubectl' --kubeconfig '${RUN}/kubeconfig' get nodes -l 'hami.io/replay=${ns}' -o name)\" ]]"
 }
 
-ALL_TESTS="gpu_pod plain_pod unschedulable delete_frees card_removed restart_burst webhook_down parity"
+# Parity under the scenario's second policy (node spread, GPU binpack: 15 unschedulable
+# verdicts, 8-card pods waiting for departures): our scheduler runs with those policies for the
+# test, then as before.
+test_parity_spread() {
+  local saved="${HAMI_SCHEDULER_ARGS:-}" rc=0
+  cp_stop "${RUN}" hami-scheduler
+  HAMI_SCHEDULER_ARGS="--node-scheduler-policy spread --gpu-scheduler-policy binpack" start_hami_scheduler
+  PARITY_POLICY=spread-binpack test_parity || rc=$?
+  cp_stop "${RUN}" hami-scheduler
+  HAMI_SCHEDULER_ARGS="${saved}" start_hami_scheduler
+  (( rc == 0 )) || fail "parity under spread-binpack"
+}
+
+ALL_TESTS="gpu_pod plain_pod unschedulable delete_frees card_removed restart_burst webhook_down parity parity_spread"
 
 run_tests() {
   local list="${1:-${ALL_TESTS}}" t t0 passed=0

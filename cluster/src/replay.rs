@@ -16,6 +16,15 @@
 //!    protocol (bind phase `success`, to-allocate emptied) so the next pod is not held back; after
 //!    a delete it waits until the scheduler's ledger (its `/metrics`) no longer holds the pod, so
 //!    the next decision sees the same state the simulator's did.
+//!
+//! A pod reported unschedulable is **withdrawn** (deleted) once its verdict is recorded, and
+//! created again at the step where the simulator retries and places it. A waiting pod holds
+//! nothing, so the cluster's state is the same; what this leaves out is the order in which
+//! several waiting pods are retried after a departure — the simulator retries them in arrival
+//! order, kube-scheduler by its queue (priority, then the backoff that grows with each failed
+//! attempt, so the pod that waited longest is often retried last). That order is
+//! kube-scheduler's, not a decision of ours, and with both waiting the first difference would
+//! be which pod got the freed node.
 
 use ::kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use hami_core::annotations::node_from_annotations;
@@ -669,14 +678,15 @@ pub async fn replay(
         plan.steps.len()
     ));
     let mut res = ReplayResult::default();
-    let mut created: BTreeSet<String> = BTreeSet::new();
+    // Pods that exist in the cluster now (created, not deleted or withdrawn).
+    let mut live: BTreeSet<String> = BTreeSet::new();
     let t1 = Instant::now();
     for (i, s) in plan.steps.iter().enumerate() {
         match s {
             Step::Schedule { pod, class } => {
                 let started = Instant::now();
-                let first = created.insert(pod.clone());
-                if first {
+                let created = live.insert(pod.clone());
+                if created {
                     let obj = pod_object(plan, pod, class, &d.opts.namespace)?;
                     d.pods
                         .create(&PostParams::default(), &obj)
@@ -685,12 +695,21 @@ pub async fn replay(
                 }
                 let bound = expected_bound.get(&i).copied().unwrap_or(true);
                 let (o, lat) = d.schedule(i, pod, bound, started).await?;
-                if first && let Some(l) = lat {
+                if created && let Some(l) = lat {
                     res.bind_latency_s.push(l);
                 }
+                let waiting = o.node.is_none();
                 res.observed.push(o);
+                if waiting {
+                    // Withdrawn until the simulator's retry (module docs).
+                    d.delete(pod).await?;
+                    live.remove(pod);
+                }
             }
-            Step::Delete { pod } => d.delete(pod).await?,
+            Step::Delete { pod } => {
+                d.delete(pod).await?;
+                live.remove(pod);
+            }
         }
         if (i + 1) % 50 == 0 {
             progress(&format!(

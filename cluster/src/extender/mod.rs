@@ -387,9 +387,11 @@ impl Extender {
         let value = format!("{released}@{now}");
         tokio::spawn(async move {
             metrics.api_write("patch_pod_retry");
-            let ann = BTreeMap::from([(RETRY_ANNOTATION.to_string(), Some(value))]);
+            let ann = BTreeMap::from([(RETRY_ANNOTATION.to_string(), Some(value.clone()))]);
             match writer.patch_pod(&pod, &BTreeMap::new(), &ann).await {
-                Ok(()) => tracing::debug!(%pod, "pending pod nudged after a release"),
+                Ok(()) => {
+                    tracing::info!(%pod, released = %value, "pending pod nudged after a release (requeue)")
+                }
                 Err(e) => tracing::debug!(%pod, error = %e, "nudging a pending pod failed"),
             }
         });
