@@ -240,7 +240,7 @@ async fn nudges(w: &RecordingWriter, name: &str) -> usize {
             })
             .count()
     };
-    for _ in 0..50 {
+    for _ in 0..300 {
         if count() > 0 {
             break;
         }
@@ -293,4 +293,28 @@ async fn release_nudges_recently_failed_pods_that_fit_now() {
     h.ext.observe(Event::PodDeleted(key("nobody"))).await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(h.writer.writes_for(&key("waiter")).len(), 1);
+}
+
+/// The common case costs no write: kube-scheduler retries the pod after the release (its
+/// filter sees the freed card) before the nudge is due.
+#[tokio::test]
+async fn no_nudge_when_kube_scheduler_retried_after_the_release() {
+    let h = start(&[("gpu-a", 1, 16000)]).await;
+    let node = filter(h.addr, &pod_json("holder", 1, 0), &["gpu-a"])
+        .await
+        .expect("fits");
+    assert_eq!(bind(h.addr, "holder", &node).await, "");
+    let waiter = pod_json("waiter", 1, 0);
+    assert_eq!(filter(h.addr, &waiter, &["gpu-a"]).await, None);
+    h.ext.observe(Event::PodDeleted(key("holder"))).await;
+    // kube-scheduler's own retry, on the deletion event.
+    assert_eq!(
+        filter(h.addr, &waiter, &["gpu-a"]).await.as_deref(),
+        Some("gpu-a")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(
+        hami_cluster::extender::NUDGE_DELAY_MS + 300,
+    ))
+    .await;
+    assert_eq!(nudges(&h.writer, "waiter").await, 0);
 }

@@ -75,6 +75,10 @@ pub const RELEASE_RACE_WINDOW_S: i64 = 10;
 /// At most this many recently failed filters are remembered for the release nudge.
 const FAILED_CAP: usize = 4096;
 
+/// How long after a release the nudge waits for kube-scheduler's own retry (milliseconds). A
+/// pod filtered again meanwhile needs no nudge: its new verdict saw the released capacity.
+pub const NUDGE_DELAY_MS: u64 = 1000;
+
 /// The annotation the release nudge sets on a pending pod (value: `<released pod>@<unix s>`).
 /// Any change of an unscheduled pod's metadata makes kube-scheduler requeue it; this key means
 /// nothing else and nothing reads it.
@@ -103,6 +107,8 @@ struct FailedFilter {
     pod: Arc<Pod>,
     /// Clock seconds of the failure.
     at: i64,
+    /// Which filter call it was (a later filter of the pod replaces the entry).
+    seq: u64,
 }
 
 /// The extender's shared state. One per process; handlers hold an `Arc` of it.
@@ -121,7 +127,9 @@ pub struct Extender {
     /// Filter decisions awaiting their bind (also held in the controller's ledger).
     reservations: std::sync::Mutex<BTreeMap<PodKey, Reservation>>,
     /// Pods whose last filter found no node, and when.
-    failed: std::sync::Mutex<BTreeMap<PodKey, FailedFilter>>,
+    failed: Arc<std::sync::Mutex<BTreeMap<PodKey, FailedFilter>>>,
+    /// Filter calls so far (numbers the failures).
+    filter_seq: std::sync::atomic::AtomicU64,
     /// Pods bound to a node that still await Allocate: node and the card counts still to
     /// serve. Fed by our own binds and by the pod watch (so a restart rebuilds it).
     inflight: std::sync::Mutex<BTreeMap<PodKey, (String, Vec<usize>)>>,
@@ -200,7 +208,8 @@ impl Extender {
             webhook,
             reservation_ttl_s: AtomicI64::new(DEFAULT_RESERVATION_TTL_S),
             reservations: std::sync::Mutex::new(BTreeMap::new()),
-            failed: std::sync::Mutex::new(BTreeMap::new()),
+            failed: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
+            filter_seq: std::sync::atomic::AtomicU64::new(0),
             inflight: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -309,8 +318,8 @@ impl Extender {
                 if let Some(node) = released {
                     let nudge = self.worth_a_retry(&c, now, &node);
                     drop(c);
-                    for pod in nudge {
-                        self.spawn_retry(pod, k, now);
+                    if !nudge.is_empty() {
+                        self.spawn_retry(nudge, k, now);
                     }
                 }
                 return actions;
@@ -344,8 +353,8 @@ impl Extender {
     }
 
     /// The pods whose filter failed within [`RELEASE_RACE_WINDOW_S`] before `now` and that fit
-    /// on `node` now; they are forgotten (one nudge per failure).
-    fn worth_a_retry(&self, c: &Controller, now: i64, node: &str) -> Vec<PodKey> {
+    /// on `node` now, with the number of that failed filter.
+    fn worth_a_retry(&self, c: &Controller, now: i64, node: &str) -> Vec<(PodKey, u64)> {
         let Ok(mut failed) = self.failed.lock() else {
             return Vec::new();
         };
@@ -369,30 +378,48 @@ impl Extender {
                 Reasons::Skip,
             );
             if matches!(d, Decision::Placed { .. }) {
-                out.push(k.clone());
+                out.push((k.clone(), f.seq));
             }
-        }
-        for k in &out {
-            failed.remove(k);
         }
         out
     }
 
-    /// Nudge `pod` (pending, its filter failed just before `released` freed capacity):
-    /// kube-scheduler may have retried it on the deletion before our watch released the grant,
-    /// and would then wait for an unrelated cluster event. One annotation patch requeues it.
-    fn spawn_retry(&self, pod: PodKey, released: &PodKey, now: i64) {
+    /// Nudge `pods` (pending; each filter failed just before `released` freed capacity, and
+    /// each fits now). kube-scheduler retries a rejected pod on any cluster event, the deletion
+    /// included; when it did so before our watch released the grant, the retry failed and the
+    /// pod would wait for an unrelated event. After [`NUDGE_DELAY_MS`], a pod whose failed filter
+    /// is still its latest (kube-scheduler has not retried it since) gets one annotation patch,
+    /// which makes kube-scheduler requeue it; a pod filtered again meanwhile gets nothing.
+    fn spawn_retry(&self, pods: Vec<(PodKey, u64)>, released: &PodKey, now: i64) {
         let writer = self.writer.clone();
         let metrics = self.metrics.clone();
+        let failed = self.failed.clone();
         let value = format!("{released}@{now}");
         tokio::spawn(async move {
-            metrics.api_write("patch_pod_retry");
-            let ann = BTreeMap::from([(RETRY_ANNOTATION.to_string(), Some(value.clone()))]);
-            match writer.patch_pod(&pod, &BTreeMap::new(), &ann).await {
-                Ok(()) => {
-                    tracing::info!(%pod, released = %value, "pending pod nudged after a release (requeue)")
+            tokio::time::sleep(std::time::Duration::from_millis(NUDGE_DELAY_MS)).await;
+            let due: Vec<PodKey> = match failed.lock() {
+                Ok(mut f) => {
+                    let due: Vec<PodKey> = pods
+                        .into_iter()
+                        .filter(|(k, seq)| f.get(k).is_some_and(|x| x.seq == *seq))
+                        .map(|(k, _)| k)
+                        .collect();
+                    for k in &due {
+                        f.remove(k);
+                    }
+                    due
                 }
-                Err(e) => tracing::debug!(%pod, error = %e, "nudging a pending pod failed"),
+                Err(_) => Vec::new(),
+            };
+            for pod in due {
+                metrics.api_write("patch_pod_retry");
+                let ann = BTreeMap::from([(RETRY_ANNOTATION.to_string(), Some(value.clone()))]);
+                match writer.patch_pod(&pod, &BTreeMap::new(), &ann).await {
+                    Ok(()) => {
+                        tracing::info!(%pod, released = %value, "pending pod nudged after a release (requeue)")
+                    }
+                    Err(e) => tracing::debug!(%pod, error = %e, "nudging a pending pod failed"),
+                }
             }
         });
     }
@@ -629,7 +656,15 @@ impl Extender {
                     f.retain(|_, v| v.at >= now - RELEASE_RACE_WINDOW_S);
                 }
                 if f.len() < FAILED_CAP || f.contains_key(&key) {
-                    f.insert(key.clone(), FailedFilter { pod: kept, at: now });
+                    let seq = self.filter_seq.fetch_add(1, Ordering::SeqCst);
+                    f.insert(
+                        key.clone(),
+                        FailedFilter {
+                            pod: kept,
+                            at: now,
+                            seq,
+                        },
+                    );
                 }
             } else {
                 f.remove(&key);
