@@ -318,3 +318,20 @@ async fn no_nudge_when_kube_scheduler_retried_after_the_release() {
     .await;
     assert_eq!(nudges(&h.writer, "waiter").await, 0);
 }
+
+/// kube-scheduler may schedule a pod again after our bind (it saw the bind patch's update
+/// before the Binding's): the filter refuses, and the pod's grant stays where it was bound.
+#[tokio::test]
+async fn filter_of_a_bound_pod_keeps_its_grant() {
+    let h = start(&[("gpu-a", 1, 16000), ("gpu-b", 1, 16000)]).await;
+    let p = pod_json("train", 1, 0);
+    let node = filter(h.addr, &p, &["gpu-a", "gpu-b"]).await.expect("fits");
+    assert_eq!(bind(h.addr, "train", &node).await, "");
+    let args = json!({"Pod": p, "NodeNames": ["gpu-a", "gpu-b"]});
+    let (_, body) = post(h.addr, "/filter", args.to_string().into_bytes()).await;
+    let v: Value = serde_json::from_str(&body).expect("filter answer");
+    let e = v["Error"].as_str().unwrap_or_default();
+    assert!(e.contains("already bound to node"), "{body}");
+    assert_eq!(granted(&h.ext, "train").await, Some(node));
+    assert!(h.ext.reserved().is_empty());
+}

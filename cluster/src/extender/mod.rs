@@ -133,6 +133,10 @@ pub struct Extender {
     /// Pods bound to a node that still await Allocate: node and the card counts still to
     /// serve. Fed by our own binds and by the pod watch (so a restart rebuilds it).
     inflight: std::sync::Mutex<BTreeMap<PodKey, (String, Vec<usize>)>>,
+    /// Pods known bound (our completed binds, and pods the watch shows with a node), and
+    /// where: a filter for one of them comes from a stale view of kube-scheduler's and must not
+    /// replace its grant.
+    bound: std::sync::Mutex<BTreeMap<PodKey, String>>,
 }
 
 /// The NVIDIA family's to-allocate annotation (the only family the device plugin serves).
@@ -211,6 +215,7 @@ impl Extender {
             failed: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
             filter_seq: std::sync::atomic::AtomicU64::new(0),
             inflight: std::sync::Mutex::new(BTreeMap::new()),
+            bound: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -313,6 +318,9 @@ impl Extender {
                 if let Ok(mut f) = self.inflight.lock() {
                     f.remove(k);
                 }
+                if let Ok(mut b) = self.bound.lock() {
+                    b.remove(k);
+                }
                 let released = c.ledger().grant(k).map(|g| g.node.clone());
                 let actions = c.handle(now, event.clone());
                 if let Some(node) = released {
@@ -326,13 +334,16 @@ impl Extender {
             }
             Event::PodObserved(pod) => {
                 self.track_inflight(pod);
-                let bound = pod
+                let node = pod
                     .spec
                     .as_ref()
                     .and_then(|s| s.node_name.as_deref())
-                    .is_some_and(|n| !n.is_empty());
-                if bound {
+                    .filter(|n| !n.is_empty());
+                if let Some(node) = node {
                     let key = key_of(pod);
+                    if let Ok(mut b) = self.bound.lock() {
+                        b.insert(key.clone(), node.to_string());
+                    }
                     let foreign = self.reservations.lock().ok().is_some_and(|mut r| {
                         let unclaimed = r.get(&key).is_some_and(|v| !v.binding);
                         if unclaimed {
@@ -570,6 +581,14 @@ impl Extender {
         let now = (self.clock)();
         let kept = Arc::new(pod.clone());
         let mut c = self.controller.lock().await;
+        // A bound pod is never scheduled again: kube-scheduler's view of it is behind (it saw
+        // our bind patch before the Binding). Re-deciding would drop the pod's real grant.
+        let already = self.bound.lock().ok().and_then(|b| b.get(&key).cloned());
+        if let Some(node) = already {
+            return err(format!(
+                "pod {key} is already bound to node {node}; kube-scheduler's view of it is behind"
+            ));
+        }
         // A pod whose bind is writing its grant must not be re-decided under it.
         let binding = self
             .reservations
@@ -793,6 +812,9 @@ impl Extender {
         }
         if let Ok(mut r) = self.reservations.lock() {
             r.remove(&key);
+        }
+        if let Ok(mut b) = self.bound.lock() {
+            b.insert(key, args.node.clone());
         }
         ExtenderBindingResult::default()
     }
