@@ -183,7 +183,7 @@ cmd_up() {
     --endpoint-reconciler-type none \
     --enable-priority-and-fairness=false \
     --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
-    --cert-dir "${dir}/apiserver-certs" --profiling=false -v=1
+    --cert-dir "${dir}/apiserver-certs" --profiling="${APISERVER_PROFILING:-false}" -v=1
   local admin="${dir}/kubeconfig"
   write_kubeconfig "${admin}" "https://127.0.0.1:${api_port}" "${c}/ca.crt" admin-token
   write_kubeconfig "${dir}/kubeconfig-kube-scheduler" "https://127.0.0.1:${api_port}" "${c}/ca.crt" kube-scheduler-token
@@ -197,10 +197,12 @@ cmd_up() {
     --kubeconfig "${dir}/kubeconfig-kube-scheduler" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "${sched_port}" -v=1
 
-  # KWOK: every node is fake; pods bound to them become Running.
+  # KWOK: every node is fake; pods bound to them become Running. KWOK_ARGS: extra flags (the
+  # scale benchmark turns off node leases and slows node heartbeats with them).
+  # shellcheck disable=SC2086
   cp_spawn "${dir}" kwok "${BIN}/kwok" --config "${E2E}/kwok-pod-stages.yaml" \
     --kubeconfig "${admin}" --manage-all-nodes=true \
-    --server-address "127.0.0.1:${kwok_port}" --cidr 10.244.0.0/16 --node-ip 127.0.0.1
+    --server-address "127.0.0.1:${kwok_port}" --cidr 10.244.0.0/16 --node-ip 127.0.0.1 ${KWOK_ARGS:-}
 
   cat > "${dir}/env" <<ENV
 export KUBECONFIG='${admin}'

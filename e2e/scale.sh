@@ -29,6 +29,15 @@ NODE_POLICY="${NODE_POLICY:-spread}"
 GPU_POLICY="${GPU_POLICY:-spread}"
 SCHED_QPS="${SCHED_QPS:-1000}" # kube-scheduler's client QPS (its default, 50, caps events/status)
 TIMEOUT="${TIMEOUT:-900}"
+# KWOK's node heartbeats are background load that has nothing to do with scheduling: by default
+# each fake node renews a Lease every 10 s (1000 nodes: 100 writes/s) and patches its status
+# every 20-45 s. With a lease duration of 0 KWOK keeps no leases and its default heartbeat stage
+# patches node status every 10-20 min. KWOK_ARGS= (empty) measures with KWOK's defaults.
+export KWOK_ARGS="${KWOK_ARGS---node-lease-duration-seconds=0}"
+IDLE_S="${IDLE_S:-10}"        # seconds of idle cluster measured before the pods (background writes)
+PPROF_S="${PPROF_S:-0}"       # > 0: a CPU profile of kube-apiserver over that many seconds of the pod phase
+PPROF_AT="${PPROF_AT:-20}"    # ... starting this many seconds after the first create
+(( PPROF_S > 0 )) && export APISERVER_PROFILING=true
 
 cmd_check >/dev/null || { log "control plane not built: run e2e/controlplane.sh build"; exit 1; }
 if [[ -z "${HAMI_BIN:-}" ]]; then
@@ -164,9 +173,12 @@ for f in files:
     f.close()
 PY
 
+# The API server's request counts (every verb and resource), latency histograms of its writes,
+# watch events sent (per resource: the fan-out of every write to every watcher), registered
+# watchers, webhook calls and etcd requests.
 apiserver_metrics() {
   curl -sf --cacert "${E2E_CA}" -H "Authorization: Bearer admin-token" "${E2E_API}/metrics" \
-    | grep -E '^apiserver_request_(total\{|duration_seconds_(bucket|count|sum)\{.*verb="(PATCH|POST)")' || true
+    | grep -E '^(apiserver_request_(total\{|duration_seconds_(bucket|count|sum)\{.*verb="(PATCH|POST)")|apiserver_watch_events_(total|sizes_sum)\{|apiserver_registered_watchers\{|apiserver_longrunning_requests\{|apiserver_admission_webhook_request_total\{|etcd_request_duration_seconds_count\{)' || true
 }
 # CPU seconds (user + system) of each component, and of the whole machine, around the pod phase.
 cpu_snapshot() {
@@ -177,6 +189,10 @@ cpu_snapshot() {
   done < "${RUN}/pids"
   awk -v t="$(getconf CLK_TCK)" '$1=="cpu" {printf "machine %.2f\n", ($2 + $3 + $4 + $7 + $8) / t}' /proc/stat
 }
+# The idle cluster's background: requests the API server serves with no pod being created.
+apiserver_metrics > "${RUN}/apiserver.idle0"
+sleep "${IDLE_S}"
+apiserver_metrics > "${RUN}/apiserver.idle1"
 cpu_snapshot > "${RUN}/cpu.before"
 apiserver_metrics > "${RUN}/apiserver.before"
 metrics > "${RUN}/hami.before"
@@ -189,6 +205,11 @@ B0=0
 
 log "creating ${PODS} GPU pods (${PAR} parallel streams)"
 T0="$(now)"
+if (( PPROF_S > 0 )); then
+  ( sleep "${PPROF_AT}"; curl -sf --max-time $((PPROF_S + 60)) --cacert "${E2E_CA}" -H "Authorization: Bearer admin-token" \
+      -o "${RUN}/apiserver.pprof" "${E2E_API}/debug/pprof/profile?seconds=${PPROF_S}" ) &
+  PPROF_PID=$!
+fi
 any_alive() { local p; for p in "$@"; do kill -0 "${p}" 2>/dev/null && return 0; done; return 1; }
 jobs_=()
 for k in $(seq 0 $((PAR - 1))); do
@@ -203,6 +224,14 @@ while :; do
   sleep 0.5
 done
 T1="$(tail -n 1 "${RUN}/bound.tsv" | awk '{print $1}')"
+if [[ -n "${PPROF_PID:-}" ]]; then
+  wait "${PPROF_PID}" || log "apiserver profile not taken"
+  if [[ -s "${RUN}/apiserver.pprof" ]] && command -v go >/dev/null; then
+    go tool pprof -top -nodecount=45 "${BIN}/kube-apiserver" "${RUN}/apiserver.pprof" > "${RUN}/apiserver-pprof-top.txt" 2>&1 || true
+    go tool pprof -top -cum -nodecount=60 "${BIN}/kube-apiserver" "${RUN}/apiserver.pprof" > "${RUN}/apiserver-pprof-cum.txt" 2>&1 || true
+    log "apiserver CPU profile: ${RUN}/apiserver-pprof-top.txt, ${RUN}/apiserver-pprof-cum.txt"
+  fi
+fi
 # Our scheduler's memory now (VmRSS), before the final /metrics scrape inflates it.
 HAMI_PID="$(awk '$1=="hami-scheduler"{print $2}' "${RUN}/pids" | tail -1)"
 HAMI_RSS_NOW="$(awk '/^VmRSS/ {print $2}' "/proc/${HAMI_PID}/status" 2>/dev/null || echo 0)"
@@ -221,6 +250,7 @@ KS_RSS="$(rss "$(awk '$1=="kube-scheduler-hami"{print $2}' "${RUN}/pids")")"
 K get pods -l scale=1 -o json > "${RUN}/pods.json"
 cat "${RUN}"/create.*.err > "${RUN}/create.err" || true
 
+IDLE_S="${IDLE_S}" KWOK_ARGS="${KWOK_ARGS}" \
 python3 "${E2E}/lib/scale_report.py" "${RUN}" "${PODS}" "${NODES}" "${CARDS}" "${T0}" "${TC}" "${T1}" \
   "${HAMI_RSS}" "${APISERVER_RSS}" "${KS_RSS}" "${NODE_POLICY}/${GPU_POLICY}" "${LOAD_BEFORE}" "${LOAD_AFTER}" \
   | tee "${RUN}/scale-report.md"

@@ -127,7 +127,7 @@ print(f"| first create → last bind | {e2e_s:.1f} s → **{bound / max(e2e_s, 1
 print(f"| time to 50 % / 90 % / 100 % bound | {when(0.5):.1f} s / {when(0.9):.1f} s / {when(1.0):.1f} s |")
 print(f"| extender filter latency (success) p50 / p99 | {quantile('hami_scheduler_filter_duration_seconds', 0.5) * 1000:.2f} ms / {quantile('hami_scheduler_filter_duration_seconds', 0.99) * 1000:.2f} ms |")
 print(f"| extender bind latency (success) p50 / p99 | {quantile('hami_scheduler_bind_duration_seconds', 0.5) * 1000:.2f} ms / {quantile('hami_scheduler_bind_duration_seconds', 0.99) * 1000:.2f} ms |")
-print(f"| API server's own latency p50 / p99: PATCH pods (our filter patch, awaited inside the filter) / POST pods/binding (inside our bind) | "
+print(f"| API server's own latency p50 / p99: PATCH pods (our bind patch; the fake kubelet's allocate mark) / POST pods/binding (inside our bind) | "
       f"{api_quantile('PATCH', 'pods', '', 0.5) * 1000:.1f} / {api_quantile('PATCH', 'pods', '', 0.99) * 1000:.1f} ms; "
       f"{api_quantile('POST', 'pods', 'binding', 0.5) * 1000:.1f} / {api_quantile('POST', 'pods', 'binding', 0.99) * 1000:.1f} ms |")
 print(f"| filter calls: success / failed / error | {filt_ok} / {filt_fail} / {filt_err} |")
@@ -138,7 +138,7 @@ print(f"| apiserver: POST pods / POST pods/binding / PATCH pods / PUT+PATCH pods
       f"{api_total('PUT', 'pods', 'status') + api_total('PATCH', 'pods', 'status'):.0f} / {api_total('POST', 'events') + api_total('CREATE', 'events'):.0f} |")
 print(f"| peak RSS (VmHWM): hami scheduler / kube-apiserver / kube-scheduler | {int(hami_rss) / 1024:.0f} MiB / {int(api_rss) / 1024:.0f} MiB / {int(ks_rss) / 1024:.0f} MiB |")
 print()
-print("PATCH pods counts our filter patch and the fake kubelet's allocate mark (one each per pod);")
+print("PATCH pods counts our bind patch and the fake kubelet's allocate mark (one each per pod);")
 print("pods/status writes are KWOK's (kubelet's job). Events: kube-scheduler's and ours.")
 
 
@@ -163,3 +163,64 @@ for k, v in sorted(used.items(), key=lambda kv: -kv[1]):
 ours = sum(used.values())
 print(f"| (all components of this run) | {ours:.1f} | {1000 * ours / max(bound, 1):.2f} ms |")
 print(f"| (rest of the machine: kubectl, other builds) | {machine - ours:.1f} | |")
+
+
+# Every request the API server served during the pod phase, per GPU pod bound, by verb and
+# resource: where its CPU goes (writes, reads, watches) and who causes it.
+def grouped(name, keys):
+    acc = {}
+    for (n, l), v in api.items():
+        if n != name or v <= 0:
+            continue
+        d = dict(l)
+        k = tuple(d.get(x, "") for x in keys)
+        acc[k] = acc.get(k, 0.0) + v
+    return acc
+
+
+per = max(bound, 1)
+print()
+print("API server requests during the pod phase (apiserver_request_total), per GPU pod bound:\n")
+print("| verb | resource | subresource | count | per pod |")
+print("|---|---|---|---|---|")
+reqs = grouped("apiserver_request_total", ("verb", "resource", "subresource"))
+for (verb, res, sub), v in sorted(reqs.items(), key=lambda kv: -kv[1]):
+    if v >= 0.005 * per:
+        print(f"| {verb} | {res} | {sub} | {v:.0f} | {v / per:.2f} |")
+writes = sum(v for (verb, _, _), v in reqs.items() if verb in ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE"))
+print(f"| (all writes) | | | {writes:.0f} | {writes / per:.2f} |")
+ev = grouped("apiserver_watch_events_total", ("group", "version", "resource", "kind"))
+if ev:
+    print()
+    print("Watch events sent (apiserver_watch_events_total: each change × each watcher), per GPU pod bound:\n")
+    print("| resource | events | per pod |")
+    print("|---|---|---|")
+    for k, v in sorted(ev.items(), key=lambda kv: -kv[1]):
+        name = "/".join(x for x in k if x)
+        print(f"| {name} | {v:.0f} | {v / per:.2f} |")
+after = parse(f"{run}/apiserver.after")
+w = {}
+for (n, l), v in after.items():
+    if n == "apiserver_registered_watchers":
+        d = dict(l)
+        k = "/".join(x for x in (d.get("group", ""), d.get("kind", d.get("resource", ""))) if x)
+        w[k] = w.get(k, 0.0) + v
+if w:
+    print()
+    print("Registered watchers at the end: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(w.items(), key=lambda kv: -kv[1]) if v > 0))
+
+import os
+
+idle = diff(parse(f"{run}/apiserver.idle0"), parse(f"{run}/apiserver.idle1"))
+idle_s = float(os.environ.get("IDLE_S", "10") or 10)
+acc = {}
+for (n, l), v in idle.items():
+    d = dict(l)
+    if n == "apiserver_request_total" and v > 0 and d.get("verb") not in ("WATCH", "LIST", "GET"):
+        k = (d.get("verb", ""), d.get("resource", ""), d.get("subresource", ""))
+        acc[k] = acc.get(k, 0.0) + v
+print()
+print(f"Idle cluster before the pods ({idle_s:.0f} s, KWOK flags `{os.environ.get('KWOK_ARGS', '')}`): "
+      f"{sum(acc.values()) / idle_s:.1f} writes/s"
+      + ("" if not acc else " — " + ", ".join(f"{verb} {res}{'/' + sub if sub else ''} {v / idle_s:.1f}/s"
+                                               for (verb, res, sub), v in sorted(acc.items(), key=lambda kv: -kv[1]))))
