@@ -197,8 +197,7 @@ cmd_up() {
     --kubeconfig "${dir}/kubeconfig-kube-scheduler" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "${sched_port}" -v=1
 
-  # KWOK: every node is fake; pods bound to them become Running. KWOK_ARGS: extra flags (the
-  # scale benchmark turns off node leases and slows node heartbeats with them).
+  # KWOK: every node is fake; pods bound to them become Running. KWOK_ARGS: extra flags.
   # shellcheck disable=SC2086
   cp_spawn "${dir}" kwok "${BIN}/kwok" --config "${E2E}/kwok-pod-stages.yaml" \
     --kubeconfig "${admin}" --manage-all-nodes=true \
