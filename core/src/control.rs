@@ -148,6 +148,33 @@ impl Controller {
         &self.translator
     }
 
+    /// Whether `pod` would be placed on `node` now. A pure check: nothing is reserved, and the
+    /// draw of a randomised policy is thrown away (the controller's own generator is untouched).
+    /// False for an unknown node and for a pod that asks for no device or does not translate.
+    pub fn fits_on(&self, pod: &Pod, node: &str) -> bool {
+        let Some(id) = self.ledger.node_id(node) else {
+            return false;
+        };
+        let Ok(req) = self.translator.translate(pod) else {
+            return false;
+        };
+        if !req.wants_devices() {
+            return false;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        matches!(
+            self.scheduler.schedule_with(
+                &self.ledger,
+                &req,
+                Some(&[id]),
+                &mut rng,
+                None,
+                Reasons::Skip
+            ),
+            Decision::Placed { .. }
+        )
+    }
+
     /// Handle one event at time `now` (unix seconds) and return what the driver must do.
     pub fn handle(&mut self, now: i64, event: Event) -> Vec<Action> {
         match event {

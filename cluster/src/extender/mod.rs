@@ -29,10 +29,8 @@ use crate::metrics::Metrics;
 use crate::webhook::WebhookConfig;
 use hami_core::codec::keys;
 use hami_core::control::{Action, Controller, Event, key_of};
-use hami_core::pipeline::{Decision, Reasons};
 use hami_core::request::PodKey;
 use k8s_openapi::api::core::v1::Pod;
-use rand_chacha::rand_core::SeedableRng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -370,29 +368,11 @@ impl Extender {
             return Vec::new();
         };
         failed.retain(|_, f| f.at >= now - RELEASE_RACE_WINDOW_S);
-        let Some(id) = c.ledger().node_id(node) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (k, f) in failed.iter() {
-            let Ok(req) = c.translator().translate(&f.pod) else {
-                continue;
-            };
-            // Only a fit check: the draw of a randomised policy is thrown away.
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            let d = c.scheduler().schedule_with(
-                c.ledger(),
-                &req,
-                Some(&[id]),
-                &mut rng,
-                None,
-                Reasons::Skip,
-            );
-            if matches!(d, Decision::Placed { .. }) {
-                out.push((k.clone(), f.seq));
-            }
-        }
-        out
+        failed
+            .iter()
+            .filter(|(_, f)| c.fits_on(&f.pod, node))
+            .map(|(k, f)| (k.clone(), f.seq))
+            .collect()
     }
 
     /// Nudge `pods` (pending; each filter failed just before `released` freed capacity, and
