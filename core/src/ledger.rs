@@ -11,7 +11,7 @@ use crate::model::{DeviceUsage, Node, NodeUsage};
 use crate::policy::Placement;
 use crate::policy::hami::node_usage_score;
 use crate::request::PodKey;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
 /// Dense id of a node in one ledger (stable while the ledger lives; not persisted).
@@ -194,6 +194,13 @@ pub struct Ledger {
     versions: Vec<u64>,
     /// The last version handed out.
     clock: u64,
+    /// The most recent node changes, `(version, node id)` in version order, so that a cache
+    /// can catch up by visiting only what changed. Older entries are dropped (bounded by a
+    /// small multiple of the node count); [`Ledger::changes_since`] says when that happened.
+    changes: VecDeque<(u64, NodeId)>,
+    /// Bumped whenever a node name is added, because the name order positions of the other
+    /// nodes shift then (a removal keeps their relative order).
+    names_epoch: u64,
 }
 
 impl PartialEq for Ledger {
@@ -219,6 +226,45 @@ impl Ledger {
             self.versions.resize(i + 1, 0);
         }
         self.versions[i] = self.clock;
+        // Amortised O(1): once the log holds twice the node count (plus slack), forget the
+        // older half. A cache further behind than that rescans, which costs the same anyway.
+        if self.changes.len() >= 2 * self.nodes.len() + 1024 {
+            let drop = self.changes.len() - self.nodes.len();
+            self.changes.drain(..drop);
+        }
+        self.changes.push_back((self.clock, id));
+    }
+
+    /// The newest version handed out (0 for a ledger that never changed).
+    #[inline]
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// The nodes changed after version `since`, oldest first (a node changed twice appears
+    /// twice), or `None` when the log no longer reaches back that far — the caller must then
+    /// revisit every node. `since` must be a value [`Ledger::clock`] returned on this ledger or
+    /// an ancestor it was cloned from.
+    pub fn changes_since(&self, since: u64) -> Option<impl ExactSizeIterator<Item = NodeId> + '_> {
+        if since > self.clock {
+            return None;
+        }
+        let covered = match self.changes.front() {
+            Some(&(first, _)) => since + 1 >= first,
+            None => since == self.clock,
+        };
+        if !covered {
+            return None;
+        }
+        let from = self.changes.partition_point(|&(v, _)| v <= since);
+        Some(self.changes.range(from..).map(|&(_, id)| id))
+    }
+
+    /// A counter that changes whenever a node name is added (the positions of node names in
+    /// sorted order then shift); equal values on one ledger lineage mean the same name order.
+    #[inline]
+    pub fn names_epoch(&self) -> u64 {
+        self.names_epoch
     }
 
     /// The version of node `id`'s last change: it differs from every earlier value whenever the
@@ -237,6 +283,7 @@ impl Ledger {
                 let id = self.nodes.len() as NodeId;
                 self.by_name.insert(node.name.clone(), id);
                 self.lookup.insert(node.name.clone(), id);
+                self.names_epoch += 1;
                 self.nodes.push(None);
                 id
             }

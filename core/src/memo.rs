@@ -13,7 +13,7 @@
 //! and its clones from the moment the memo is first used): the owner keeps them together.
 
 use crate::ledger::{Ledger, NodeId};
-use crate::policy::{DevicePolicyChain, NodePolicyKind, Placement, Scored};
+use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored};
 use crate::request::{ContainerRequest, PodRequest};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -45,13 +45,137 @@ pub enum Hot {
 }
 
 /// The remembered verdicts of one pod shape under one node policy and device policy chain:
-/// per node id, the node version they hold for, the compact verdict and the policy's cards.
+/// per node id, the node version they hold for and the compact verdict. The policy's cards are
+/// not kept: only the winner's are needed, and the pipeline asks the policy for them again.
 #[derive(Debug, Clone)]
 struct ShapeMemo {
     shape: Shape,
     versions: Vec<u64>,
     hot: Vec<Hot>,
-    cards: Vec<Option<Placement>>,
+    /// The best node under the remembered verdicts, kept current as they change (built on
+    /// the first indexed decision; dropped when a verdict changes under another tie order).
+    index: Option<BestIndex>,
+}
+
+/// How tied nodes are ordered, as a best-node index needs it: a rank per node id (lower
+/// wins, then the lower id; ids past the end rank last) and what the ranks were taken from.
+#[derive(Debug, Clone, Copy)]
+pub struct TieOrder<'a> {
+    ranks: &'a [u32],
+    source: OrderSource,
+}
+
+/// Where a [`TieOrder`]'s ranks come from; two orders with equal sources rank alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OrderSource {
+    /// A fixed rank list, identified by its address and length (it lives in the scheduler's
+    /// configuration, which a memo never outlives unchanged — see [`ScoreMemo::clear`]).
+    Ranks(usize, usize),
+    /// Name order positions at a ledger names epoch.
+    Names(u64),
+}
+
+impl<'a> TieOrder<'a> {
+    /// Ties go to the lowest `ranks[node id]` (the FGD artifact's fixed node priority).
+    pub fn ranks(ranks: &'a [u32]) -> TieOrder<'a> {
+        TieOrder {
+            ranks,
+            source: OrderSource::Ranks(ranks.as_ptr() as usize, ranks.len()),
+        }
+    }
+
+    /// The index key of node `id` with `score`: a larger key wins (never 0).
+    #[inline]
+    fn key(&self, id: usize, score: i64) -> u128 {
+        let rank = self.ranks.get(id).copied().unwrap_or(u32::MAX);
+        // Lower (rank, id) must win, so the low half is its complement; node ids stay far
+        // below u32::MAX, which keeps the low half (and the key) non-zero.
+        let tie = !((u64::from(rank) << 32) | id as u64);
+        let high = (score as u64) ^ (1 << 63);
+        (u128::from(high) << 64) | u128::from(tie)
+    }
+}
+
+/// A max segment tree over node ids of index keys (0: not a candidate).
+#[derive(Debug, Clone)]
+struct BestIndex {
+    source: OrderSource,
+    /// Leaves; a power of two at least the node id bound when built.
+    cap: usize,
+    /// `tree[1]` is the root, `tree[cap + i]` the leaf of node `i`.
+    tree: Vec<u128>,
+    /// The same shape: how many nodes under each subtree passed the filter (scored, vetoed
+    /// or feasible), so the root holds the count and the k-th feasible node is a descent.
+    counts: Vec<u32>,
+    /// Every node whose ledger version is at most this is current in the memo and the tree.
+    synced: u64,
+}
+
+impl BestIndex {
+    #[inline]
+    fn set(&mut self, i: usize, key: u128, feasible: bool) {
+        let mut j = self.cap + i;
+        self.tree[j] = key;
+        self.counts[j] = u32::from(feasible);
+        while j > 1 {
+            j >>= 1;
+            let best = self.tree[2 * j].max(self.tree[2 * j + 1]);
+            let count = self.counts[2 * j] + self.counts[2 * j + 1];
+            if self.tree[j] == best && self.counts[j] == count {
+                // The ancestors were computed from the same children: nothing above changes.
+                break;
+            }
+            self.tree[j] = best;
+            self.counts[j] = count;
+        }
+    }
+
+    /// The `k`-th (from 0, in node id order) node that passed the filter.
+    fn nth_feasible(&self, mut k: u32) -> Option<NodeId> {
+        if k >= self.counts[1] {
+            return None;
+        }
+        let mut j = 1;
+        while j < self.cap {
+            if k < self.counts[2 * j] {
+                j *= 2;
+            } else {
+                k -= self.counts[2 * j];
+                j = 2 * j + 1;
+            }
+        }
+        Some((j - self.cap) as NodeId)
+    }
+
+    /// The winner: its score and node id.
+    fn best(&self) -> Option<(i64, NodeId)> {
+        let top = self.tree[1];
+        if top == 0 {
+            return None;
+        }
+        let score = (((top >> 64) as u64) ^ (1 << 63)) as i64;
+        let id = (!(top as u64)) & u64::from(u32::MAX);
+        Some((score, id as NodeId))
+    }
+}
+
+/// The index key a compact verdict contributes, and whether the node counts as feasible.
+#[inline]
+fn leaf(order: &TieOrder<'_>, i: usize, hot: Hot) -> (u128, bool) {
+    match hot {
+        Hot::Scored(s) => (order.key(i, s), true),
+        Hot::Vetoed | Hot::Feasible => (0, true),
+        Hot::Infeasible => (0, false),
+    }
+}
+
+/// The outcome of an indexed decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedBest {
+    /// The winning score and node, if any node passed and was scored.
+    pub best: Option<(i64, NodeId)>,
+    /// How many nodes passed the filter.
+    pub feasible: u32,
 }
 
 impl ShapeMemo {
@@ -61,7 +185,6 @@ impl ShapeMemo {
             // Version 0 never matches a present node: every new slot computes first.
             self.versions.resize(bound, 0);
             self.hot.resize(bound, Hot::Infeasible);
-            self.cards.resize(bound, None);
         }
         bound.saturating_sub(before)
     }
@@ -115,6 +238,8 @@ pub struct ScoreMemo {
     slots: usize,
     hits: u64,
     misses: u64,
+    /// Name order positions by node id, and the ledger names epoch they were taken at.
+    name_ranks: Option<(u64, Vec<u32>)>,
 }
 
 /// Statistics of a memo's use, for benchmarks and reports.
@@ -135,6 +260,18 @@ pub struct ShapeSlots<'a> {
     hits: &'a mut u64,
     misses: &'a mut u64,
     added: &'a mut usize,
+    order: Option<TieOrder<'a>>,
+}
+
+/// The tie order a decision asks for, before the memo resolves name order to ranks.
+#[derive(Debug, Clone, Copy)]
+pub enum TieKind<'a> {
+    /// No total order the memo can index (uniform random ties): decisions scan every node.
+    None,
+    /// Fixed ranks per node id.
+    Ranks(&'a [u32]),
+    /// Node name order.
+    Names,
 }
 
 impl ScoreMemo {
@@ -155,24 +292,50 @@ impl ScoreMemo {
         }
     }
 
-    /// Forget everything (for example after the scheduler's configuration changed).
+    /// Forget everything. Required after the scheduler's configuration changed (its policies,
+    /// weights or tie ranks): the memo trusts them to stay as they were.
     pub fn clear(&mut self) {
         self.shapes.clear();
         self.slots = 0;
+        self.name_ranks = None;
     }
 
-    /// The slots of `req`'s shape under `policy` and `chain`, sized for `ledger`'s node ids.
-    pub fn slots_for(
-        &mut self,
+    /// The slots of `req`'s shape under `policy` and `chain`, sized for `ledger`'s node ids;
+    /// `tie` is the scheduler's tie rule, which [`ShapeSlots::best`] needs.
+    pub fn slots_for<'a>(
+        &'a mut self,
         ledger: &Ledger,
         req: &PodRequest,
         policy: NodePolicyKind,
         chain: &DevicePolicyChain,
-    ) -> ShapeSlots<'_> {
+        tie: TieKind<'a>,
+    ) -> ShapeSlots<'a> {
         let bound = ledger.node_id_bound();
         if self.slots + bound > Self::MAX_SLOTS {
             self.clear();
         }
+        if matches!(tie, TieKind::Names)
+            && self
+                .name_ranks
+                .as_ref()
+                .is_none_or(|(epoch, _)| *epoch != ledger.names_epoch())
+        {
+            let mut ranks = vec![u32::MAX; bound];
+            for (pos, (_, id)) in ledger.names().enumerate() {
+                if let Some(r) = ranks.get_mut(id as usize) {
+                    *r = pos as u32;
+                }
+            }
+            self.name_ranks = Some((ledger.names_epoch(), ranks));
+        }
+        let order = match tie {
+            TieKind::None => None,
+            TieKind::Ranks(r) => Some(TieOrder::ranks(r)),
+            TieKind::Names => self.name_ranks.as_ref().map(|(epoch, r)| TieOrder {
+                ranks: r,
+                source: OrderSource::Names(*epoch),
+            }),
+        };
         let shape = Shape::of(req, policy, chain);
         let bucket = self.shapes.entry(shape.hash64()).or_default();
         let pos = match bucket.iter().position(|m| m.shape == shape) {
@@ -182,7 +345,7 @@ impl ScoreMemo {
                     shape,
                     versions: Vec::new(),
                     hot: Vec::new(),
-                    cards: Vec::new(),
+                    index: None,
                 });
                 bucket.len() - 1
             }
@@ -194,6 +357,7 @@ impl ScoreMemo {
             hits: &mut self.hits,
             misses: &mut self.misses,
             added: &mut self.slots,
+            order,
         }
     }
 }
@@ -219,21 +383,92 @@ impl ShapeSlots<'_> {
             *self.added += self.memo.grow(i + 1);
         }
         *self.misses += 1;
-        let (hot, cards) = match verdict {
-            Verdict::Infeasible => (Hot::Infeasible, None),
-            Verdict::Feasible => (Hot::Feasible, None),
-            Verdict::Vetoed => (Hot::Vetoed, None),
-            Verdict::Scored(s) => (Hot::Scored(s.score), s.placement),
+        let hot = match verdict {
+            Verdict::Infeasible => Hot::Infeasible,
+            Verdict::Feasible => Hot::Feasible,
+            Verdict::Vetoed => Hot::Vetoed,
+            Verdict::Scored(s) => Hot::Scored(s.score),
         };
+        if let Some(ix) = self.memo.index.as_mut() {
+            match self.order {
+                Some(order) if order.source == ix.source && i < ix.cap => {
+                    let (key, is) = leaf(&order, i, hot);
+                    ix.set(i, key, is);
+                }
+                // The index cannot follow this change: the next indexed decision rebuilds it.
+                _ => self.memo.index = None,
+            }
+        }
         self.memo.versions[i] = version;
         self.memo.hot[i] = hot;
-        self.memo.cards[i] = cards;
         hot
     }
 
-    /// The cards the policy chose on node `id` with its remembered score (`None`: the device
-    /// policy chooses).
-    pub fn cards(&self, id: NodeId) -> Option<&Placement> {
-        self.memo.cards.get(id as usize).and_then(Option::as_ref)
+    /// The best node among all of `ledger`'s nodes under the tie order given to
+    /// [`ScoreMemo::slots_for`], bringing the remembered verdicts current first: only the
+    /// nodes changed since this shape's last indexed decision are recomputed (with
+    /// `compute`), unless the ledger's change log no longer reaches back that far or the tie
+    /// order changed, when every node is revisited. `None` when the tie order cannot be
+    /// indexed. Scores are indexed only when the policy is deterministic (memoizable); a
+    /// `Feasible` verdict (a randomised policy's) has no score and counts as feasible only,
+    /// which is all [`ShapeSlots::nth_feasible`] needs.
+    pub fn best(
+        &mut self,
+        ledger: &Ledger,
+        mut compute: impl FnMut(NodeId) -> Verdict,
+    ) -> Option<IndexedBest> {
+        let order = self.order?;
+        let bound = ledger.node_id_bound();
+        let caught_up = match &self.memo.index {
+            Some(ix) if ix.source == order.source && ix.cap >= bound => {
+                match ledger.changes_since(ix.synced) {
+                    Some(changed) if changed.len() <= bound => {
+                        for id in changed {
+                            self.refresh(id, ledger.version(id), || compute(id));
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        if !caught_up {
+            self.memo.index = None;
+            for i in 0..bound {
+                let id = i as NodeId;
+                self.refresh(id, ledger.version(id), || compute(id));
+            }
+            let cap = bound.max(1).next_power_of_two();
+            let mut ix = BestIndex {
+                source: order.source,
+                cap,
+                tree: vec![0; 2 * cap],
+                counts: vec![0; 2 * cap],
+                synced: 0,
+            };
+            for (i, &hot) in self.memo.hot.iter().enumerate().take(bound) {
+                let (key, feasible) = leaf(&order, i, hot);
+                ix.tree[cap + i] = key;
+                ix.counts[cap + i] = u32::from(feasible);
+            }
+            for j in (1..cap).rev() {
+                ix.tree[j] = ix.tree[2 * j].max(ix.tree[2 * j + 1]);
+                ix.counts[j] = ix.counts[2 * j] + ix.counts[2 * j + 1];
+            }
+            self.memo.index = Some(ix);
+        }
+        let ix = self.memo.index.as_mut()?;
+        ix.synced = ledger.clock();
+        Some(IndexedBest {
+            best: ix.best(),
+            feasible: ix.counts[1],
+        })
+    }
+
+    /// After [`ShapeSlots::best`]: the `k`-th node (from 0, in node id order) that passed the
+    /// filter, for policies that pick uniformly among feasible nodes.
+    pub fn nth_feasible(&self, k: u32) -> Option<NodeId> {
+        self.memo.index.as_ref()?.nth_feasible(k)
     }
 }

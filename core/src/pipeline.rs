@@ -5,7 +5,7 @@
 
 use crate::fit::{Reason, ReasonCounts};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
-use crate::memo::{Hot, ScoreMemo, Verdict};
+use crate::memo::{Hot, ScoreMemo, TieKind, Verdict};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{
     DevicePolicyChain, NodePolicy, NodePolicyKind, Placement, ScoreContext, TieRule, hami,
@@ -204,42 +204,70 @@ impl Scheduler {
         // A quota's remaining room depends on grants on other nodes: never remembered. A
         // randomised policy's filter verdicts are remembered, its scores are drawn afresh.
         let remember_scores = policy.memoizable();
+        let tie = match &self.config.tie {
+            TieRule::NodePriority(ranks) => TieKind::Ranks(ranks),
+            TieRule::NameOrder => TieKind::Names,
+            TieRule::Uniform => TieKind::None,
+        };
         let mut slots = match memo {
-            Some(m) if env.quota.is_none() => Some(m.slots_for(ledger, req, kind, chain)),
+            Some(m) if env.quota.is_none() => Some(m.slots_for(ledger, req, kind, chain, tie)),
             _ => None,
         };
         let mut scratch = FitScratch::default();
+        // `cards`: whether the placement will be used (see `ScoreContext::cards`).
+        let score_now = |view: &NodeView<'_>, rng: &mut ChaCha8Rng, cards: bool| {
+            let mut cx = ScoreContext {
+                rng,
+                devices: chain,
+                cards,
+            };
+            policy.score(&mut cx, view, req)
+        };
+        // What the memo remembers about one node for this pod's shape.
+        let verdict = |id: NodeId, rng: &mut ChaCha8Rng, scratch: &mut FitScratch| {
+            let Some(view) = ledger.view(id) else {
+                return Verdict::Infeasible;
+            };
+            if fit_pod(&view, req, &env, scratch, None, false).is_none() {
+                return Verdict::Infeasible;
+            }
+            if !remember_scores {
+                return Verdict::Feasible;
+            }
+            // Remembered scores keep no cards: the winner's are asked for again.
+            match score_now(&view, rng, false) {
+                Some(s) => Verdict::Scored(s),
+                None => Verdict::Vetoed,
+            }
+        };
         // (score, node, cards when not taken from the memo: `Some(None)` = device policy).
         let mut best: Option<(i64, NodeId, Option<Option<Placement>>)> = None;
         let mut ties = 0u32;
         let mut feasible = 0u32;
+        // A uniform policy scores nothing: the feasible nodes in visiting order, one drawn.
+        let uniform = policy.uniform();
+        let mut feasible_ids: Vec<NodeId> = Vec::new();
+        // Over all nodes with deterministic scores and a total tie order, the memo's index
+        // knows the winner after recomputing only the nodes that changed.
+        let indexed = match (slots.as_mut(), candidates) {
+            (Some(sl), None) if remember_scores || uniform => {
+                sl.best(ledger, |id| verdict(id, &mut *rng, &mut scratch))
+            }
+            _ => None,
+        };
         let mut visit = |id: NodeId, rng: &mut ChaCha8Rng| {
-            let score_now = |view: &NodeView<'_>, rng: &mut ChaCha8Rng| {
-                let mut cx = ScoreContext {
-                    rng,
-                    devices: chain,
-                };
-                policy.score(&mut cx, view, req)
-            };
             let (score, cards) = match slots.as_mut() {
                 Some(sl) => {
                     let hot = sl.refresh(id, ledger.version(id), || {
-                        let Some(view) = ledger.view(id) else {
-                            return Verdict::Infeasible;
-                        };
-                        if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
-                            return Verdict::Infeasible;
-                        }
-                        if !remember_scores {
-                            return Verdict::Feasible;
-                        }
-                        match score_now(&view, &mut *rng) {
-                            Some(s) => Verdict::Scored(s),
-                            None => Verdict::Vetoed,
-                        }
+                        verdict(id, &mut *rng, &mut scratch)
                     });
                     match hot {
                         Hot::Infeasible => return,
+                        _ if uniform => {
+                            feasible += 1;
+                            feasible_ids.push(id);
+                            return;
+                        }
                         Hot::Vetoed => {
                             feasible += 1;
                             return;
@@ -253,7 +281,7 @@ impl Scheduler {
                             let Some(view) = ledger.view(id) else {
                                 return;
                             };
-                            match score_now(&view, &mut *rng) {
+                            match score_now(&view, &mut *rng, true) {
                                 Some(s) => (s.score, Some(s.placement)),
                                 None => return,
                             }
@@ -268,7 +296,11 @@ impl Scheduler {
                         return;
                     }
                     feasible += 1;
-                    match score_now(&view, &mut *rng) {
+                    if uniform {
+                        feasible_ids.push(id);
+                        return;
+                    }
+                    match score_now(&view, &mut *rng, true) {
                         Some(s) => (s.score, Some(s.placement)),
                         None => return,
                     }
@@ -308,16 +340,32 @@ impl Scheduler {
                 best = Some((score, id, cards));
             }
         };
-        match candidates {
-            Some(ids) => {
+        match (indexed, candidates) {
+            (Some(ix), _) => {
+                feasible = ix.feasible;
+                best = ix.best.map(|(score, id)| (score, id, None));
+            }
+            (None, Some(ids)) => {
                 for &id in ids {
                     visit(id, rng);
                 }
             }
-            None => {
+            (None, None) => {
                 for id in 0..ledger.node_id_bound() {
                     visit(id as NodeId, rng);
                 }
+            }
+        }
+        if uniform {
+            best = None;
+            if feasible > 0 {
+                let k = rng.random_range(0..feasible);
+                let id = match (indexed, slots.as_ref()) {
+                    (Some(_), Some(sl)) => sl.nth_feasible(k),
+                    _ => feasible_ids.get(k as usize).copied(),
+                };
+                // `Some(None)`: the policy draws the winner's cards (`cards_for_winner`).
+                best = id.map(|id| (0, id, Some(None)));
             }
         }
         if let Some((score, id, cards)) = best {
@@ -326,7 +374,9 @@ impl Scheduler {
             };
             let chosen = match cards {
                 Some(c) => c,
-                None => slots.as_ref().and_then(|sl| sl.cards(id).cloned()),
+                // A remembered score keeps no cards: ask the (deterministic) policy again, for
+                // this one node.
+                None => score_now(&view, &mut *rng, true).and_then(|s| s.placement),
             };
             let placement = match chosen {
                 Some(p) => Some(p),
@@ -334,6 +384,7 @@ impl Scheduler {
                     let mut cx = ScoreContext {
                         rng,
                         devices: chain,
+                        cards: true,
                     };
                     match policy.cards_for_winner(&mut cx, &view, req) {
                         Some(p) => Some(p),
@@ -413,6 +464,7 @@ impl Scheduler {
                     let mut cx = ScoreContext {
                         rng,
                         devices: chain,
+                        cards: true,
                     };
                     match p.score(&mut cx, &view, req) {
                         Some(s) => NodeVerdict::Scored(s.score),

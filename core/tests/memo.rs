@@ -4,7 +4,7 @@
 
 use hami_core::build::{NodeBuilder, PodBuilder};
 use hami_core::ledger::{Ledger, Quota};
-use hami_core::memo::ScoreMemo;
+use hami_core::memo::{MemoStats, ScoreMemo};
 use hami_core::model::Node;
 use hami_core::pipeline::{Decision, Reasons, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::{Fgd, TargetWorkload, TaskType};
@@ -19,8 +19,17 @@ use std::sync::Arc;
 /// One step of a run.
 #[derive(Debug, Clone)]
 enum Step {
-    /// Schedule pod shape `shape` (an index into a small pool, so shapes repeat).
-    Pod { shape: usize, namespace: bool },
+    /// Schedule pod shape `shape` (an index into a small pool, so shapes repeat), over all
+    /// nodes or (`listed: Some(m)`) over the node ids not congruent to `m` mod 3.
+    Pod {
+        shape: usize,
+        namespace: bool,
+        listed: Option<u32>,
+    },
+    /// Node `n` (mod the count) of the base set is removed.
+    Remove(usize),
+    /// A new node joins with a name that sorts right after base node `n`'s (mod the count).
+    Join(usize),
     /// The `k`-th placed pod (mod the count) leaves.
     Leave(usize),
     /// Node `n` (mod the count) re-registers with its last card gone, or back whole.
@@ -31,7 +40,10 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0usize..6, any::<bool>()).prop_map(|(shape, namespace)| Step::Pod { shape, namespace }),
+        6 => (0usize..6, any::<bool>(), prop::option::weighted(0.2, 0u32..3))
+            .prop_map(|(shape, namespace, listed)| Step::Pod { shape, namespace, listed }),
+        1 => (0usize..64).prop_map(Step::Remove),
+        1 => (0usize..64).prop_map(Step::Join),
         2 => (0usize..64).prop_map(Step::Leave),
         1 => (0usize..64).prop_map(Step::Reregister),
         1 => (2000u64..40000).prop_map(Step::Quota),
@@ -174,13 +186,22 @@ fn first_difference(
     let mut shrunk = vec![false; base.len()];
     for (i, s) in steps.iter().enumerate() {
         match s {
-            Step::Pod { shape, namespace } => {
+            Step::Pod {
+                shape,
+                namespace,
+                listed,
+            } => {
                 let req = shape_pod(*shape, i, *namespace);
-                let a = sched.schedule(&plain, &req, None, &mut rng_a);
+                let ids: Option<Vec<u32>> = listed.map(|m| {
+                    (0..plain.node_id_bound() as u32)
+                        .filter(|id| id % 3 != m)
+                        .collect()
+                });
+                let a = sched.schedule(&plain, &req, ids.as_deref(), &mut rng_a);
                 let b = sched.schedule_with(
                     &memoised,
                     &req,
-                    None,
+                    ids.as_deref(),
                     &mut rng_b,
                     Some(&mut memo),
                     Reasons::PerNode,
@@ -224,6 +245,22 @@ fn first_difference(
                 plain.set_quota("team-q", q);
                 memoised.set_quota("team-q", q);
             }
+            Step::Remove(n) => {
+                let name = &base[n % base.len()].name;
+                let (ra, rb) = (plain.remove_node(name), memoised.remove_node(name));
+                for k in ra.iter().chain(&rb) {
+                    placed.retain(|p| p != k);
+                }
+            }
+            Step::Join(n) => {
+                let mut node = base[n % base.len()].clone();
+                node.name = format!("{}-{i}", node.name);
+                for d in &mut node.devices {
+                    d.uuid = format!("{}-{i}", d.uuid);
+                }
+                plain.upsert_node(node.clone());
+                memoised.upsert_node(node);
+            }
             Step::Leave(_) => {}
         }
     }
@@ -258,13 +295,15 @@ proptest! {
     }
 }
 
-#[test]
-fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
+/// Schedules three pods of one shape on four 4-card nodes and returns the memo's statistics;
+/// `listed` passes the node list explicitly (as the extender does) instead of "all nodes".
+fn three_pods(listed: bool) -> MemoStats {
     let sched = scheduler(NodePolicyKind::Binpack, TieRule::NameOrder);
     let mut ledger = Ledger::new();
     for n in nodes(&[4, 4, 4, 4]) {
         ledger.upsert_node(n);
     }
+    let all: Vec<u32> = (0..4).collect();
     let mut memo = ScoreMemo::new();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for i in 0..3 {
@@ -272,7 +311,7 @@ fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
         let d = sched.schedule_with(
             &ledger,
             &req,
-            None,
+            listed.then_some(all.as_slice()),
             &mut rng,
             Some(&mut memo),
             Reasons::PerNode,
@@ -282,7 +321,57 @@ fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
         };
         ledger.reserve(&req.key, grant).expect("reserve");
     }
-    let st = memo.stats();
-    // First pod: 4 misses; each later pod: 1 miss (the node the previous pod went to) + 3 hits.
+    memo.stats()
+}
+
+#[test]
+fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
+    // A listed candidate set is scanned: first pod 4 misses; each later pod 1 miss (the node
+    // the previous pod went to) + 3 hits.
+    let st = three_pods(true);
     assert_eq!((st.misses, st.hits, st.shapes), (6, 6, 1));
+    // Over all nodes the best-node index visits only what changed: the same misses, no hits.
+    let st = three_pods(false);
+    assert_eq!((st.misses, st.hits, st.shapes), (6, 0, 1));
+}
+
+#[test]
+fn ledger_change_log_lists_changes_and_says_when_it_forgot() {
+    let mut ledger = Ledger::new();
+    let base = nodes(&[2, 2, 2]);
+    for n in &base {
+        ledger.upsert_node(n.clone());
+    }
+    let start = ledger.clock();
+    let listed = |l: &Ledger, since| l.changes_since(since).map(|c| c.collect::<Vec<_>>());
+    assert_eq!(listed(&ledger, start), Some(vec![]));
+    assert_eq!(listed(&ledger, 0), Some(vec![0, 1, 2]));
+    assert_eq!(
+        listed(&ledger, start + 1),
+        None,
+        "a version from the future"
+    );
+    let epoch = ledger.names_epoch();
+    ledger.upsert_node(base[1].clone());
+    assert_eq!(
+        ledger.names_epoch(),
+        epoch,
+        "re-registering keeps the name order"
+    );
+    ledger.remove_node(&base[0].name);
+    assert_eq!(
+        ledger.names_epoch(),
+        epoch,
+        "a removal keeps the others' order"
+    );
+    assert_eq!(listed(&ledger, start), Some(vec![1, 0]));
+    ledger.upsert_node(base[0].clone());
+    assert_ne!(ledger.names_epoch(), epoch, "a new name shifts positions");
+    // Thousands of changes later the log has forgotten `start`; a recent version is listed.
+    for _ in 0..3000 {
+        ledger.upsert_node(base[2].clone());
+    }
+    assert_eq!(listed(&ledger, start), None);
+    let recent = ledger.clock() - 2;
+    assert_eq!(listed(&ledger, recent), Some(vec![2, 2]));
 }

@@ -208,6 +208,10 @@ pub struct ScoreContext<'a> {
     pub rng: &'a mut ChaCha8Rng,
     /// The device policy chain in force for this pod.
     pub devices: &'a DevicePolicyChain,
+    /// Whether the caller will use [`Scored::placement`]. When `false` a policy may leave it
+    /// `None` (the pipeline scores many nodes and asks for the winner's cards again), which
+    /// saves building a placement per node; the score must not depend on it.
+    pub cards: bool,
 }
 
 /// A node-scoring policy. Implementations are pure given their inputs and the RNG.
@@ -221,6 +225,14 @@ pub trait NodePolicy: Send + Sync + std::fmt::Debug {
     /// randomised policies must say no.
     fn memoizable(&self) -> bool {
         true
+    }
+
+    /// Whether the policy picks uniformly at random among the feasible nodes, whatever their
+    /// state. The pipeline then draws one index into the feasible nodes (in node id order)
+    /// instead of scoring each, the tie rule does not apply, and the decision's score is 0.
+    /// Such a policy must never veto a feasible node.
+    fn uniform(&self) -> bool {
+        false
     }
 
     /// Cards on the chosen node when [`NodePolicy::score`] returned `placement: None`. `None`

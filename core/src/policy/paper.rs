@@ -17,6 +17,7 @@ use crate::ledger::NodeView;
 use crate::model::{Device, DeviceUsage};
 use crate::request::{DeviceRequest, PodRequest};
 use rand::RngExt;
+use smallvec::SmallVec;
 
 /// One whole card, in milli-GPU.
 pub const MILLI: u64 = 1000;
@@ -99,15 +100,16 @@ pub struct NodeShape {
     /// Per-card share, milli-GPU (0 for CPU-only pods).
     pub share: u64,
     /// Cards of the node that can take one unit of the request, in position order.
-    pub fits: Vec<CardFit>,
+    pub fits: SmallVec<[CardFit; 8]>,
     /// The node's free share per card, milli-GPU (every card of the node).
-    pub free: Vec<u64>,
+    pub free: SmallVec<[u64; 8]>,
 }
 
 impl NodeShape {
     /// Resolve `req` on `node`: per-card share, fitting cards, free shares.
     pub fn of(node: &NodeView<'_>, req: &PodRequest) -> NodeShape {
-        let free: Vec<u64> = node
+        // Inline up to 8 cards: this runs for every (pod shape, changed node) pair.
+        let free: SmallVec<[u64; 8]> = node
             .node
             .devices
             .iter()
@@ -133,11 +135,11 @@ impl NodeShape {
                 container: None,
                 count,
                 share,
-                fits: Vec::new(),
+                fits: SmallVec::new(),
                 free,
             };
         };
-        let mut fits = Vec::with_capacity(node.node.devices.len());
+        let mut fits = SmallVec::new();
         let mut share = 0;
         for (pos, (d, u)) in node.node.devices.iter().zip(node.usage).enumerate() {
             if d.family != dr.family {
@@ -203,12 +205,12 @@ impl NodeShape {
     /// Indexes (into `fits`) of the `count` fitting cards with the least free share, lowest
     /// position first on equal shares; `None` when too few cards fit. Whole-card requests only
     /// fit fully free cards, so this is then the lowest-index free cards.
-    pub fn least_free(&self) -> Option<Vec<usize>> {
+    pub fn least_free(&self) -> Option<SmallVec<[usize; 8]>> {
         let need = self.count as usize;
         if self.fits.len() < need {
             return None;
         }
-        let mut idx: Vec<usize> = (0..self.fits.len()).collect();
+        let mut idx: SmallVec<[usize; 8]> = (0..self.fits.len()).collect();
         idx.sort_by_key(|&i| (self.fits[i].free, self.fits[i].pos));
         idx.truncate(need);
         idx.sort_unstable();
@@ -216,7 +218,7 @@ impl NodeShape {
     }
 
     /// Indexes of the first `count` fitting cards by position.
-    pub fn lowest_index(&self) -> Option<Vec<usize>> {
+    pub fn lowest_index(&self) -> Option<SmallVec<[usize; 8]>> {
         let need = self.count as usize;
         (self.fits.len() >= need).then(|| (0..need).collect())
     }
@@ -233,8 +235,9 @@ fn cpu_free_req(node: &NodeView<'_>, req: &PodRequest) -> (u64, u64) {
 /// Card choice shared by DotProduct, Clustering, Packing and Best-fit: the least free fitting
 /// cards (whole-card pods: the lowest-index free cards). `None` placement for pods without a
 /// single device request or without enough fitting cards.
-fn least_free_placement(shape: &NodeShape, req: &PodRequest) -> Option<Placement> {
-    if shape.count == 0 {
+/// The least free fitting cards as a placement, when `wanted` (see [`ScoreContext::cards`]).
+fn least_free_placement(shape: &NodeShape, req: &PodRequest, wanted: bool) -> Option<Placement> {
+    if shape.count == 0 || !wanted {
         return None;
     }
     shape.least_free().and_then(|c| shape.placement(req, &c))
@@ -299,8 +302,10 @@ pub fn packing_score(free: &[u64], used: &[u64]) -> i64 {
     (100 - ratio / 10).max(50)
 }
 
-/// A uniformly random feasible node (every node gets an independent random score); sharing pods
-/// take a uniformly random fitting card, whole-card pods the lowest-index free cards.
+/// A uniformly random feasible node (the pipeline draws one index into the feasible nodes, see
+/// [`NodePolicy::uniform`]; [`NodePolicy::score`] gives each node an independent random score
+/// for `explain`); sharing pods take a uniformly random fitting card, whole-card pods the
+/// lowest-index free cards.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Random;
 
@@ -310,6 +315,9 @@ impl NodePolicy for Random {
     }
     fn memoizable(&self) -> bool {
         false
+    }
+    fn uniform(&self) -> bool {
+        true
     }
     fn score(
         &self,
@@ -355,7 +363,7 @@ impl NodePolicy for DotProduct {
     }
     fn score(
         &self,
-        _cx: &mut ScoreContext<'_>,
+        cx: &mut ScoreContext<'_>,
         node: &NodeView<'_>,
         req: &PodRequest,
     ) -> Option<Scored> {
@@ -363,7 +371,7 @@ impl NodePolicy for DotProduct {
         let (cf, cr) = cpu_free_req(node, req);
         Some(Scored {
             score: dot_product_score(cf, cr, shape.node_free(), shape.gpu_request()),
-            placement: least_free_placement(&shape, req),
+            placement: least_free_placement(&shape, req, cx.cards),
         })
     }
 }
@@ -378,7 +386,7 @@ impl NodePolicy for BestFit {
     }
     fn score(
         &self,
-        _cx: &mut ScoreContext<'_>,
+        cx: &mut ScoreContext<'_>,
         node: &NodeView<'_>,
         req: &PodRequest,
     ) -> Option<Scored> {
@@ -386,7 +394,7 @@ impl NodePolicy for BestFit {
         let (cf, cr) = cpu_free_req(node, req);
         Some(Scored {
             score: best_fit_score(cf, cr, shape.node_free(), shape.gpu_request()),
-            placement: least_free_placement(&shape, req),
+            placement: least_free_placement(&shape, req, cx.cards),
         })
     }
 }
@@ -425,7 +433,7 @@ impl NodePolicy for Clustering {
     }
     fn score(
         &self,
-        _cx: &mut ScoreContext<'_>,
+        cx: &mut ScoreContext<'_>,
         node: &NodeView<'_>,
         req: &PodRequest,
     ) -> Option<Scored> {
@@ -447,7 +455,7 @@ impl NodePolicy for Clustering {
             .collect();
         Some(Scored {
             score: clustering_score(mine, &on_node, shape.node_free()),
-            placement: least_free_placement(&shape, req),
+            placement: least_free_placement(&shape, req, cx.cards),
         })
     }
 }
@@ -463,7 +471,7 @@ impl NodePolicy for Packing {
     }
     fn score(
         &self,
-        _cx: &mut ScoreContext<'_>,
+        cx: &mut ScoreContext<'_>,
         node: &NodeView<'_>,
         req: &PodRequest,
     ) -> Option<Scored> {
@@ -483,7 +491,9 @@ impl NodePolicy for Packing {
             .collect();
         Some(Scored {
             score: packing_score(&shape.free, &used),
-            placement: chosen.and_then(|c| shape.placement(req, &c)),
+            placement: chosen
+                .filter(|_| cx.cards)
+                .and_then(|c| shape.placement(req, &c)),
         })
     }
 }
