@@ -424,12 +424,6 @@ async fn quota_applied(
     let (ev, res) = book.apply(names, rq);
     match res {
         Err(e) => tracing::error!(error = %e, "ResourceQuota not applied"),
-        Ok(l) if !l.unsupported.is_empty() => tracing::warn!(
-            namespace = rq.metadata.namespace.as_deref().unwrap_or_default(),
-            name = rq.metadata.name.as_deref().unwrap_or_default(),
-            keys = ?l.unsupported,
-            "ResourceQuota limits device resources this scheduler does not enforce (only the NVIDIA family's memory and cores)"
-        ),
         Ok(_) => {}
     }
     if let Some(ev) = ev {

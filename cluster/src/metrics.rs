@@ -6,8 +6,20 @@
 //! are kept as they happen. With legacy names on (HAMi's `--legacy-metrics`), the pre-v2.9
 //! names and labels (`GPUDeviceMemoryLimit{nodeid,deviceuuid,…}`, `vGPUMemoryAllocated`,
 //! `QuotaUsed`, …) are emitted alongside the current ones, so old dashboards keep working.
+//!
+//! `hami_node_gpu_mig_instance_info` (legacy `nodeGPUMigInstance`) needs what the ledger does not
+//! hold: the runtime identity (MIG UUID, GPU and compute instance ids) the device plugin writes
+//! into a pod's `hami.io/vgpu-mig-allocations` once it created the instance. The pod watch feeds
+//! those values in ([`Metrics::observe_pod`]); a series appears for each instance whose pod
+//! still holds its grant and whose identity is complete, as in HAMi.
 
+use crate::quota::QuotaNames;
+use hami_core::codec::{MigAllocation, decode_checked_mig_allocations, keys};
+use hami_core::family::FamilyId;
 use hami_core::ledger::{Ledger, Quota};
+use hami_core::model::DeviceMode;
+use hami_core::request::PodKey;
+use k8s_openapi::api::core::v1::Pod;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -36,37 +48,43 @@ pub struct LedgerSnapshot {
     families: Vec<(&'static str, &'static str, Vec<Sample>)>,
 }
 
-/// Namespace quotas as the metrics show them: the resource names and each namespace's limits.
-#[derive(Debug, Clone)]
+/// Namespace quotas as the metrics show them: every family's resource names and each
+/// namespace's limits.
+#[derive(Debug, Clone, Default)]
 pub struct QuotaView {
-    /// Name of the memory resource (`nvidia.com/gpumem`).
-    pub memory_resource: String,
-    /// Name of the core resource (`nvidia.com/gpucores`).
-    pub cores_resource: String,
+    /// Memory and core resource names per family (the `quota_name` label).
+    pub names: QuotaNames,
     /// Effective quota per namespace.
     pub quotas: BTreeMap<String, Quota>,
 }
 
-impl Default for QuotaView {
-    fn default() -> Self {
-        QuotaView {
-            memory_resource: "nvidia.com/gpumem".into(),
-            cores_resource: "nvidia.com/gpucores".into(),
-            quotas: BTreeMap::new(),
-        }
-    }
-}
+/// MIG allocations per pod as the device plugin last recorded them (decoded and checked).
+pub type MigView = BTreeMap<PodKey, Vec<MigAllocation>>;
 
 impl LedgerSnapshot {
     /// Compute every allocation gauge from `ledger` (current names only, no quotas).
     pub fn from_ledger(ledger: &Ledger) -> LedgerSnapshot {
-        LedgerSnapshot::compute(ledger, &QuotaView::default(), false)
+        LedgerSnapshot::compute(ledger, &QuotaView::default(), &MigView::new(), false)
     }
 
-    /// Compute every gauge from `ledger` and the namespace quotas; with `legacy`, HAMi's
-    /// pre-v2.9 names and labels too. Quota usage is the device memory (MiB, after
-    /// `memoryFactor`) and cores granted to the namespace's pods; limits are in the same units.
-    pub fn compute(ledger: &Ledger, quotas: &QuotaView, legacy: bool) -> LedgerSnapshot {
+    /// Compute every gauge from `ledger`, the namespace quotas and the pods' recorded MIG
+    /// allocations; with `legacy`, HAMi's pre-v2.9 names and labels too.
+    ///
+    /// Quotas, per family as HAMi keys them by resource name: `hami_resource_quota_used` for
+    /// every namespace and resource with a grant or a limit (HAMi also reports usage where no
+    /// quota is set, with `limit="0"`), `hami_resource_quota_limit` where a limit is set. Memory
+    /// is in MiB as granted (after `memoryFactor` and the vendor unit), limits in the same MiB;
+    /// HAMi's limit label and gauge carry the quota's raw number instead, which is the same
+    /// whenever a memory unit is 1 MiB.
+    ///
+    /// MIG: one `hami_node_gpu_mig_instance_info` (value 1) per instance with a complete runtime
+    /// identity on a card in MIG mode, held by a pod that still holds a grant of that card.
+    pub fn compute(
+        ledger: &Ledger,
+        quotas: &QuotaView,
+        mig: &MigView,
+        legacy: bool,
+    ) -> LedgerSnapshot {
         const MIB: f64 = 1024.0 * 1024.0;
         let mut limit = Vec::new();
         let mut core_limit = Vec::new();
@@ -116,11 +134,11 @@ impl LedgerSnapshot {
                     u.used_mem as f64 * MIB,
                 ));
                 if d.memory_mib > 0 {
-                    mem_ratio.push((l(&base), u.used_mem as f64 / d.memory_mib as f64));
+                    mem_ratio.push((with_type(&[]), u.used_mem as f64 / d.memory_mib as f64));
                 }
             }
         }
-        let mut ns_used: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut ns_used: BTreeMap<(&str, FamilyId), (u64, u64)> = BTreeMap::new();
         for (key, grant) in ledger.grants() {
             for (ci, ctr) in grant.containers.iter().enumerate() {
                 for dev in ctr {
@@ -133,21 +151,29 @@ impl LedgerSnapshot {
                     ]);
                     vmem.push((labels.clone(), dev.memory_mib as f64 * MIB));
                     vcore.push((labels, f64::from(dev.cores)));
-                    let u = ns_used.entry(key.namespace.as_str()).or_default();
+                    let u = ns_used
+                        .entry((key.namespace.as_str(), dev.family))
+                        .or_default();
                     u.0 += dev.memory_mib;
                     u.1 += u64::from(dev.cores);
                 }
             }
         }
-        // (namespace, resource, used, limit) for every limited resource.
-        let mut quota_rows: Vec<(String, String, u64, u64)> = Vec::new();
+        // (namespace, resource, used, limit) per family resource with usage or a limit.
+        let mut cells: std::collections::BTreeSet<(&str, FamilyId)> =
+            ns_used.keys().copied().collect();
         for (ns, q) in &quotas.quotas {
-            let (mem, cores) = ns_used.get(ns.as_str()).copied().unwrap_or_default();
-            if let Some(limit) = q.memory_mib {
-                quota_rows.push((ns.clone(), quotas.memory_resource.clone(), mem, limit));
+            cells.extend(q.families().map(|(f, _)| (ns.as_str(), f)));
+        }
+        let mut quota_rows: Vec<(String, String, u64, Option<u64>)> = Vec::new();
+        for (ns, f) in cells {
+            let (mem, cores) = ns_used.get(&(ns, f)).copied().unwrap_or_default();
+            let fq = quotas.quotas.get(ns).map(|q| q.get(f)).unwrap_or_default();
+            if let Some(r) = quotas.names.memory_resource(f) {
+                quota_rows.push((ns.to_string(), r.to_string(), mem, fq.memory_mib));
             }
-            if let Some(limit) = q.cores {
-                quota_rows.push((ns.clone(), quotas.cores_resource.clone(), cores, limit));
+            if let Some(r) = quotas.names.cores_resource(f) {
+                quota_rows.push((ns.to_string(), r.to_string(), cores, fq.cores));
             }
         }
         let quota_used: Vec<Sample> = quota_rows
@@ -157,7 +183,7 @@ impl LedgerSnapshot {
                     l(&[
                         ("namespace", ns.clone()),
                         ("quota_name", r.clone()),
-                        ("limit", limit.to_string()),
+                        ("limit", limit.unwrap_or(0).to_string()),
                     ]),
                     *used as f64,
                 )
@@ -165,13 +191,15 @@ impl LedgerSnapshot {
             .collect();
         let quota_limit: Vec<Sample> = quota_rows
             .iter()
-            .map(|(ns, r, _, limit)| {
-                (
+            .filter_map(|(ns, r, _, limit)| {
+                let limit = (*limit)?;
+                Some((
                     l(&[("namespace", ns.clone()), ("quota_name", r.clone())]),
-                    *limit as f64,
-                )
+                    limit as f64,
+                ))
             })
             .collect();
+        let (mig_info, legacy_mig) = mig_samples(ledger, mig, &l);
         let mut families = vec![
             (
                 "hami_gpu_memory_limit_bytes",
@@ -205,8 +233,13 @@ impl LedgerSnapshot {
             ),
             (
                 "hami_node_gpu_memory_allocated_ratio",
-                "GPU memory allocated ratio on a certain GPU",
+                "GPU Memory Allocated Percentage on a certain GPU",
                 mem_ratio,
+            ),
+            (
+                "hami_node_gpu_mig_instance_info",
+                "Realized MIG instance identity and scheduler placement",
+                mig_info,
             ),
             (
                 "hami_vgpu_memory_allocated_bytes",
@@ -231,6 +264,11 @@ impl LedgerSnapshot {
         ];
         if legacy {
             families.extend(legacy_families(&families));
+            families.push((
+                "nodeGPUMigInstance",
+                "GPU Sharing mode. 0 for hami-core, 1 for mig, 2 for mps",
+                legacy_mig,
+            ));
         }
         LedgerSnapshot { families }
     }
@@ -239,6 +277,66 @@ impl LedgerSnapshot {
     pub fn names(&self) -> Vec<&'static str> {
         self.families.iter().map(|(n, _, _)| *n).collect()
     }
+}
+
+/// The MIG instance series, current and legacy: for every pod in `mig` that still holds a
+/// grant, each allocation with a complete runtime identity on a card of the grant that its node
+/// runs in MIG mode. Legacy `nodeGPUMigInstance` names the instance `<profile>-<GI id>`.
+fn mig_samples(
+    ledger: &Ledger,
+    mig: &MigView,
+    l: &dyn Fn(&[(&str, String)]) -> Labels,
+) -> (Vec<Sample>, Vec<Sample>) {
+    let mut current = Vec::new();
+    let mut legacy = Vec::new();
+    for (key, allocs) in mig {
+        let Some(grant) = ledger.grant(key) else {
+            continue;
+        };
+        let Some(entry) = ledger.node_id(&grant.node).and_then(|id| ledger.entry(id)) else {
+            continue;
+        };
+        for a in allocs {
+            let Some((mig_uuid, gi, ci)) = a.runtime_identity() else {
+                continue;
+            };
+            let Some(dev) = entry
+                .node
+                .devices
+                .iter()
+                .find(|d| d.uuid == a.gpu_uuid && d.mode == DeviceMode::Mig)
+            else {
+                continue;
+            };
+            if !grant.devices().any(|d| d.uuid == a.gpu_uuid) {
+                continue;
+            }
+            current.push((
+                l(&[
+                    ("node", grant.node.clone()),
+                    ("device_uuid", dev.uuid.clone()),
+                    ("device_index", dev.index.to_string()),
+                    ("mig_uuid", mig_uuid.to_string()),
+                    ("profile", a.profile.clone()),
+                    ("gpu_instance_id", gi.to_string()),
+                    ("compute_instance_id", ci.to_string()),
+                    ("placement_start", a.placement.start.to_string()),
+                    ("placement_size", a.placement.size.to_string()),
+                ]),
+                1.0,
+            ));
+            legacy.push((
+                l(&[
+                    ("nodeid", grant.node.clone()),
+                    ("deviceuuid", dev.uuid.clone()),
+                    ("deviceidx", dev.index.to_string()),
+                    ("migname", format!("{}-{gi}", a.profile)),
+                ]),
+                1.0,
+            ));
+        }
+    }
+    (current, legacy)
 }
 
 /// One legacy family: the current name it mirrors, HAMi's old name, its help, and the label
@@ -438,6 +536,7 @@ pub struct Metrics {
     cache_synced: Gauge,
     legacy: AtomicBool,
     quotas: RwLock<QuotaView>,
+    mig: RwLock<MigView>,
 }
 
 impl Default for Metrics {
@@ -541,6 +640,7 @@ impl Metrics {
             cache_synced,
             legacy: AtomicBool::new(false),
             quotas: RwLock::new(QuotaView::default()),
+            mig: RwLock::new(MigView::new()),
         }
     }
 
@@ -549,11 +649,54 @@ impl Metrics {
         self.legacy.store(on, Ordering::SeqCst);
     }
 
-    /// The resource names the quota metrics carry in `quota_name` (from the device config).
+    /// The NVIDIA family's resource names the quota metrics carry in `quota_name` (from the
+    /// device config); the other families' come from the family table.
     pub fn set_quota_resources(&self, memory: &str, cores: &str) {
         if let Ok(mut q) = self.quotas.write() {
-            q.memory_resource = memory.to_string();
-            q.cores_resource = cores.to_string();
+            q.names.set_nvidia(memory, cores);
+        }
+    }
+
+    /// Every family's resource names for `quota_name` (from the device config).
+    pub fn set_quota_names(&self, names: QuotaNames) {
+        if let Ok(mut q) = self.quotas.write() {
+            q.names = names;
+        }
+    }
+
+    /// Keep the pod's recorded MIG allocations (`hami.io/vgpu-mig-allocations`, with the runtime
+    /// identity the device plugin added) for `hami_node_gpu_mig_instance_info`. A pod without
+    /// the annotation is forgotten. A value that does not decode or breaks HAMi's rules (a
+    /// partial identity, a duplicate) is not used and the error names the pod and the key.
+    pub fn observe_pod(&self, pod: &Pod) -> Result<(), String> {
+        let key = hami_core::control::key_of(pod);
+        let raw = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(keys::MIG_ALLOCATIONS));
+        let parsed = match raw {
+            None => Ok(Vec::new()),
+            Some(v) => decode_checked_mig_allocations(keys::MIG_ALLOCATIONS, v)
+                .map_err(|e| format!("pod {key}: {e}")),
+        };
+        if let Ok(mut m) = self.mig.write() {
+            match &parsed {
+                Ok(a) if !a.is_empty() => {
+                    m.insert(key, a.clone());
+                }
+                _ => {
+                    m.remove(&key);
+                }
+            }
+        }
+        parsed.map(|_| ())
+    }
+
+    /// Forget a deleted pod's MIG allocations.
+    pub fn forget_pod(&self, key: &PodKey) {
+        if let Ok(mut m) = self.mig.write() {
+            m.remove(key);
         }
     }
 
@@ -570,7 +713,9 @@ impl Metrics {
     /// Refresh the allocation gauges from `ledger` (called right before encoding).
     pub fn refresh(&self, ledger: &Ledger) {
         let quotas = self.quotas.read().map(|q| q.clone()).unwrap_or_default();
-        let snap = LedgerSnapshot::compute(ledger, &quotas, self.legacy.load(Ordering::SeqCst));
+        let mig = self.mig.read().map(|m| m.clone()).unwrap_or_default();
+        let snap =
+            LedgerSnapshot::compute(ledger, &quotas, &mig, self.legacy.load(Ordering::SeqCst));
         if let Ok(mut s) = self.snapshot.write() {
             *s = snap;
         }

@@ -1,56 +1,138 @@
 //! HAMi's ResourceQuota extension on the scheduler side: `ResourceQuota` objects whose
 //! `spec.hard` names `limits.<memory resource>` or `limits.<core resource>` of a managed device
-//! (`limits.nvidia.com/gpumem`, `limits.nvidia.com/gpucores`) limit what a namespace may be
-//! granted, counted per card actually granted (a `gpumem-percentage` request counts the MiB it
+//! family (`limits.nvidia.com/gpumem`, `limits.cambricon.com/mlu.smlu.vmemory`,
+//! `limits.huawei.com/Ascend910B3-core`, …) limit what a namespace may be granted of that
+//! family, counted per card actually granted (a `gpumem-percentage` request counts the MiB it
 //! resolved to).
 //!
-//! The rules follow HAMi's `QuotaManager` (pkg/device/quota.go):
+//! The rules follow HAMi's `QuotaManager` (pkg/device/quota.go), which keys limits by resource
+//! name, i.e. per family:
 //! * only keys with the `limits.` prefix count, and only for the memory and core resources of a
 //!   device family (the count resource `limits.nvidia.com/gpu` is kube-apiserver's business);
 //! * scoped quotas (`spec.scopes` or `spec.scopeSelector`) are skipped: usage is tracked per
 //!   namespace, so applying a scoped limit would restrict pods outside its scope;
-//! * several quota objects in one namespace: the smallest limit per resource wins;
-//! * a memory limit is in units of the memory resource, i.e. multiplied by `memoryFactor`.
+//! * several quota objects in one namespace: the smallest limit per resource wins (HAMi keeps
+//!   whichever object it saw last, which depends on watch order);
+//! * a memory limit is in units of the family's memory resource, so it is multiplied by the MiB
+//!   one unit stands for: `memoryFactor` for NVIDIA (HAMi's `FitQuota`), the vendor's unit for
+//!   the others (256 MiB per `cambricon.com/mlu.smlu.vmemory`, HAMi's Cambricon
+//!   `MemoryFactor`), exactly as [`hami_core::request::RequestTranslator`] converts requests.
 //!
 //! Where HAMi silently skips a value that is not a whole number (`AsInt64` fails), this module
 //! reports an error naming the quota object and key, and leaves that object out until it is
 //! fixed: a quota that silently does nothing is worse than a clear complaint.
-//!
-//! The core's quota ([`hami_core::ledger::Quota`]) is one memory and one core limit per
-//! namespace summed over every card, which is exact for the NVIDIA family. Limits on other
-//! families' resources are reported as unsupported instead of being folded into it.
 
 use hami_core::config::DeviceConfig;
 use hami_core::control::Event;
 use hami_core::family::FamilyId;
-use hami_core::ledger::Quota;
+use hami_core::ledger::{FamilyQuota, Quota};
 use k8s_openapi::api::core::v1::ResourceQuota;
 use std::collections::BTreeMap;
 
-/// The resource names a quota may limit, resolved from the device configuration.
-#[derive(Debug, Clone)]
+/// The quota-relevant resources of one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FamilyResources {
+    family: FamilyId,
+    memory: Option<String>,
+    cores: Option<String>,
+    mib_per_unit: u64,
+}
+
+/// Which limit a resource name sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaKind {
+    /// The family's memory resource (`nvidia.com/gpumem`).
+    Memory,
+    /// The family's core resource (`nvidia.com/gpucores`).
+    Cores,
+}
+
+/// The resource names a quota may limit, per family, resolved from the device configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaNames {
-    memory: String,
-    cores: String,
-    memory_factor: u64,
-    /// Memory and core resources of the other families (limits on them are not enforced).
-    others: Vec<String>,
+    families: Vec<FamilyResources>,
+}
+
+impl Default for QuotaNames {
+    fn default() -> Self {
+        QuotaNames::new(&DeviceConfig::default())
+    }
 }
 
 impl QuotaNames {
-    /// Names from `cfg`: the NVIDIA memory and core resources and `memoryFactor`.
+    /// Names from `cfg`: NVIDIA's configured memory and core resources, every other family's
+    /// from the family table; MiB per memory unit = the family's unit × `memoryFactor` (the
+    /// request translator's conversion, so limits and grants are in the same MiB).
     pub fn new(cfg: &DeviceConfig) -> QuotaNames {
-        QuotaNames {
-            memory: cfg.nvidia.resource_memory_name.clone(),
-            cores: cfg.nvidia.resource_core_name.clone(),
-            memory_factor: u64::from(cfg.nvidia.memory_factor.max(1)),
-            others: FamilyId::all()
-                .filter(|f| *f != FamilyId::NVIDIA)
-                .flat_map(|f| [f.spec().memory_resource, f.spec().cores_resource])
-                .flatten()
-                .map(str::to_string)
-                .collect(),
+        let factor = u64::from(cfg.nvidia.memory_factor.max(1));
+        let families = FamilyId::all()
+            .map(|f| {
+                let spec = f.spec();
+                let (memory, cores) = if f == FamilyId::NVIDIA {
+                    (
+                        Some(cfg.nvidia.resource_memory_name.clone()),
+                        Some(cfg.nvidia.resource_core_name.clone()),
+                    )
+                } else {
+                    (
+                        spec.memory_resource.map(str::to_string),
+                        spec.cores_resource.map(str::to_string),
+                    )
+                };
+                FamilyResources {
+                    family: f,
+                    memory: memory.filter(|m| !m.is_empty()),
+                    cores: cores.filter(|c| !c.is_empty()),
+                    mib_per_unit: spec.memory_unit_mib.max(1).saturating_mul(factor),
+                }
+            })
+            .collect();
+        QuotaNames { families }
+    }
+
+    /// Use `memory` and `cores` as the NVIDIA family's resource names.
+    pub fn set_nvidia(&mut self, memory: &str, cores: &str) {
+        if let Some(r) = self
+            .families
+            .iter_mut()
+            .find(|r| r.family == FamilyId::NVIDIA)
+        {
+            r.memory = (!memory.is_empty()).then(|| memory.to_string());
+            r.cores = (!cores.is_empty()).then(|| cores.to_string());
         }
+    }
+
+    /// The family and the kind of limit `resource` (without `limits.`) sets, if it is a managed
+    /// memory or core resource.
+    pub fn lookup(&self, resource: &str) -> Option<(FamilyId, QuotaKind)> {
+        self.families.iter().find_map(|r| {
+            if r.memory.as_deref() == Some(resource) {
+                Some((r.family, QuotaKind::Memory))
+            } else if r.cores.as_deref() == Some(resource) {
+                Some((r.family, QuotaKind::Cores))
+            } else {
+                None
+            }
+        })
+    }
+
+    fn of(&self, family: FamilyId) -> Option<&FamilyResources> {
+        self.families.iter().find(|r| r.family == family)
+    }
+
+    /// The memory resource of `family`, if it has one.
+    pub fn memory_resource(&self, family: FamilyId) -> Option<&str> {
+        self.of(family).and_then(|r| r.memory.as_deref())
+    }
+
+    /// The core resource of `family`, if it has one.
+    pub fn cores_resource(&self, family: FamilyId) -> Option<&str> {
+        self.of(family).and_then(|r| r.cores.as_deref())
+    }
+
+    /// MiB one unit of `family`'s memory resource stands for.
+    pub fn mib_per_unit(&self, family: FamilyId) -> u64 {
+        self.of(family).map_or(1, |r| r.mib_per_unit)
     }
 }
 
@@ -73,16 +155,13 @@ pub struct QuotaError {
 /// What one quota object limits, after translation.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectLimits {
-    /// The device limits this object sets (`None` fields: not limited by this object).
+    /// The device limits this object sets, per family (families it does not name: unlimited).
     pub quota: Quota,
-    /// Managed keys this scheduler does not enforce (other families' memory/core limits),
-    /// for a warning; sorted.
-    pub unsupported: Vec<String>,
     /// Whether the object is scoped and therefore skipped entirely (as HAMi does).
     pub scoped: bool,
 }
 
-/// Translate one `ResourceQuota` object into the device limits it sets. Pure.
+/// Translate one `ResourceQuota` object into the device limits it sets, per family. Pure.
 ///
 /// Errors name the object and the offending key; keys that are not device limits are ignored.
 pub fn object_limits(names: &QuotaNames, rq: &ResourceQuota) -> Result<ObjectLimits, QuotaError> {
@@ -103,14 +182,9 @@ pub fn object_limits(names: &QuotaNames, rq: &ResourceQuota) -> Result<ObjectLim
         let Some(resource) = key.strip_prefix("limits.") else {
             continue;
         };
-        let is_memory = resource == names.memory;
-        let is_cores = resource == names.cores;
-        if !is_memory && !is_cores {
-            if names.others.iter().any(|o| o == resource) {
-                out.unsupported.push(key.clone());
-            }
+        let Some((family, kind)) = names.lookup(resource) else {
             continue;
-        }
+        };
         let err = |problem: String| QuotaError {
             namespace: namespace.clone(),
             name: name.clone(),
@@ -120,24 +194,26 @@ pub fn object_limits(names: &QuotaNames, rq: &ResourceQuota) -> Result<ObjectLim
         };
         let n = hami_core::quantity::parse_count(&value.0)
             .map_err(|e| err(format!("not a whole, non-negative number: {e}")))?;
-        if is_memory {
-            let mib = n.checked_mul(names.memory_factor).ok_or_else(|| {
-                err(format!(
-                    "times memoryFactor {} overflows 64 bits",
-                    names.memory_factor
-                ))
-            })?;
-            out.quota.memory_mib = Some(mib);
-        } else {
-            out.quota.cores = Some(n);
+        let mut fq = out.quota.get(family);
+        match kind {
+            QuotaKind::Memory => {
+                let unit = names.mib_per_unit(family);
+                let mib = n.checked_mul(unit).ok_or_else(|| {
+                    err(format!(
+                        "times {unit} MiB per unit of {resource} overflows 64 bits"
+                    ))
+                })?;
+                fq.memory_mib = Some(mib);
+            }
+            QuotaKind::Cores => fq.cores = Some(n),
         }
+        out.quota.set(family, fq);
     }
-    out.unsupported.sort();
     Ok(out)
 }
 
 /// Every device quota object seen, per namespace; turns watch events into
-/// [`Event::QuotaChanged`] with the effective (smallest) limits of the namespace.
+/// [`Event::QuotaChanged`] with the effective (smallest per resource) limits of the namespace.
 #[derive(Debug, Clone, Default)]
 pub struct QuotaBook {
     objects: BTreeMap<String, BTreeMap<String, Quota>>,
@@ -157,15 +233,24 @@ impl QuotaBook {
         QuotaBook::default()
     }
 
-    /// The effective quota of `namespace`: per resource the smallest limit of its objects;
-    /// `None` when no object limits anything.
+    /// The effective quota of `namespace`: per family and resource the smallest limit of its
+    /// objects; `None` when no object limits anything.
     pub fn effective(&self, namespace: &str) -> Option<Quota> {
         let objs = self.objects.get(namespace)?;
-        let q = objs.values().fold(Quota::default(), |acc, q| Quota {
-            memory_mib: min_opt(acc.memory_mib, q.memory_mib),
-            cores: min_opt(acc.cores, q.cores),
-        });
-        (q.memory_mib.is_some() || q.cores.is_some()).then_some(q)
+        let mut q = Quota::new();
+        for o in objs.values() {
+            for (f, fq) in o.families() {
+                let acc = q.get(f);
+                q.set(
+                    f,
+                    FamilyQuota {
+                        memory_mib: min_opt(acc.memory_mib, fq.memory_mib),
+                        cores: min_opt(acc.cores, fq.cores),
+                    },
+                );
+            }
+        }
+        (!q.is_empty()).then_some(q)
     }
 
     /// Namespaces that have an effective quota, sorted.
@@ -195,8 +280,8 @@ impl QuotaBook {
         let res = object_limits(names, rq);
         let objs = self.objects.entry(namespace.clone()).or_default();
         match &res {
-            Ok(l) if l.quota.memory_mib.is_some() || l.quota.cores.is_some() => {
-                objs.insert(name, l.quota);
+            Ok(l) if !l.quota.is_empty() => {
+                objs.insert(name, l.quota.clone());
             }
             _ => {
                 objs.remove(&name);
@@ -261,8 +346,25 @@ mod tests {
         QuotaNames::new(&cfg)
     }
 
-    /// Memory MiB, cores and unsupported keys a case expects.
-    type Limits = (Option<u64>, Option<u64>, &'static [&'static str]);
+    fn fam(name: &str) -> FamilyId {
+        FamilyId::by_name(name).unwrap_or_else(|| panic!("no family {name}"))
+    }
+
+    /// A quota from `(family name, memory MiB, cores)` rows.
+    fn quota(rows: &[(&str, Option<u64>, Option<u64>)]) -> Quota {
+        rows.iter().fold(Quota::new(), |q, (f, memory_mib, cores)| {
+            q.with(
+                fam(f),
+                FamilyQuota {
+                    memory_mib: *memory_mib,
+                    cores: *cores,
+                },
+            )
+        })
+    }
+
+    /// Per family: memory MiB and cores a case expects.
+    type Limits = &'static [(&'static str, Option<u64>, Option<u64>)];
     /// The namespace and quota a step's event carries.
     type Changed = Option<(&'static str, Option<Quota>)>;
 
@@ -282,25 +384,25 @@ mod tests {
                     ("limits.nvidia.com/gpumem", "4096"),
                     ("limits.nvidia.com/gpucores", "200"),
                 ],
-                want: Ok((Some(4096), Some(200), &[])),
+                want: Ok(&[("nvidia", Some(4096), Some(200))]),
             },
             Case {
                 what: "memory in units of memoryFactor",
                 factor: 4,
                 hard: &[("limits.nvidia.com/gpumem", "1000")],
-                want: Ok((Some(4000), None, &[])),
+                want: Ok(&[("nvidia", Some(4000), None)]),
             },
             Case {
                 what: "decimal suffix is a whole number",
                 factor: 1,
                 hard: &[("limits.nvidia.com/gpumem", "8k")],
-                want: Ok((Some(8000), None, &[])),
+                want: Ok(&[("nvidia", Some(8000), None)]),
             },
             Case {
                 what: "zero blocks everything (explicit limit)",
                 factor: 1,
                 hard: &[("limits.nvidia.com/gpucores", "0")],
-                want: Ok((None, Some(0), &[])),
+                want: Ok(&[("nvidia", None, Some(0))]),
             },
             Case {
                 what: "requests. prefix and plain keys are kube-apiserver's",
@@ -311,22 +413,45 @@ mod tests {
                     ("limits.cpu", "1.5"),
                     ("pods", "10"),
                 ],
-                want: Ok((None, None, &[])),
+                want: Ok(&[]),
             },
             Case {
                 what: "count resource is not a device quota",
                 factor: 1,
-                hard: &[("limits.nvidia.com/gpu", "2")],
-                want: Ok((None, None, &[])),
+                hard: &[
+                    ("limits.nvidia.com/gpu", "2"),
+                    ("limits.cambricon.com/vmlu", "1"),
+                ],
+                want: Ok(&[]),
             },
             Case {
-                what: "other families reported as unsupported",
+                what: "Cambricon memory in 256 MiB units",
+                factor: 1,
+                hard: &[("limits.cambricon.com/mlu.smlu.vmemory", "16")],
+                want: Ok(&[("cambricon", Some(4096), None)]),
+            },
+            Case {
+                what: "Ascend 910B3 memory and core, MiB units",
+                factor: 1,
+                hard: &[
+                    ("limits.huawei.com/Ascend910B3-memory", "32768"),
+                    ("limits.huawei.com/Ascend910B3-core", "40"),
+                ],
+                want: Ok(&[("ascend910b3", Some(32768), Some(40))]),
+            },
+            Case {
+                what: "several families in one object, each its own limit",
                 factor: 1,
                 hard: &[
                     ("limits.hygon.com/dcumem", "1000"),
                     ("limits.nvidia.com/gpumem", "10"),
+                    ("limits.metax-tech.com/vcore", "50"),
                 ],
-                want: Ok((Some(10), None, &["limits.hygon.com/dcumem"])),
+                want: Ok(&[
+                    ("nvidia", Some(10), None),
+                    ("hygon", Some(1000), None),
+                    ("metax-sgpu", None, Some(50)),
+                ]),
             },
             Case {
                 what: "fraction",
@@ -349,25 +474,34 @@ mod tests {
                 want: Err("\"-1\": not a whole, non-negative number"),
             },
             Case {
-                what: "garbage",
+                what: "garbage in another family's key",
                 factor: 1,
-                hard: &[("limits.nvidia.com/gpumem", "lots")],
-                want: Err("ResourceQuota team-a/gpu"),
+                hard: &[("limits.cambricon.com/mlu.smlu.vcore", "lots")],
+                want: Err(
+                    "ResourceQuota team-a/gpu: spec.hard[\"limits.cambricon.com/mlu.smlu.vcore\"] = \"lots\"",
+                ),
             },
             Case {
                 what: "overflow with factor",
                 factor: 1024,
                 hard: &[("limits.nvidia.com/gpumem", "18446744073709551615")],
-                want: Err("times memoryFactor 1024 overflows"),
+                want: Err("times 1024 MiB per unit of nvidia.com/gpumem overflows"),
+            },
+            Case {
+                what: "overflow with a vendor unit",
+                factor: 1,
+                hard: &[(
+                    "limits.cambricon.com/mlu.smlu.vmemory",
+                    "18446744073709551615",
+                )],
+                want: Err("times 256 MiB per unit of cambricon.com/mlu.smlu.vmemory overflows"),
             },
         ];
         for c in cases {
             let got = object_limits(&names(c.factor), &rq("team-a", "gpu", c.hard));
             match (&got, c.want) {
-                (Ok(l), Ok((mem, cores, unsupported))) => {
-                    assert_eq!(l.quota.memory_mib, mem, "{}", c.what);
-                    assert_eq!(l.quota.cores, cores, "{}", c.what);
-                    assert_eq!(l.unsupported, unsupported, "{}", c.what);
+                (Ok(l), Ok(rows)) => {
+                    assert_eq!(l.quota, quota(rows), "{}", c.what);
                     assert!(!l.scoped, "{}", c.what);
                 }
                 (Err(e), Err(text)) => {
@@ -379,12 +513,33 @@ mod tests {
     }
 
     #[test]
+    fn configured_nvidia_names_replace_the_defaults() {
+        let mut cfg = DeviceConfig::default();
+        cfg.nvidia.resource_memory_name = "example.com/vram".into();
+        let n = QuotaNames::new(&cfg);
+        assert_eq!(
+            n.lookup("example.com/vram"),
+            Some((FamilyId::NVIDIA, QuotaKind::Memory))
+        );
+        assert_eq!(n.lookup("nvidia.com/gpumem"), None);
+        let mut m = QuotaNames::default();
+        m.set_nvidia("a/mem", "a/cores");
+        assert_eq!(m.memory_resource(FamilyId::NVIDIA), Some("a/mem"));
+        assert_eq!(m.cores_resource(FamilyId::NVIDIA), Some("a/cores"));
+        assert_eq!(
+            m.memory_resource(fam("cambricon")),
+            Some("cambricon.com/mlu.smlu.vmemory")
+        );
+        assert_eq!(m.mib_per_unit(fam("cambricon")), 256);
+    }
+
+    #[test]
     fn scoped_quotas_are_skipped() {
         let mut a = rq("ns", "scoped", &[("limits.nvidia.com/gpumem", "1")]);
         if let Some(s) = a.spec.as_mut() {
             s.scopes = Some(vec!["BestEffort".into()]);
         }
-        let mut b = rq("ns", "selected", &[("limits.nvidia.com/gpumem", "1")]);
+        let mut b = rq("ns", "selected", &[("limits.hygon.com/dcumem", "1")]);
         if let Some(s) = b.spec.as_mut() {
             s.scope_selector = Some(ScopeSelector::default());
         }
@@ -417,17 +572,11 @@ mod tests {
             ),
             Remove(&'static str, &'static str),
         }
-        let q = |m: Option<u64>, c: Option<u64>| {
-            Some(Quota {
-                memory_mib: m,
-                cores: c,
-            })
-        };
         let steps: Vec<(&str, Op, Changed)> = vec![
             (
                 "first object sets the limit",
                 Op::Apply("a", "big", &[("limits.nvidia.com/gpumem", "8000")]),
-                Some(("a", q(Some(8000), None))),
+                Some(("a", Some(quota(&[("nvidia", Some(8000), None)])))),
             ),
             (
                 "a smaller second object wins per resource",
@@ -439,7 +588,22 @@ mod tests {
                         ("limits.nvidia.com/gpucores", "50"),
                     ],
                 ),
-                Some(("a", q(Some(2000), Some(50)))),
+                Some(("a", Some(quota(&[("nvidia", Some(2000), Some(50))])))),
+            ),
+            (
+                "another family's limit is kept apart",
+                Op::Apply(
+                    "a",
+                    "mlu",
+                    &[("limits.cambricon.com/mlu.smlu.vmemory", "4")],
+                ),
+                Some((
+                    "a",
+                    Some(quota(&[
+                        ("nvidia", Some(2000), Some(50)),
+                        ("cambricon", Some(1024), None),
+                    ])),
+                )),
             ),
             (
                 "same object re-applied unchanged: no event",
@@ -447,9 +611,15 @@ mod tests {
                 None,
             ),
             (
-                "a broken edit forgets the object (the other one still holds)",
+                "a broken edit forgets the object (the others still hold)",
                 Op::Apply("a", "small", &[("limits.nvidia.com/gpumem", "x")]),
-                Some(("a", q(Some(8000), None))),
+                Some((
+                    "a",
+                    Some(quota(&[
+                        ("nvidia", Some(8000), None),
+                        ("cambricon", Some(1024), None),
+                    ])),
+                )),
             ),
             (
                 "deleting an unknown object: no event",
@@ -457,8 +627,13 @@ mod tests {
                 None,
             ),
             (
-                "deleting the last object removes the quota",
+                "deleting the NVIDIA object leaves the Cambricon limit",
                 Op::Remove("a", "big"),
+                Some(("a", Some(quota(&[("cambricon", Some(1024), None)])))),
+            ),
+            (
+                "deleting the last object removes the quota",
+                Op::Remove("a", "mlu"),
                 Some(("a", None)),
             ),
             (

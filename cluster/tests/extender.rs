@@ -400,7 +400,7 @@ async fn resource_quota_limits_the_filter() {
 #[tokio::test]
 async fn legacy_metric_names_only_when_enabled() {
     use hami_core::control::Event;
-    use hami_core::ledger::Quota;
+    use hami_core::ledger::{FamilyQuota, Quota};
     // (legacy name with its first labels, current name it mirrors)
     let pairs = [
         (
@@ -444,10 +444,13 @@ async fn legacy_metric_names_only_when_enabled() {
         h.ext
             .observe(Event::QuotaChanged {
                 namespace: "ml".into(),
-                quota: Some(Quota {
-                    memory_mib: Some(16000),
-                    cores: None,
-                }),
+                quota: Some(Quota::new().with(
+                    hami_core::family::FamilyId::NVIDIA,
+                    FamilyQuota {
+                        memory_mib: Some(16000),
+                        cores: None,
+                    },
+                )),
             })
             .await;
         let (status, _) = post(h.addr, "/filter", fixture("filter_gpu_pod.json")).await;
@@ -487,7 +490,7 @@ async fn legacy_metric_names_only_when_enabled() {
 #[tokio::test]
 async fn webhook_denies_pods_over_the_namespace_quota() {
     use hami_core::control::Event;
-    use hami_core::ledger::Quota;
+    use hami_core::ledger::{FamilyQuota, Quota};
     /// Quota memory MiB, quota cores, pod asks MiB instead of a percentage, allowed, text.
     type Case = (Option<u64>, Option<u64>, bool, bool, &'static str);
     let cases: [Case; 6] = [
@@ -510,10 +513,13 @@ async fn webhook_denies_pods_over_the_namespace_quota() {
             h.ext
                 .observe(Event::QuotaChanged {
                     namespace: "ml".into(),
-                    quota: Some(Quota {
-                        memory_mib: mem,
-                        cores,
-                    }),
+                    quota: Some(Quota::new().with(
+                        hami_core::family::FamilyId::NVIDIA,
+                        FamilyQuota {
+                            memory_mib: mem,
+                            cores,
+                        },
+                    )),
                 })
                 .await;
         }

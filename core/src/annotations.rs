@@ -5,9 +5,10 @@
 use crate::codec::CodecError;
 use crate::codec::devices::{ContainerDevice, decode_pod_devices, encode_pod_devices};
 use crate::codec::keys;
+use crate::codec::mig::{MigAllocation, encode_mig_allocations};
 use crate::codec::register::{
-    RegisteredDevice, decode_legacy_register, decode_register_json, encode_legacy_register,
-    encode_register_json,
+    MigPlacement, RegisteredDevice, decode_legacy_register, decode_register_json,
+    encode_legacy_register, encode_register_json,
 };
 use crate::codec::score::decode_pair_scores;
 use crate::family::{FamilyId, RegisterFormat, ascend_templates};
@@ -238,4 +239,125 @@ pub fn grant_from_annotations(
         cpu_milli,
         memory_mib,
     }))
+}
+
+/// The MIG instances of `grant` as HAMi's `hami.io/vgpu-mig-allocations` entries: one per card
+/// granted in MIG mode, `containerIndex` in annotation order (init containers first),
+/// `deviceIndex` the card's position among the container's cards of its family (the position in
+/// that family's device-list segment), the profile named as `node` registers it. Runtime
+/// identity fields are left empty: the device plugin fills them in. A card or profile `node`
+/// does not have (a grant that does not belong to this node) contributes nothing.
+pub fn mig_allocations_of(grant: &PodGrant, node: &Node) -> Vec<MigAllocation> {
+    let mut out = Vec::new();
+    for (ci, ctr) in grant.containers.iter().enumerate() {
+        let mut per_family: BTreeMap<FamilyId, i64> = BTreeMap::new();
+        for d in ctr {
+            let slot = per_family.entry(d.family).or_insert(0);
+            let di = *slot;
+            *slot += 1;
+            let Some((profile, start, size)) = d.mig else {
+                continue;
+            };
+            let Some(p) = node
+                .devices
+                .iter()
+                .find(|x| x.uuid == d.uuid)
+                .and_then(|x| x.mig_profiles.get(usize::from(profile)))
+            else {
+                continue;
+            };
+            out.push(MigAllocation {
+                container_index: i64::try_from(ci).unwrap_or(i64::MAX),
+                device_index: di,
+                gpu_uuid: d.uuid.clone(),
+                profile: p.name.clone(),
+                placement: MigPlacement { start, size },
+                ..MigAllocation::default()
+            });
+        }
+    }
+    out
+}
+
+/// The value of `hami.io/vgpu-mig-allocations` the scheduler writes beside the device lists
+/// when `grant` holds MIG instances ([`mig_allocations_of`]); `None` when it holds none, in
+/// which case HAMi writes no such key either.
+pub fn mig_allocations_annotation(grant: &PodGrant, node: &Node) -> Option<String> {
+    let allocs = mig_allocations_of(grant, node);
+    (!allocs.is_empty()).then(|| encode_mig_allocations(&allocs))
+}
+
+/// Put the MIG instances recorded in `allocs` (a pod's decoded, checked
+/// `hami.io/vgpu-mig-allocations`) back into `grant`, so a rebuilt ledger holds the same slices
+/// the scheduler reserved. Each allocation must name a card the grant holds at its container
+/// and device position and a profile that card registers on `node`; otherwise the error says
+/// which allocation and why, and `grant` is left unchanged.
+pub fn attach_mig_allocations(
+    grant: &mut PodGrant,
+    node: &Node,
+    allocs: &[MigAllocation],
+) -> Result<(), String> {
+    let mut picks = Vec::with_capacity(allocs.len());
+    for (i, a) in allocs.iter().enumerate() {
+        let ci = usize::try_from(a.container_index).ok();
+        let ctr = ci.and_then(|ci| grant.containers.get(ci)).ok_or_else(|| {
+            format!(
+                "allocation {i}: the pod's grant has no container {}",
+                a.container_index
+            )
+        })?;
+        let dev = node
+            .devices
+            .iter()
+            .find(|x| x.uuid == a.gpu_uuid)
+            .ok_or_else(|| {
+                format!(
+                    "allocation {i}: node {} has no card {}",
+                    node.name, a.gpu_uuid
+                )
+            })?;
+        let pos = usize::try_from(a.device_index)
+            .ok()
+            .and_then(|di| {
+                ctr.iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.family == dev.family)
+                    .nth(di)
+            })
+            .map(|(pos, _)| pos)
+            .ok_or_else(|| {
+                format!(
+                    "allocation {i}: container {} has no device {}",
+                    a.container_index, a.device_index
+                )
+            })?;
+        if ctr[pos].uuid != a.gpu_uuid {
+            return Err(format!(
+                "allocation {i}: container {} device {} is card {}, not {}",
+                a.container_index, a.device_index, ctr[pos].uuid, a.gpu_uuid
+            ));
+        }
+        let profile = dev
+            .mig_profiles
+            .iter()
+            .position(|p| p.name == a.profile)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| {
+                format!(
+                    "allocation {i}: card {} on node {} registers no MIG profile {:?}",
+                    a.gpu_uuid, node.name, a.profile
+                )
+            })?;
+        picks.push((
+            ci.unwrap_or_default(),
+            pos,
+            (profile, a.placement.start, a.placement.size),
+        ));
+    }
+    for (ci, pos, mig) in picks {
+        if let Some(d) = grant.containers.get_mut(ci).and_then(|c| c.get_mut(pos)) {
+            d.mig = Some(mig);
+        }
+    }
+    Ok(())
 }

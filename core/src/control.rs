@@ -4,7 +4,10 @@
 //! clock, a file or a socket: time comes in with each event, randomness from the seed it was
 //! built with, and every effect goes out as an [`Action`] for the driver to carry out.
 
-use crate::annotations::{bind_annotations, grant_from_annotations, node_from_annotations};
+use crate::annotations::{
+    attach_mig_allocations, bind_annotations, grant_from_annotations, mig_allocations_annotation,
+    node_from_annotations,
+};
 use crate::codec::keys;
 use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
 use crate::memo::ScoreMemo;
@@ -248,19 +251,52 @@ impl Controller {
             Err(_) => (0, 0),
         };
         match grant_from_annotations(ann, cpu, mem) {
-            Ok(Some(g)) => match self.ledger.reserve(&key, g) {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![Action::Rejected {
-                    pod: key,
-                    error: format!("recorded grant does not fit the ledger: {e}"),
-                }],
-            },
+            Ok(Some(mut g)) => {
+                // MIG slices live in their own annotation; without them a rebuilt ledger would
+                // hand the same slices out twice. A bad value is reported, and the cards still
+                // count (memory, cores, slots) so nothing else is over-granted.
+                let mig_error = self.recover_mig(&key, ann, &mut g);
+                let mut out: Vec<Action> = match self.ledger.reserve(&key, g) {
+                    Ok(()) => Vec::new(),
+                    Err(e) => vec![Action::Rejected {
+                        pod: key.clone(),
+                        error: format!("recorded grant does not fit the ledger: {e}"),
+                    }],
+                };
+                out.extend(mig_error.map(|error| Action::Rejected { pod: key, error }));
+                out
+            }
             Ok(None) => Vec::new(),
             Err(e) => vec![Action::Rejected {
                 pod: key,
                 error: e.to_string(),
             }],
         }
+    }
+
+    /// Attach the MIG instances of the pod's `hami.io/vgpu-mig-allocations` to its recorded
+    /// grant; the error (naming pod and key) when the value is unreadable or does not match.
+    fn recover_mig(
+        &self,
+        key: &PodKey,
+        ann: &BTreeMap<String, String>,
+        grant: &mut PodGrant,
+    ) -> Option<String> {
+        let raw = ann.get(keys::MIG_ALLOCATIONS)?;
+        let named = |e: String| format!("pod {key}: annotation {}: {e}", keys::MIG_ALLOCATIONS);
+        let allocs = match crate::codec::decode_checked_mig_allocations(keys::MIG_ALLOCATIONS, raw)
+        {
+            Ok(a) if a.is_empty() => return None,
+            Ok(a) => a,
+            Err(e) => return Some(format!("pod {key}: {e}")),
+        };
+        let node = self
+            .ledger
+            .node_id(&grant.node)
+            .and_then(|id| self.ledger.entry(id))?;
+        attach_mig_allocations(grant, &node.node, &allocs)
+            .err()
+            .map(named)
     }
 
     fn place(
@@ -319,7 +355,15 @@ impl Controller {
         match decision {
             Decision::Placed { grant, .. } => {
                 let node = grant.node.clone();
-                let annotations = bind_annotations(&grant, now);
+                let mut annotations = bind_annotations(&grant, now);
+                if let Some(v) = self
+                    .ledger
+                    .node_id(&node)
+                    .and_then(|id| self.ledger.entry(id))
+                    .and_then(|e| mig_allocations_annotation(&grant, &e.node))
+                {
+                    annotations.insert(keys::MIG_ALLOCATIONS.to_string(), v);
+                }
                 if let Err(e) = self.ledger.reserve(&key, grant) {
                     actions.push(Action::Rejected {
                         pod: key,

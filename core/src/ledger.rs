@@ -156,23 +156,138 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// A namespace's ResourceQuota on devices (`limits.nvidia.com/gpumem`, `limits.nvidia.com/gpucores`),
-/// counted per card actually granted, as HAMi counts it. `None` = no limit.
+/// One family's device limits in a namespace (`limits.<memory resource>`,
+/// `limits.<cores resource>` of a ResourceQuota), counted per card actually granted, as HAMi
+/// counts them. `None` = no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct Quota {
-    /// Device memory, MiB.
+pub struct FamilyQuota {
+    /// Device memory, MiB (the quota value × the family's MiB per unit of its memory resource).
     pub memory_mib: Option<u64>,
     /// Cores, percent units summed over cards.
     pub cores: Option<u64>,
 }
 
-/// What a namespace may still take under its quota (`u64::MAX` where unlimited).
+impl FamilyQuota {
+    /// Whether this limits nothing.
+    pub fn is_empty(&self) -> bool {
+        self.memory_mib.is_none() && self.cores.is_none()
+    }
+}
+
+/// A namespace's device ResourceQuota, per family: HAMi keys quota limits by resource name, and
+/// every family has its own memory and cores resources (`nvidia.com/gpumem`,
+/// `cambricon.com/mlu.smlu.vmemory`, `huawei.com/Ascend910B3-memory`, …). A family without an
+/// entry is not limited.
+///
+/// Contract: never holds an empty [`FamilyQuota`] (setting one removes the family), so two
+/// quotas that limit the same things compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct Quota {
+    families: BTreeMap<FamilyId, FamilyQuota>,
+}
+
+impl Quota {
+    /// A quota that limits nothing.
+    pub fn new() -> Quota {
+        Quota::default()
+    }
+
+    /// This quota with `family` limited by `q` (builder form of [`Quota::set`]).
+    pub fn with(mut self, family: FamilyId, q: FamilyQuota) -> Quota {
+        self.set(family, q);
+        self
+    }
+
+    /// Limit `family` by `q`; an empty `q` removes the family's limits.
+    pub fn set(&mut self, family: FamilyId, q: FamilyQuota) {
+        if q.is_empty() {
+            self.families.remove(&family);
+        } else {
+            self.families.insert(family, q);
+        }
+    }
+
+    /// The limits of `family` (empty when it is not limited).
+    pub fn get(&self, family: FamilyId) -> FamilyQuota {
+        self.families.get(&family).copied().unwrap_or_default()
+    }
+
+    /// Every limited family with its limits, in family order.
+    pub fn families(&self) -> impl Iterator<Item = (FamilyId, FamilyQuota)> + '_ {
+        self.families.iter().map(|(f, q)| (*f, *q))
+    }
+
+    /// Whether this quota limits nothing.
+    pub fn is_empty(&self) -> bool {
+        self.families.is_empty()
+    }
+}
+
+/// What a namespace may still take of one family under its quota (`u64::MAX` where unlimited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuotaLeft {
+pub struct FamilyLeft {
     /// Device memory, MiB.
     pub memory_mib: u64,
     /// Cores.
     pub cores: u64,
+}
+
+impl FamilyLeft {
+    /// No limit on either.
+    pub const UNLIMITED: FamilyLeft = FamilyLeft {
+        memory_mib: u64::MAX,
+        cores: u64::MAX,
+    };
+
+    /// What is left after also taking `memory_mib` and `cores` (unlimited stays unlimited).
+    pub fn minus(self, memory_mib: u64, cores: u64) -> FamilyLeft {
+        let sub = |left: u64, x: u64| {
+            if left == u64::MAX {
+                u64::MAX
+            } else {
+                left.saturating_sub(x)
+            }
+        };
+        FamilyLeft {
+            memory_mib: sub(self.memory_mib, memory_mib),
+            cores: sub(self.cores, cores),
+        }
+    }
+}
+
+/// How many families a [`QuotaLeft`] can hold (the family table has fewer rows; a test checks).
+pub const QUOTA_FAMILY_SLOTS: usize = 32;
+
+/// What a namespace may still take under its quota, per family. Plain data (`Copy`, no heap)
+/// because the filter hands it to every node it fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaLeft {
+    left: [FamilyLeft; QUOTA_FAMILY_SLOTS],
+}
+
+impl Default for QuotaLeft {
+    fn default() -> Self {
+        QuotaLeft {
+            left: [FamilyLeft::UNLIMITED; QUOTA_FAMILY_SLOTS],
+        }
+    }
+}
+
+impl QuotaLeft {
+    /// What is left of `family` ([`FamilyLeft::UNLIMITED`] for a family the quota does not limit).
+    #[inline]
+    pub fn of(&self, family: FamilyId) -> FamilyLeft {
+        self.left
+            .get(family.0 as usize)
+            .copied()
+            .unwrap_or(FamilyLeft::UNLIMITED)
+    }
+
+    fn set(&mut self, family: FamilyId, left: FamilyLeft) {
+        if let Some(slot) = self.left.get_mut(family.0 as usize) {
+            *slot = left;
+        }
+    }
 }
 
 /// Nodes, cards and grants.
@@ -382,9 +497,10 @@ impl Ledger {
         self.by_name.iter().map(|(n, &id)| (n.as_str(), id))
     }
 
-    /// Set (or with `None` remove) a namespace's device quota.
+    /// Set (or with `None` remove) a namespace's device quota; a quota that limits nothing is
+    /// the same as none.
     pub fn set_quota(&mut self, namespace: &str, quota: Option<Quota>) {
-        match quota {
+        match quota.filter(|q| !q.is_empty()) {
             Some(q) => {
                 self.quotas.insert(namespace.to_string(), q);
             }
@@ -394,23 +510,43 @@ impl Ledger {
         }
     }
 
-    /// What `namespace` may still take, or `None` when it has no quota. Usage is summed from
-    /// the grants of the namespace's pods (a restarted scheduler recovers it from annotations).
+    /// The device quota of `namespace`, if it has one.
+    pub fn quota(&self, namespace: &str) -> Option<&Quota> {
+        self.quotas.get(namespace)
+    }
+
+    /// Every namespace's device quota, by namespace.
+    pub fn quotas(&self) -> &BTreeMap<String, Quota> {
+        &self.quotas
+    }
+
+    /// What `namespace` may still take per family, or `None` when it has no quota. Usage is
+    /// summed per family from the grants of the namespace's pods (a restarted scheduler
+    /// recovers it from annotations).
     pub fn quota_left(&self, namespace: &str) -> Option<QuotaLeft> {
         let q = self.quotas.get(namespace)?;
-        let (mut mem, mut cores) = (0u64, 0u64);
+        let mut used: BTreeMap<FamilyId, (u64, u64)> = BTreeMap::new();
         for (k, g) in &self.pods {
             if k.namespace == namespace {
                 for d in g.devices() {
-                    mem += d.memory_mib;
-                    cores += u64::from(d.cores);
+                    let u = used.entry(d.family).or_default();
+                    u.0 += d.memory_mib;
+                    u.1 += u64::from(d.cores);
                 }
             }
         }
-        Some(QuotaLeft {
-            memory_mib: q.memory_mib.map_or(u64::MAX, |l| l.saturating_sub(mem)),
-            cores: q.cores.map_or(u64::MAX, |l| l.saturating_sub(cores)),
-        })
+        let mut left = QuotaLeft::default();
+        for (f, fq) in q.families() {
+            let (mem, cores) = used.get(&f).copied().unwrap_or_default();
+            left.set(
+                f,
+                FamilyLeft {
+                    memory_mib: fq.memory_mib.map_or(u64::MAX, |l| l.saturating_sub(mem)),
+                    cores: fq.cores.map_or(u64::MAX, |l| l.saturating_sub(cores)),
+                },
+            );
+        }
+        Some(left)
     }
 
     /// The grant of a pod.

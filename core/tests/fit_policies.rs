@@ -2,7 +2,7 @@
 
 use hami_core::build::{NodeBuilder, PodBuilder};
 use hami_core::fit::Reason;
-use hami_core::ledger::{Ledger, Quota};
+use hami_core::ledger::{FamilyQuota, Ledger, Quota};
 use hami_core::model::{DeviceMode, LinkScores, MigProfile, Node};
 use hami_core::pipeline::{Decision, Scheduler, SchedulerConfig};
 use hami_core::policy::{DevicePolicyChain, NodePolicy, NodePolicyKind, ScoreContext, Scored};
@@ -28,10 +28,13 @@ impl World {
         // Namespace `quota` may take 8000 MiB of device memory in all.
         ledger.set_quota(
             "quota",
-            Some(Quota {
-                memory_mib: Some(8000),
-                cores: None,
-            }),
+            Some(Quota::new().with(
+                hami_core::family::FamilyId::NVIDIA,
+                FamilyQuota {
+                    memory_mib: Some(8000),
+                    cores: None,
+                },
+            )),
         );
         World {
             ledger,

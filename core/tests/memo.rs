@@ -3,7 +3,8 @@
 //! everything decides — through placements, departures, node re-registrations and quotas.
 
 use hami_core::build::{NodeBuilder, PodBuilder};
-use hami_core::ledger::{Ledger, Quota};
+use hami_core::family::FamilyId;
+use hami_core::ledger::{FamilyQuota, Ledger, Quota};
 use hami_core::memo::{MemoStats, ScoreMemo};
 use hami_core::model::Node;
 use hami_core::pipeline::{Decision, Reasons, Scheduler, SchedulerConfig};
@@ -238,11 +239,14 @@ fn first_difference(
                 memoised.upsert_node(node);
             }
             Step::Quota(mem) => {
-                let q = Some(Quota {
-                    memory_mib: Some(*mem),
-                    cores: None,
-                });
-                plain.set_quota("team-q", q);
+                let q = Some(Quota::new().with(
+                    FamilyId::NVIDIA,
+                    FamilyQuota {
+                        memory_mib: Some(*mem),
+                        cores: None,
+                    },
+                ));
+                plain.set_quota("team-q", q.clone());
                 memoised.set_quota("team-q", q);
             }
             Step::Remove(n) => {

@@ -319,6 +319,7 @@ impl Extender {
                 if let Ok(mut b) = self.bound.lock() {
                     b.remove(k);
                 }
+                self.metrics.forget_pod(k);
                 let released = c.ledger().grant(k).map(|g| g.node.clone());
                 let actions = c.handle(now, event.clone());
                 if let Some(node) = released {
@@ -332,6 +333,10 @@ impl Extender {
             }
             Event::PodObserved(pod) => {
                 self.track_inflight(pod);
+                // MIG runtime identity for hami_node_gpu_mig_instance_info.
+                if let Err(e) = self.metrics.observe_pod(pod) {
+                    tracing::warn!(error = %e, "MIG allocations not used for metrics");
+                }
                 let node = pod
                     .spec
                     .as_ref()
@@ -355,7 +360,9 @@ impl Extender {
                     }
                 }
             }
-            Event::QuotaChanged { namespace, quota } => self.metrics.set_quota(namespace, *quota),
+            Event::QuotaChanged { namespace, quota } => {
+                self.metrics.set_quota(namespace, quota.clone())
+            }
             _ => {}
         }
         c.handle(now, event)

@@ -9,6 +9,7 @@
 //! unchanged. The answer carries a JSONPatch as a base64 string (`patchType: JSONPatch`), as
 //! the API documents.
 
+use crate::quota::QuotaNames;
 use base64::Engine;
 use hami_core::config::{DeviceConfig, NvidiaConfig};
 use hami_core::family::FamilyId;
@@ -17,6 +18,7 @@ use hami_core::request::{MemoryRequest, PodRequest, RequestTranslator};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// The API group/version of the reviews we answer.
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -116,6 +118,8 @@ pub struct WebhookConfig {
     pub translator: RequestTranslator,
     /// NVIDIA settings: resource names, default count, core policy, overwriteEnv, runtime class.
     pub nvidia: NvidiaConfig,
+    /// Every family's quota resources (for the quota check's messages and units).
+    pub quota_names: QuotaNames,
 }
 
 impl WebhookConfig {
@@ -126,6 +130,7 @@ impl WebhookConfig {
             force_overwrite_default_scheduler: true,
             translator: RequestTranslator::new(config),
             nvidia: config.nvidia.clone(),
+            quota_names: QuotaNames::new(config),
         }
     }
 }
@@ -239,31 +244,52 @@ pub fn review_request(req: &AdmissionRequest, cfg: &WebhookConfig) -> AdmissionR
     review_request_with_quota(req, cfg, None)
 }
 
-/// HAMi's webhook quota check: the app containers' NVIDIA requests (memory per card × cards,
-/// cores per card × cards; a percentage of memory is only known once a card is chosen and is
-/// not counted, as in HAMi) against what the namespace may still take. `Some(reason)` denies.
+/// HAMi's webhook quota check, per family (HAMi keys quotas by resource name): the pod's
+/// request of each family — memory per card × cards and cores per card × cards, summed over
+/// the app containers, or the largest init container's if that is more (init containers run
+/// one after another) — against what the namespace may still take of that family. A
+/// percentage of memory is only known once a card is chosen and is not counted, as in HAMi.
+/// `Some(reason)` denies, naming the namespace, the resource and both amounts.
 pub fn quota_denial(req: &PodRequest, left: &QuotaLeft, cfg: &WebhookConfig) -> Option<String> {
-    let (mut mem, mut cores) = (0u64, 0u64);
-    for c in req.containers.iter().filter(|c| !c.init) {
-        for d in c.devices.iter().filter(|d| d.family == FamilyId::NVIDIA) {
+    // Per family: (app memory, app cores), (largest init memory, largest init cores).
+    let mut need: BTreeMap<FamilyId, ((u64, u64), (u64, u64))> = BTreeMap::new();
+    for c in &req.containers {
+        let mut here: BTreeMap<FamilyId, (u64, u64)> = BTreeMap::new();
+        for d in &c.devices {
+            let h = here.entry(d.family).or_default();
             if let MemoryRequest::Mib(m) = d.memory {
-                mem = mem.saturating_add(m.saturating_mul(u64::from(d.count)));
+                h.0 = h.0.saturating_add(m.saturating_mul(u64::from(d.count)));
             }
-            cores = cores.saturating_add(u64::from(d.cores) * u64::from(d.count));
+            h.1 =
+                h.1.saturating_add(u64::from(d.cores).saturating_mul(u64::from(d.count)));
+        }
+        for (f, (mem, cores)) in here {
+            let (app, init) = need.entry(f).or_default();
+            if c.init {
+                *init = (init.0.max(mem), init.1.max(cores));
+            } else {
+                *app = (app.0.saturating_add(mem), app.1.saturating_add(cores));
+            }
         }
     }
     let ns = &req.key.namespace;
-    if mem > left.memory_mib {
-        return Some(format!(
-            "ResourceQuotaNotFit: namespace {ns} may still take {} MiB of {} under its ResourceQuota; the pod asks {mem} MiB",
-            left.memory_mib, cfg.nvidia.resource_memory_name
-        ));
-    }
-    if cores > left.cores {
-        return Some(format!(
-            "ResourceQuotaNotFit: namespace {ns} may still take {} of {} under its ResourceQuota; the pod asks {cores}",
-            left.cores, cfg.nvidia.resource_core_name
-        ));
+    for (f, (app, init)) in need {
+        let (mem, cores) = (app.0.max(init.0), app.1.max(init.1));
+        let l = left.of(f);
+        if mem > l.memory_mib {
+            let resource = cfg.quota_names.memory_resource(f).unwrap_or(f.spec().name);
+            return Some(format!(
+                "ResourceQuotaNotFit: namespace {ns} may still take {} MiB of {resource} under its ResourceQuota; the pod asks {mem} MiB",
+                l.memory_mib
+            ));
+        }
+        if cores > l.cores {
+            let resource = cfg.quota_names.cores_resource(f).unwrap_or(f.spec().name);
+            return Some(format!(
+                "ResourceQuotaNotFit: namespace {ns} may still take {} of {resource} under its ResourceQuota; the pod asks {cores}",
+                l.cores
+            ));
+        }
     }
     None
 }

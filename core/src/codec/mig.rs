@@ -27,6 +27,92 @@ pub struct MigAllocation {
     pub compute_instance_id: Option<u32>,
 }
 
+impl MigAllocation {
+    /// The runtime identity the device plugin filled in — `(migUUID, gpuInstanceID,
+    /// computeInstanceID)` — or `None` while the instance is only reserved. HAMi calls an
+    /// allocation with all three "runtime ready"; [`check_mig_allocations`] refuses partial ones.
+    pub fn runtime_identity(&self) -> Option<(&str, u32, u32)> {
+        match (self.gpu_instance_id, self.compute_instance_id) {
+            (Some(gi), Some(ci)) if !self.mig_uuid.is_empty() => Some((&self.mig_uuid, gi, ci)),
+            _ => None,
+        }
+    }
+}
+
+/// HAMi's consistency rules for a decoded MIG allocations value (its `DecodeMigAllocations`):
+/// container and device index not negative, GPU UUID and profile not empty, placement size not
+/// zero, the runtime identity all three fields or none, and at most one allocation per
+/// (container, device). The error names `key` and the allocation's position.
+pub fn check_mig_allocations(key: &str, allocs: &[MigAllocation]) -> Result<(), CodecError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, a) in allocs.iter().enumerate() {
+        let err = |raw: String, expected: &str| {
+            Err(CodecError::new(
+                key,
+                format!("allocation {i}"),
+                &raw,
+                expected,
+            ))
+        };
+        if a.container_index < 0 || a.device_index < 0 {
+            return err(
+                format!(
+                    "containerIndex {}, deviceIndex {}",
+                    a.container_index, a.device_index
+                ),
+                "indexes that are not negative",
+            );
+        }
+        if a.gpu_uuid.is_empty() || a.profile.is_empty() || a.placement.size == 0 {
+            return err(
+                format!(
+                    "gpuUUID {:?}, profile {:?}, placement size {}",
+                    a.gpu_uuid, a.profile, a.placement.size
+                ),
+                "a complete reservation: gpuUUID, profile and a placement of at least one slice",
+            );
+        }
+        let present = [
+            !a.mig_uuid.is_empty(),
+            a.gpu_instance_id.is_some(),
+            a.compute_instance_id.is_some(),
+        ];
+        if present.iter().any(|p| *p) && !present.iter().all(|p| *p) {
+            return err(
+                format!(
+                    "migUUID {:?}, gpuInstanceID {:?}, computeInstanceID {:?}",
+                    a.mig_uuid, a.gpu_instance_id, a.compute_instance_id
+                ),
+                "migUUID, gpuInstanceID and computeInstanceID all set or all absent",
+            );
+        }
+        if !seen.insert((a.container_index, a.device_index)) {
+            return err(
+                format!(
+                    "containerIndex {}, deviceIndex {}",
+                    a.container_index, a.device_index
+                ),
+                "one allocation per container and device",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// [`decode_mig_allocations`] followed by [`check_mig_allocations`]: what a consumer that acts
+/// on the value (device plugin, ledger rebuild, metrics) reads. An empty value is no allocation.
+pub fn decode_checked_mig_allocations(
+    key: &str,
+    value: &str,
+) -> Result<Vec<MigAllocation>, CodecError> {
+    if value.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let allocs = decode_mig_allocations(key, value)?;
+    check_mig_allocations(key, &allocs)?;
+    Ok(allocs)
+}
+
 /// Encode as Go's `json.Marshal` of `[]MigAllocation` (an empty list is `[]`).
 pub fn encode_mig_allocations(allocs: &[MigAllocation]) -> String {
     let mut out = String::from("[");

@@ -30,7 +30,10 @@ pub use devices::{
 };
 pub use handshake::Handshake;
 pub use lock::{LockOwner, NodeLock};
-pub use mig::{MigAllocation, decode_mig_allocations, encode_mig_allocations};
+pub use mig::{
+    MigAllocation, check_mig_allocations, decode_checked_mig_allocations, decode_mig_allocations,
+    encode_mig_allocations,
+};
 pub use phase::BindPhase;
 pub use register::{
     LegacyMigTemplate, MigPlacement, MigProfile, RegisteredDevice, decode_legacy_register,

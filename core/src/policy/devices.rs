@@ -7,7 +7,7 @@ use crate::fit::{
     CardCaps, MigPick, Pick, Reason, ReasonCounts, check_card_caps, check_node_resources,
     memory_needed_caps,
 };
-use crate::ledger::{NodeView, QuotaLeft};
+use crate::ledger::{FamilyLeft, NodeView, QuotaLeft};
 use crate::model::{DeviceUsage, Node};
 use crate::request::{DeviceRequest, PodRequest};
 
@@ -45,8 +45,9 @@ pub struct FitScratch {
     usage: Vec<DeviceUsage>,
     cand: Vec<Cand>,
     chosen: Vec<usize>,
-    /// Device memory and cores the pod's earlier containers took on this node (for quotas).
-    taken: (u64, u64),
+    /// Device memory and cores the pod's earlier requests took on this node, per family (for
+    /// quotas, which are per family).
+    taken: Vec<(FamilyId, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,9 +83,11 @@ pub fn fit_pod(
         chain,
         templates,
         check_node,
-        quota,
+        ..
     } = *env;
-    scratch.taken = (0, 0);
+    // By reference: the per-family table is a few hundred bytes, and most pods have no quota.
+    let quota = env.quota.as_ref();
+    scratch.taken.clear();
     let node = view.node;
     if check_node
         && let Err(r) = check_node_resources(node, view.used, req.cpu_milli, req.memory_mib)
@@ -120,12 +123,14 @@ pub fn fit_pod(
                 numa_bind: req.numa_bind,
                 chain,
                 templates,
-                quota: quota
-                    .filter(|_| dr.family == FamilyId::NVIDIA)
-                    .map(|q| QuotaLeft {
-                        memory_mib: q.memory_mib.saturating_sub(scratch.taken.0),
-                        cores: q.cores.saturating_sub(scratch.taken.1),
-                    }),
+                quota: quota.map(|q| {
+                    let (mem, cores) = scratch
+                        .taken
+                        .iter()
+                        .find(|t| t.0 == dr.family)
+                        .map_or((0, 0), |t| (t.1, t.2));
+                    q.of(dr.family).minus(mem, cores)
+                }),
             };
             let ok = fit_one(
                 input,
@@ -148,8 +153,15 @@ pub fn fit_pod(
                         mig: cand.mig,
                     };
                     p.apply(&mut scratch.usage[cand.pos as usize]);
-                    scratch.taken.0 += p.memory_mib;
-                    scratch.taken.1 += u64::from(p.cores);
+                    match scratch.taken.iter_mut().find(|t| t.0 == dr.family) {
+                        Some(t) => {
+                            t.1 += p.memory_mib;
+                            t.2 += u64::from(p.cores);
+                        }
+                        None => scratch
+                            .taken
+                            .push((dr.family, p.memory_mib, u64::from(p.cores))),
+                    }
                     if want_placement {
                         picks.push(p);
                     }
@@ -172,7 +184,8 @@ struct FitInput<'a> {
     numa_bind: bool,
     chain: &'a DevicePolicyChain,
     templates: &'a Templates,
-    quota: Option<QuotaLeft>,
+    /// What the namespace may still take of this request's family.
+    quota: Option<FamilyLeft>,
 }
 
 fn fit_one(
