@@ -5,6 +5,8 @@
 //!
 //! * [`inventory`]: the description of the fake cards (count, memory, SMs, UUIDs, NUMA), read from
 //!   a small `key=value` file or an environment variable; errors name the file and line.
+//! * [`mig`]: fake MIG instances (exact placements, deterministic GPU/compute instance ids and
+//!   MIG UUIDs) for the device plugin's MIG path.
 //! * [`state`]: the simulated device state — memory in use, the device timeline on which fake
 //!   kernels "execute", and busy-time buckets from which NVML utilisation is computed. It lives
 //!   in a memory-mapped file so that several processes (and the two fake libraries inside one
@@ -13,6 +15,7 @@
 //! The node agent can use [`inventory::Inventory`] directly to publish fake devices.
 
 pub mod inventory;
+pub mod mig;
 pub mod state;
 
 /// Monotonic clock in nanoseconds (`CLOCK_MONOTONIC`), comparable across processes on one host,

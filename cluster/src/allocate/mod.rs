@@ -21,7 +21,7 @@ pub mod source;
 pub mod testing;
 
 use hami_core::codec::devices::{ContainerDevices, PodDevices, decode_pod_devices};
-use hami_core::codec::{BindPhase, keys};
+use hami_core::codec::{BindPhase, MigAllocation, decode_checked_mig_allocations, keys};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,8 +49,13 @@ pub struct Candidate {
     pub pending: bool,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
+    /// `status.phase` is `Succeeded` or `Failed`: the pod's MIG instances may be destroyed.
+    pub finished: bool,
     /// Decoded to-allocate annotation; `Err` keeps the decode error text for the refusal reason.
     pub to_allocate: Result<PodDevices, String>,
+    /// Decoded and checked `hami.io/vgpu-mig-allocations` (empty when absent: no MIG instance);
+    /// `Err` names the pod and the key.
+    pub mig_allocations: Result<Vec<MigAllocation>, String>,
     /// Container names and whether each disabled isolation (`CUDA_DISABLE_CONTROL=true`), init
     /// containers first.
     pub containers: Vec<ContainerInfo>,
@@ -97,6 +102,17 @@ impl Candidate {
             None => Ok(Vec::new()),
             Some(v) => decode_pod_devices(to_allocate_key, v).map_err(|e| e.to_string()),
         };
+        let mig_allocations = match ann.get(keys::MIG_ALLOCATIONS) {
+            None => Ok(Vec::new()),
+            Some(v) => decode_checked_mig_allocations(keys::MIG_ALLOCATIONS, v).map_err(|e| {
+                format!(
+                    "pod {}/{}: {e}",
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default()
+                )
+            }),
+        };
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         Candidate {
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
@@ -107,13 +123,11 @@ impl Candidate {
                 .get(keys::BIND_PHASE)
                 .and_then(|v| BindPhase::decode(keys::BIND_PHASE, v).ok()),
             bind_time: ann.get(keys::BIND_TIME).and_then(|v| v.trim().parse().ok()),
-            pending: pod
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.as_deref())
-                .is_none_or(|p| p == "Pending"),
+            pending: phase.is_none_or(|p| p == "Pending"),
             deleting: meta.deletion_timestamp.is_some(),
+            finished: phase.is_some_and(|p| p == "Succeeded" || p == "Failed"),
             to_allocate,
+            mig_allocations,
             containers,
         }
     }

@@ -7,6 +7,7 @@
 //! certain. Registers with kubelet, re-registers when kubelet restarts (its socket is recreated),
 //! and removes its own socket on shutdown.
 
+pub mod mig;
 pub mod response;
 
 /// Code generated from `cluster/proto/deviceplugin/v1beta1/api.proto` (kubelet's wire contract).
@@ -138,6 +139,8 @@ pub struct Service<P> {
     /// Flips to `true` when the serving generation stops, ending open ListAndWatch streams so a
     /// restart or shutdown never waits on kubelet's long-lived stream.
     stop: watch::Receiver<bool>,
+    /// Creates the MIG instances the scheduler reserved ([`mig`]).
+    mig: Arc<dyn mig::MigBackend>,
 }
 
 impl<P> Clone for Service<P> {
@@ -148,6 +151,7 @@ impl<P> Clone for Service<P> {
             cards: self.cards.clone(),
             served: self.served.clone(),
             stop: self.stop.clone(),
+            mig: self.mig.clone(),
         }
     }
 }
@@ -177,7 +181,9 @@ fn to_allocate_key() -> &'static str {
 }
 
 impl<P: PodSource> Service<P> {
-    /// A service over `cards` (a watch channel: send a new list to change health).
+    /// A service over `cards` (a watch channel: send a new list to change health). It cannot
+    /// create MIG instances ([`mig::NoMigBackend`]) until given a backend with
+    /// [`Service::with_mig`].
     pub fn new(cfg: PluginConfig, source: Arc<P>, cards: watch::Receiver<Vec<Card>>) -> Self {
         Service {
             cfg: Arc::new(cfg),
@@ -185,7 +191,14 @@ impl<P: PodSource> Service<P> {
             cards,
             served: Arc::new(Mutex::new(BTreeSet::new())),
             stop: watch::channel(false).1,
+            mig: Arc::new(mig::NoMigBackend),
         }
+    }
+
+    /// Use `backend` to create the MIG instances of MIG-mode grants.
+    pub fn with_mig(mut self, backend: Arc<dyn mig::MigBackend>) -> Self {
+        self.mig = backend;
+        self
     }
 
     fn card_set(&self) -> BTreeSet<String> {
@@ -226,7 +239,7 @@ impl<P: PodSource> Service<P> {
             let live: BTreeSet<&str> = cands.iter().map(|c| c.uid.as_str()).collect();
             served.retain(|(uid, _)| live.contains(uid.as_str()));
             match decide(&self.cfg.node_name, &cards, &cands, served, ids) {
-                Decision::Allocate(a) => return self.commit(served, &cands[a.pod], a).await,
+                Decision::Allocate(a) => return self.commit(served, &cands, a).await,
                 Decision::Wait(why) if tokio::time::Instant::now() < deadline => {
                     tracing::info!("allocate {ids:?}: waiting: {why}");
                     tokio::time::sleep(self.cfg.retry_interval).await;
@@ -246,9 +259,16 @@ impl<P: PodSource> Service<P> {
     async fn commit(
         &self,
         served: &mut BTreeSet<(String, usize)>,
-        pod: &Candidate,
+        cands: &[Candidate],
         a: crate::allocate::Assignment,
     ) -> Result<api::ContainerAllocateResponse, Status> {
+        let Some(pod) = cands.get(a.pod) else {
+            return Err(Status::internal(format!(
+                "allocation names candidate {} of {}",
+                a.pod,
+                cands.len()
+            )));
+        };
         let info = pod.containers.get(a.container).cloned().unwrap_or_default();
         if info.name.is_empty() {
             let why = format!(
@@ -259,7 +279,35 @@ impl<P: PodSource> Service<P> {
             self.fail_pod(pod, &why).await;
             return Err(Status::failed_precondition(why));
         }
-        if self.cfg.create_container_dirs {
+        let reservations = match mig::container_reservations(pod, a.container, &a.devices) {
+            Ok(r) => r,
+            Err(why) => {
+                self.fail_pod(pod, &why).await;
+                return Err(Status::failed_precondition(why));
+            }
+        };
+        let mig_uuids = match &reservations {
+            None => None,
+            Some(mine) => {
+                match mig::active_reservations(cands) {
+                    Ok(active) => {
+                        let gone = self.mig.reconcile(&active);
+                        if !gone.is_empty() {
+                            tracing::info!(?gone, "destroyed MIG instances no pod reserves");
+                        }
+                    }
+                    Err(e) => tracing::warn!("MIG reconcile skipped (nothing destroyed): {e}"),
+                }
+                match mig::realise(&*self.mig, pod, mine) {
+                    Ok(u) => Some(u),
+                    Err(why) => {
+                        self.fail_pod(pod, &why).await;
+                        return Err(Status::failed_precondition(why));
+                    }
+                }
+            }
+        };
+        if self.cfg.create_container_dirs && mig_uuids.is_none() {
             let dir = response::container_dir(&self.cfg.response, &pod.uid, &info.name);
             if let Err(e) = create_shared_dir(Path::new(&dir)).await {
                 let why = format!("create {dir}: {e}");
@@ -275,6 +323,11 @@ impl<P: PodSource> Service<P> {
         let done = fully_consumed(&value, FamilyId::NVIDIA.spec().keyword);
         let mut patch = AnnotationPatch::new();
         patch.insert(to_allocate_key().to_string(), Some(value));
+        if mig_uuids.is_some()
+            && let Some(v) = mig::completed_annotation(&*self.mig, pod)
+        {
+            patch.insert(keys::MIG_ALLOCATIONS.to_string(), Some(v));
+        }
         if done {
             patch.insert(
                 keys::BIND_PHASE.to_string(),
@@ -288,6 +341,9 @@ impl<P: PodSource> Service<P> {
         served.insert((pod.uid.clone(), a.container));
         if done {
             self.release_lock_if_held(pod).await;
+        }
+        if let Some(uuids) = mig_uuids {
+            return Ok(response::mig_container_response(&uuids));
         }
         Ok(response::container_response(
             &self.cfg.response,
@@ -684,7 +740,13 @@ pub fn main_blocking(mut o: PluginOptions) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let (_handle, rx) = CardsHandle::new(cards);
-        let svc = Service::new(o.config, Arc::new(source), rx);
+        // Fake cards get fake MIG instances; real cards have no MIG backend yet (see `mig`).
+        let backend: Arc<dyn mig::MigBackend> = if o.cards.inventory.is_some() {
+            Arc::new(mig::FakeMigBackend::new())
+        } else {
+            Arc::new(mig::NoMigBackend)
+        };
+        let svc = Service::new(o.config, Arc::new(source), rx).with_mig(backend);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("SIGTERM handler: {e}"))?;
         run(svc, async move {

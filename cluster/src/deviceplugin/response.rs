@@ -147,3 +147,19 @@ pub fn container_response(
         cdi_devices: Vec::new(),
     }
 }
+
+/// The response for a container served in MIG mode: it sees its MIG devices
+/// (`NVIDIA_VISIBLE_DEVICES=<MIG UUID,…>`, device order) and nothing of HAMi-core — no memory or
+/// core limits, no interposer, no shared cache — as HAMi's plugin answers in MIG mode, where the
+/// hardware partition is the isolation.
+pub fn mig_container_response(mig_uuids: &[String]) -> ContainerAllocateResponse {
+    let mut envs = HashMap::new();
+    envs.insert("NVIDIA_VISIBLE_DEVICES".to_string(), mig_uuids.join(","));
+    ContainerAllocateResponse {
+        envs,
+        mounts: Vec::new(),
+        devices: Vec::new(),
+        annotations: HashMap::new(),
+        cdi_devices: Vec::new(),
+    }
+}
