@@ -169,10 +169,17 @@ impl LedgerSnapshot {
         for (ns, f) in cells {
             let (mem, cores) = ns_used.get(&(ns, f)).copied().unwrap_or_default();
             let fq = quotas.quotas.get(ns).map(|q| q.get(f)).unwrap_or_default();
-            if let Some(r) = quotas.names.memory_resource(f) {
+            // Usage of a family counts both its resources (HAMi's usage entries); a family
+            // only limited shows the resources it limits (HAMi's quota entries).
+            let in_use = ns_used.contains_key(&(ns, f));
+            if let Some(r) = quotas.names.memory_resource(f)
+                && (in_use || fq.memory_mib.is_some())
+            {
                 quota_rows.push((ns.to_string(), r.to_string(), mem, fq.memory_mib));
             }
-            if let Some(r) = quotas.names.cores_resource(f) {
+            if let Some(r) = quotas.names.cores_resource(f)
+                && (in_use || fq.cores.is_some())
+            {
                 quota_rows.push((ns.to_string(), r.to_string(), cores, fq.cores));
             }
         }
@@ -769,5 +776,147 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hami_core::build::NodeBuilder;
+    use hami_core::ledger::{DeviceGrant, FamilyQuota, PodGrant};
+
+    fn grant(node: &str, cards: &[(&str, FamilyId, u64, u32)]) -> PodGrant {
+        PodGrant {
+            node: node.into(),
+            containers: vec![
+                cards
+                    .iter()
+                    .map(|(uuid, family, memory_mib, cores)| DeviceGrant {
+                        uuid: (*uuid).into(),
+                        family: *family,
+                        memory_mib: *memory_mib,
+                        cores: *cores,
+                        mig: None,
+                    })
+                    .collect(),
+            ],
+            cpu_milli: 0,
+            memory_mib: 0,
+        }
+    }
+
+    /// Quota series per family, as HAMi keys them by resource name: usage for every namespace
+    /// and family resource in use (limit "0" where none is set), limits only where set, and
+    /// the legacy `QuotaUsed` beside them.
+    #[test]
+    fn quota_series_per_family() {
+        let mlu = FamilyId::by_name("cambricon").expect("cambricon");
+        let mut ledger = Ledger::new();
+        ledger.upsert_node(NodeBuilder::new("g").gpus(1, "NVIDIA-T4", 16000).build());
+        ledger.upsert_node(NodeBuilder::new("m").cards(1, mlu, "MLU370", 24576).build());
+        let pods = [
+            (
+                "team",
+                "a",
+                grant("g", &[("GPU-g-0", FamilyId::NVIDIA, 3000, 30)]),
+            ),
+            ("team", "b", grant("m", &[("GPU-m-0", mlu, 2048, 20)])),
+            (
+                "free",
+                "c",
+                grant("g", &[("GPU-g-0", FamilyId::NVIDIA, 1000, 10)]),
+            ),
+        ];
+        for (ns, name, g) in pods {
+            ledger.reserve(&PodKey::new(ns, name), g).expect("reserve");
+        }
+        let m = Metrics::new();
+        m.set_legacy(true);
+        m.set_quota(
+            "team",
+            Some(
+                Quota::new()
+                    .with(
+                        mlu,
+                        FamilyQuota {
+                            memory_mib: Some(4096),
+                            cores: None,
+                        },
+                    )
+                    .with(
+                        FamilyId::NVIDIA,
+                        FamilyQuota {
+                            memory_mib: None,
+                            cores: Some(100),
+                        },
+                    ),
+            ),
+        );
+        m.set_quota(
+            "idle",
+            Some(Quota::new().with(
+                mlu,
+                FamilyQuota {
+                    memory_mib: None,
+                    cores: Some(0),
+                },
+            )),
+        );
+        m.refresh(&ledger);
+        let out = m.encode();
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.to_lowercase().contains("quota"))
+            .collect();
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    /// A bad MIG value on a pod: an error naming pod and key, nothing kept; a good one kept;
+    /// no annotation forgets.
+    #[test]
+    fn observe_pod_table() {
+        use k8s_openapi::api::core::v1::Pod;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let pod = |v: Option<&str>| Pod {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some("p".into()),
+                annotations: v.map(|v| [(keys::MIG_ALLOCATIONS.to_string(), v.to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        let good = r#"[{"containerIndex":0,"deviceIndex":0,"gpuUUID":"GPU-0","profile":"1g.10gb","placement":{"start":0,"size":1}}]"#;
+        let duplicate = format!("{},{}", &good[..good.len() - 1], &good[1..]);
+        let m = Metrics::new();
+        let key = PodKey::new("ns", "p");
+        let held = |m: &Metrics| m.mig.read().map(|x| x.contains_key(&key)).unwrap_or(false);
+        // (what, value, Ok or the error's text, kept afterwards)
+        let cases: [(&str, Option<&str>, Result<(), &str>, bool); 5] = [
+            ("reservation", Some(good), Ok(()), true),
+            (
+                "not JSON",
+                Some("nope"),
+                Err("pod ns/p: annotation hami.io/vgpu-mig-allocations"),
+                false,
+            ),
+            ("good again", Some(good), Ok(()), true),
+            (
+                "duplicate",
+                Some(duplicate.as_str()),
+                Err("one allocation per container and device"),
+                false,
+            ),
+            ("annotation removed", None, Ok(()), false),
+        ];
+        for (what, v, want, kept) in cases {
+            let got = m.observe_pod(&pod(v));
+            match (&got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(text)) => assert!(e.contains(text), "{what}: {e}"),
+                _ => panic!("{what}: got {got:?}, want {want:?}"),
+            }
+            assert_eq!(held(&m), kept, "{what}");
+        }
     }
 }

@@ -121,7 +121,7 @@ fn device_from_registered(family: FamilyId, d: &RegisteredDevice) -> Device {
 }
 
 /// The registration annotations a device plugin writes for `node` (one per family present), in
-/// HAMi's exact encoding.
+/// HAMi's exact encoding; MIG-mode cards carry their profiles (`migProfiles`).
 pub fn node_register_annotations(node: &Node) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for f in FamilyId::all() {
@@ -141,6 +141,22 @@ pub fn node_register_annotations(node: &Node) -> BTreeMap<String, String> {
                 numa: i64::from(d.numa),
                 mode: d.mode.as_str().to_string(),
                 health: d.healthy,
+                mig_profiles: d
+                    .mig_profiles
+                    .iter()
+                    .map(|p| crate::codec::register::MigProfile {
+                        name: p.name.clone(),
+                        memory_mb: i32::try_from(p.memory_mib).unwrap_or(i32::MAX),
+                        core: i32::try_from(p.cores).unwrap_or(i32::MAX),
+                        slice_count: p.slice_count,
+                        placements: (!p.placements.is_empty()).then(|| {
+                            p.placements
+                                .iter()
+                                .map(|&(start, size)| MigPlacement { start, size })
+                                .collect()
+                        }),
+                    })
+                    .collect(),
                 ..RegisteredDevice::default()
             })
             .collect();

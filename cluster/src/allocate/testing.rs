@@ -28,6 +28,7 @@ pub struct PodBuilder {
     phase: String,
     deleting: bool,
     vgpu_node: Option<String>,
+    extra: BTreeMap<String, String>,
 }
 
 fn devices(grants: &[Grant<'_>]) -> Vec<ContainerDevice> {
@@ -56,6 +57,7 @@ impl PodBuilder {
             phase: "Pending".into(),
             deleting: false,
             vgpu_node: Some(node.into()),
+            extra: BTreeMap::new(),
         }
     }
 
@@ -107,6 +109,12 @@ impl PodBuilder {
         self
     }
 
+    /// Set one more annotation (e.g. `hami.io/vgpu-mig-allocations`).
+    pub fn annotation(mut self, key: &str, value: &str) -> PodBuilder {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
     /// The pod's UID (derived from its name, stable).
     pub fn uid_of(name: &str) -> String {
         format!("uid-{name}")
@@ -132,6 +140,7 @@ impl PodBuilder {
             ann.insert(keys::BIND_PHASE.to_string(), p.clone());
         }
         ann.insert(keys::BIND_TIME.to_string(), self.bind_time.to_string());
+        ann.extend(self.extra.clone());
         let ctr = |(name, _, uncontrolled): &(String, Vec<ContainerDevice>, bool)| Container {
             name: name.clone(),
             env: uncontrolled.then(|| {

@@ -495,3 +495,118 @@ pub fn router(cfg: std::sync::Arc<WebhookConfig>) -> axum::Router {
         .route("/readyz", axum::routing::get(|| async { "ok" }))
         .with_state(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hami_core::build::PodBuilder;
+    use hami_core::ledger::{FamilyQuota, Ledger, Quota};
+
+    /// HAMi's webhook quota check per family: a pod is measured against its own family's
+    /// limits only, app containers summed, the largest init container if that is more.
+    #[test]
+    fn quota_denial_per_family_table() {
+        let mlu = FamilyId::by_name("cambricon").expect("cambricon");
+        let dcu = FamilyId::by_name("hygon").expect("hygon");
+        let cfg = WebhookConfig::new("hami-scheduler", &DeviceConfig::default());
+        let mlu_ctr = |units: &'static str| -> Vec<(&'static str, &'static str)> {
+            vec![
+                ("cambricon.com/vmlu", "1"),
+                ("cambricon.com/mlu.smlu.vmemory", units),
+            ]
+        };
+        // (what, pod, Ok or the denial's text)
+        let cases: Vec<(&str, Pod, Result<(), &str>)> = vec![
+            (
+                "8 units of 256 MiB fit 4096 MiB",
+                PodBuilder::new("p").container("c", &mlu_ctr("8")).build(),
+                Ok(()),
+            ),
+            (
+                "20 units do not",
+                PodBuilder::new("p").container("c", &mlu_ctr("20")).build(),
+                Err(
+                    "namespace default may still take 4096 MiB of cambricon.com/mlu.smlu.vmemory under its ResourceQuota; the pod asks 5120 MiB",
+                ),
+            ),
+            (
+                "app containers are summed",
+                PodBuilder::new("p")
+                    .container("a", &mlu_ctr("10"))
+                    .container("b", &mlu_ctr("10"))
+                    .build(),
+                Err("the pod asks 5120 MiB"),
+            ),
+            (
+                "an init container runs alone: the larger of the two counts",
+                PodBuilder::new("p")
+                    .init_container("i", &mlu_ctr("12"))
+                    .container("a", &mlu_ctr("4"))
+                    .build(),
+                Ok(()),
+            ),
+            (
+                "a too large init container",
+                PodBuilder::new("p")
+                    .init_container("i", &mlu_ctr("17"))
+                    .container("a", &mlu_ctr("4"))
+                    .build(),
+                Err("the pod asks 4352 MiB"),
+            ),
+            (
+                "another family's pod is not limited by the Cambricon quota",
+                PodBuilder::new("p").gpu(1, 30000, 50).build(),
+                Ok(()),
+            ),
+            (
+                "Hygon cores over its own limit",
+                PodBuilder::new("p")
+                    .container(
+                        "c",
+                        &[
+                            ("hygon.com/dcunum", "2"),
+                            ("hygon.com/dcumem", "1000"),
+                            ("hygon.com/dcucores", "30"),
+                        ],
+                    )
+                    .build(),
+                Err(
+                    "may still take 50 of hygon.com/dcucores under its ResourceQuota; the pod asks 60",
+                ),
+            ),
+        ];
+        let mut ledger = Ledger::new();
+        ledger.set_quota(
+            "default",
+            Some(
+                Quota::new()
+                    .with(
+                        mlu,
+                        FamilyQuota {
+                            memory_mib: Some(4096),
+                            cores: None,
+                        },
+                    )
+                    .with(
+                        dcu,
+                        FamilyQuota {
+                            memory_mib: None,
+                            cores: Some(50),
+                        },
+                    ),
+            ),
+        );
+        let left = ledger.quota_left("default").expect("quota");
+        for (what, pod, want) in cases {
+            let req = cfg.translator.translate(&pod).expect("valid pod");
+            match (quota_denial(&req, &left, &cfg), want) {
+                (None, Ok(())) => {}
+                (Some(why), Err(text)) => {
+                    assert!(why.starts_with("ResourceQuotaNotFit: "), "{what}: {why}");
+                    assert!(why.contains(text), "{what}: {why}");
+                }
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}
