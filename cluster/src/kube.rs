@@ -422,9 +422,8 @@ async fn quota_applied(
     rq: &ResourceQuota,
 ) {
     let (ev, res) = book.apply(names, rq);
-    match res {
-        Err(e) => tracing::error!(error = %e, "ResourceQuota not applied"),
-        Ok(_) => {}
+    if let Err(e) = res {
+        tracing::error!(error = %e, "ResourceQuota not applied");
     }
     if let Some(ev) = ev {
         ext.observe(ev).await;

@@ -42,6 +42,9 @@ const BUCKETS: [f64; 12] = [
 /// One gauge sample: labels and value.
 type Sample = (Labels, f64);
 
+/// Builds a sample's labels from `(name, value)` pairs (adding the constant ones).
+type LabelFn<'a> = dyn Fn(&[(&str, String)]) -> Labels + 'a;
+
 /// A point-in-time copy of what the allocation gauges need, refreshed from the ledger.
 #[derive(Debug, Default, Clone)]
 pub struct LedgerSnapshot {
@@ -289,11 +292,7 @@ impl LedgerSnapshot {
 /// The MIG instance series, current and legacy: for every pod in `mig` that still holds a
 /// grant, each allocation with a complete runtime identity on a card of the grant that its node
 /// runs in MIG mode. Legacy `nodeGPUMigInstance` names the instance `<profile>-<GI id>`.
-fn mig_samples(
-    ledger: &Ledger,
-    mig: &MigView,
-    l: &dyn Fn(&[(&str, String)]) -> Labels,
-) -> (Vec<Sample>, Vec<Sample>) {
+fn mig_samples(ledger: &Ledger, mig: &MigView, l: &LabelFn<'_>) -> (Vec<Sample>, Vec<Sample>) {
     let mut current = Vec::new();
     let mut legacy = Vec::new();
     for (key, allocs) in mig {
@@ -892,7 +891,8 @@ mod tests {
         let key = PodKey::new("ns", "p");
         let held = |m: &Metrics| m.mig.read().map(|x| x.contains_key(&key)).unwrap_or(false);
         // (what, value, Ok or the error's text, kept afterwards)
-        let cases: [(&str, Option<&str>, Result<(), &str>, bool); 5] = [
+        type Case<'a> = (&'a str, Option<&'a str>, Result<(), &'a str>, bool);
+        let cases: [Case<'_>; 5] = [
             ("reservation", Some(good), Ok(()), true),
             (
                 "not JSON",

@@ -58,7 +58,8 @@ pub struct Args {
     /// Also emit HAMi's pre-v2.9 metric names (GPUDeviceMemoryLimit, vGPUMemoryAllocated, …).
     #[arg(long = "legacy-metrics", default_value_t = false, action = clap::ArgAction::Set)]
     legacy_metrics: bool,
-    /// Enforce HAMi's device ResourceQuotas (limits.nvidia.com/gpumem, limits.nvidia.com/gpucores);
+    /// Enforce HAMi's device ResourceQuotas, per family (limits.<memory resource> and
+    /// limits.<cores resource> of each: limits.nvidia.com/gpumem, limits.cambricon.com/mlu.smlu.vmemory, …);
     /// needs list/watch on resourcequotas, and readiness waits for their first list.
     #[arg(long = "resource-quota-watch", default_value_t = true, action = clap::ArgAction::Set)]
     quota_watch: bool,

@@ -251,8 +251,10 @@ pub fn review_request(req: &AdmissionRequest, cfg: &WebhookConfig) -> AdmissionR
 /// percentage of memory is only known once a card is chosen and is not counted, as in HAMi.
 /// `Some(reason)` denies, naming the namespace, the resource and both amounts.
 pub fn quota_denial(req: &PodRequest, left: &QuotaLeft, cfg: &WebhookConfig) -> Option<String> {
-    // Per family: (app memory, app cores), (largest init memory, largest init cores).
-    let mut need: BTreeMap<FamilyId, ((u64, u64), (u64, u64))> = BTreeMap::new();
+    /// Memory MiB and cores.
+    type Amount = (u64, u64);
+    // Per family: app containers summed, the largest init container.
+    let mut need: BTreeMap<FamilyId, (Amount, Amount)> = BTreeMap::new();
     for c in &req.containers {
         let mut here: BTreeMap<FamilyId, (u64, u64)> = BTreeMap::new();
         for d in &c.devices {
