@@ -168,3 +168,77 @@ fn nvml_discovery_with_fake_library() {
     );
     assert!(ann[SCORE].contains(":10"));
 }
+
+/// A fake A100 node in MIG mode registers its MIG geometry (`migProfiles`, HAMi's field), the
+/// scheduler reads it back, and a MIG pod is reserved an exact instance on it.
+#[test]
+fn fake_mig_node_registers_profiles_the_scheduler_uses() {
+    use hami_core::control::{Action, Controller, Event};
+    let cfg = parse_node_config(
+        "config.json",
+        r#"{"nodeconfig":[{"name":"fake-node","operatingmode":"mig"}]}"#,
+    )
+    .expect("config");
+    let nodes = parse_inventory(TWO_V100, "inventory.yaml", "unused").expect("parse");
+    let s = settings_for("fake-node", &NvidiaConfig::default(), &cfg);
+    let ann = node_annotations(&nodes[1], &s);
+    let reg = &ann[REG];
+    assert!(
+        reg.starts_with("[{\"id\":\"GPU-fa4e0000-0000-4000-8000-0000fa4e0000\",\"count\":7,\"devmem\":81920,\"devcore\":100,\"type\":\"NVIDIA A100-SXM4-80GB\",\"mode\":\"mig\",\"migProfiles\":[{\"name\":\"1g.10gb\",\"memoryMB\":10240,\"core\":14,\"sliceCount\":1,\"placements\":[{\"start\":0,\"size\":1},"),
+        "{reg}"
+    );
+    // The V100 node in MIG mode has no MIG geometry: nothing is invented, the cards are left
+    // out (HAMi skips MIG-mode cards without profiles).
+    let cfg_v100 = parse_node_config(
+        "config.json",
+        r#"{"nodeconfig":[{"name":"v100-node","operatingmode":"mig"}]}"#,
+    )
+    .expect("config");
+    let s = settings_for("v100-node", &NvidiaConfig::default(), &cfg_v100);
+    assert_eq!(
+        node_annotations(&nodes[0], &s).get(REG),
+        None,
+        "no card registers"
+    );
+
+    let node =
+        hami_core::annotations::node_from_annotations("fake-node", &ann, 0, 0).expect("decodes");
+    assert_eq!(node.devices[0].mig_profiles.len(), 5);
+    let mut c = Controller::new(
+        hami_core::pipeline::Scheduler::new(hami_core::pipeline::SchedulerConfig {
+            check_node_resources: false,
+            ..hami_core::pipeline::SchedulerConfig::default()
+        }),
+        hami_core::request::RequestTranslator::default(),
+        1,
+    );
+    c.handle(
+        0,
+        Event::NodeChanged(Box::new(hami_core::build::k8s_node(&node))),
+    );
+    let pod = hami_core::build::PodBuilder::new("p")
+        .gpu(1, 30000, 0)
+        .annotation("nvidia.com/vgpu-mode", "mig")
+        .build();
+    let out = c.handle(
+        1,
+        Event::Filter {
+            pod: Box::new(pod),
+            nodes: vec!["fake-node".into()],
+        },
+    );
+    let mig = out
+        .iter()
+        .find_map(|a| match a {
+            Action::PatchPod { annotations, .. } => annotations
+                .get("hami.io/vgpu-mig-allocations")
+                .cloned()
+                .flatten(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no MIG reservation in {out:?}"));
+    assert!(
+        mig.contains("\"profile\":\"3g.40gb\",\"placement\":{\"start\":0,\"size\":4}"),
+        "{mig}"
+    );
+}

@@ -80,6 +80,66 @@ pub fn identity_for(gpu_uuid: &str, start: u32) -> MigIdentity {
     }
 }
 
+/// One MIG profile a fake card offers, as NVML would list it (`nvmlDeviceGetGpuInstanceProfileInfo`
+/// and `…PossiblePlacements`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeMigProfile {
+    /// Profile name (`1g.10gb`).
+    pub name: String,
+    /// Memory of one instance, MiB.
+    pub memory_mib: u64,
+    /// Compute share of one instance, percent of the card.
+    pub cores: u32,
+    /// Memory slices one instance takes.
+    pub slice_count: u32,
+    /// Placements as (first slice, slices).
+    pub placements: Vec<(u32, u32)>,
+}
+
+/// The MIG profiles of a fake card of model `model` with `memory_mib`, or none when the model is
+/// not MIG-capable. MIG-capable means an A100, A30, H100, H200 or B200 by name; the geometry is
+/// the 8-memory-slice, 7-compute-slice one of NVIDIA's A100/H100 class (1g at any of slices 0–6,
+/// 2g at 0/2/4, 3g at 0/4, 4g at 0, 7g over all 8 slices; A30 has 4 slices: 1g at 0–3, 2g at
+/// 0/2, 4g at 0). Names follow NVIDIA's `<g>g.<GB>gb` with the memory an eighth (a quarter on
+/// A30) of the card per slice, rounded down to whole GB; memory is that many slices of the card.
+/// Real cards report slightly less memory per instance; only the shape is NVIDIA's.
+pub fn profiles_for(model: &str, memory_mib: u64) -> Vec<FakeMigProfile> {
+    let m = model.to_ascii_uppercase();
+    let a30 = m.contains("A30");
+    if !(a30
+        || ["A100", "H100", "H200", "B200"]
+            .iter()
+            .any(|k| m.contains(k)))
+        || memory_mib == 0
+    {
+        return Vec::new();
+    }
+    // (compute slices, memory slices, placements)
+    let shapes: &[(u32, u32, &[u32])] = if a30 {
+        &[(1, 1, &[0, 1, 2, 3]), (2, 2, &[0, 2]), (4, 4, &[0])]
+    } else {
+        &[
+            (1, 1, &[0, 1, 2, 3, 4, 5, 6]),
+            (2, 2, &[0, 2, 4]),
+            (3, 4, &[0, 4]),
+            (4, 4, &[0]),
+            (7, 8, &[0]),
+        ]
+    };
+    let (memory_slices, compute_slices) = if a30 { (4u64, 4u32) } else { (8, 7) };
+    let per_slice = memory_mib / memory_slices;
+    shapes
+        .iter()
+        .map(|&(g, slices, starts)| FakeMigProfile {
+            name: format!("{g}g.{}gb", per_slice * u64::from(slices) / 1024),
+            memory_mib: per_slice * u64::from(slices),
+            cores: g * 100 / compute_slices,
+            slice_count: slices,
+            placements: starts.iter().map(|&s| (s, slices)).collect(),
+        })
+        .collect()
+}
+
 /// Live MIG instances of a node's fake cards, by card UUID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FakeMig {
@@ -175,6 +235,41 @@ mod tests {
         assert!(a.starts_with("MIG-"), "{a}");
         let parts: Vec<usize> = a["MIG-".len()..].split('-').map(str::len).collect();
         assert_eq!(parts, [8, 4, 4, 4, 12], "{a}");
+    }
+
+    #[test]
+    fn profiles_table() {
+        // (model, MiB, profile names)
+        let cases: [(&str, u64, &[&str]); 4] = [
+            (
+                "NVIDIA A100-SXM4-80GB",
+                81920,
+                &["1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"],
+            ),
+            (
+                "NVIDIA A100-PCIE-40GB",
+                40960,
+                &["1g.5gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"],
+            ),
+            ("NVIDIA A30", 24576, &["1g.6gb", "2g.12gb", "4g.24gb"]),
+            ("Tesla T4", 15360, &[]),
+        ];
+        for (model, mem, names) in cases {
+            let got = profiles_for(model, mem);
+            let got_names: Vec<&str> = got.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(got_names, names, "{model}");
+            for p in &got {
+                assert!(p.memory_mib <= mem, "{model} {}", p.name);
+                for &(s, n) in &p.placements {
+                    assert_eq!(n, p.slice_count, "{model} {}", p.name);
+                    assert!(s + n <= MAX_SLICES, "{model} {}", p.name);
+                }
+            }
+        }
+        let a100 = profiles_for("A100", 81920);
+        assert_eq!(a100[0].placements.len(), 7);
+        assert_eq!(a100[4].cores, 100);
+        assert_eq!(a100[0].cores, 14);
     }
 
     #[test]

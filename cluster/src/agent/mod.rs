@@ -34,7 +34,7 @@ use hami_core::annotations::node_register_annotations;
 use hami_core::codec::keys;
 use hami_core::codec::score::{DevicePairScore, encode_pair_scores};
 use hami_core::family::FamilyId;
-use hami_core::model::{Device, DeviceMode, Node};
+use hami_core::model::{Device, DeviceMode, MigProfile, Node};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -53,6 +53,25 @@ pub struct DiscoveredCard {
     pub numa: i32,
     /// Whether the card is healthy.
     pub healthy: bool,
+    /// MIG profiles the card offers (published in MIG mode only). Fake cards get the
+    /// geometry of their model from [`hami_fake_devices::mig::profiles_for`]; NVML discovery
+    /// does not read profiles yet, so a real card in MIG mode registers none (MIG pods then do
+    /// not fit it: `CardMigTopologyInfeasible`).
+    pub mig_profiles: Vec<MigProfile>,
+}
+
+/// The fake MIG geometry of a card (none for models without MIG).
+pub fn fake_mig_profiles(model: &str, memory_mib: u64) -> Vec<MigProfile> {
+    hami_fake_devices::mig::profiles_for(model, memory_mib)
+        .into_iter()
+        .map(|p| MigProfile {
+            name: p.name,
+            memory_mib: p.memory_mib,
+            cores: p.cores,
+            slice_count: p.slice_count,
+            placements: p.placements,
+        })
+        .collect()
 }
 
 /// One node's cards and the pair scores between them (indexes into `cards`).
@@ -121,6 +140,7 @@ pub fn cards_from_fake(text: &str, source: &str) -> Result<Vec<DiscoveredCard>, 
             memory_mib: d.memory_bytes / (1024 * 1024),
             numa: d.numa,
             healthy: true,
+            mig_profiles: fake_mig_profiles(&d.name, d.memory_bytes / (1024 * 1024)),
         })
         .collect())
 }
@@ -152,6 +172,7 @@ pub fn parse_inventory(
             .into_iter()
             .enumerate()
             .map(|(i, c)| DiscoveredCard {
+                mig_profiles: fake_mig_profiles(&c.model, c.memory_mib),
                 uuid: c.uuid,
                 index: c.index.unwrap_or(u32::try_from(i).unwrap_or(u32::MAX)),
                 model: c.model,
@@ -191,7 +212,9 @@ pub fn registered_model(nvml_name: &str) -> String {
     }
 }
 
-/// The node model the agent registers: filtered cards, HAMi's scaling and split count.
+/// The node model the agent registers: filtered cards, HAMi's scaling and split count. In MIG
+/// mode a card registers its MIG profiles and `count` = the most instances one profile allows;
+/// a card without profiles is left out, as HAMi's plugin skips it.
 pub fn build_node(inv: &NodeInventory, s: &NodeSettings) -> Node {
     let mig = s.mode == "mig";
     let mut node = Node::new(&inv.name);
@@ -224,6 +247,20 @@ pub fn build_node(inv: &NodeInventory, s: &NodeSettings) -> Node {
         d.numa = c.numa;
         d.healthy = c.healthy;
         d.mode = DeviceMode::parse(&s.mode).unwrap_or_default();
+        if mig {
+            // HAMi registers a MIG-mode card only with its profiles, and as many replicas as
+            // the profile with the most instances has placements.
+            if c.mig_profiles.is_empty() {
+                continue;
+            }
+            d.mig_profiles = c.mig_profiles.clone();
+            d.split_count = c
+                .mig_profiles
+                .iter()
+                .map(|p| u32::try_from(p.placements.len()).unwrap_or(u32::MAX))
+                .max()
+                .unwrap_or(0);
+        }
         node.devices.push(d);
     }
     node

@@ -58,6 +58,9 @@ pub fn discover(node: &str, lib_path: Option<&Path>) -> Result<NodeInventory, St
             memory_mib,
             numa,
             healthy: true,
+            // MIG profiles are not read from NVML yet (GPU instance profile info and possible
+            // placements); unverified without a MIG-capable card.
+            mig_profiles: Vec::new(),
         });
     }
     let mut links = Vec::new();

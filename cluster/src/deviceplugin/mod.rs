@@ -721,7 +721,18 @@ pub fn cards_for(o: &crate::agent::AgentOptions, node: &str) -> Result<(Vec<Card
             healthy: d.healthy,
         })
         .collect();
-    Ok((cards, s.split_count))
+    // In MIG mode a card's replicas are its most instances (as registered), not the split count.
+    let split = if s.mode == "mig" {
+        model
+            .devices
+            .iter()
+            .map(|d| d.split_count)
+            .max()
+            .unwrap_or(s.split_count)
+    } else {
+        s.split_count
+    };
+    Ok((cards, split))
 }
 
 /// Run the plugin against the API server until SIGTERM or Ctrl-C; the socket is removed on exit.
