@@ -180,9 +180,31 @@ fn fake_mig_node_registers_profiles_the_scheduler_uses() {
     )
     .expect("config");
     let nodes = parse_inventory(TWO_V100, "inventory.yaml", "unused").expect("parse");
+    // Without an allowlist entry for the model no profile is registered and the card is left
+    // out, as in HAMi; HAMi's chart default names the A100-80GB profiles.
     let s = settings_for("fake-node", &NvidiaConfig::default(), &cfg);
+    assert_eq!(node_annotations(&nodes[1], &s).get(REG), None);
+    let mut global = NvidiaConfig::default();
+    global.mig_profile_allowlist = vec![
+        hami_core::config::MigAllowlistEntry {
+            models: vec!["A30".into()],
+            profiles: vec!["1g.6gb".into()],
+        },
+        hami_core::config::MigAllowlistEntry {
+            models: vec!["A100-SXM4-80GB".into(), "A100-PCIE-80GB".into()],
+            profiles: vec![
+                "1g.10gb".into(),
+                "2g.20gb".into(),
+                "3g.40gb".into(),
+                "7g.79gb".into(),
+            ],
+        },
+    ];
+    let s = settings_for("fake-node", &global, &cfg);
     let ann = node_annotations(&nodes[1], &s);
     let reg = &ann[REG];
+    assert!(reg.contains("\"name\":\"7g.79gb\",\"memoryMB\":81920,\"core\":100,\"sliceCount\":8,\"placements\":[{\"start\":0,\"size\":8}]"), "{reg}");
+    assert!(!reg.contains("4g."), "not in the allowlist: {reg}");
     assert!(
         reg.starts_with("[{\"id\":\"GPU-fa4e0000-0000-4000-8000-0000fa4e0000\",\"count\":7,\"devmem\":81920,\"devcore\":100,\"type\":\"NVIDIA A100-SXM4-80GB\",\"mode\":\"mig\",\"migProfiles\":[{\"name\":\"1g.10gb\",\"memoryMB\":10240,\"core\":14,\"sliceCount\":1,\"placements\":[{\"start\":0,\"size\":1},"),
         "{reg}"
@@ -194,7 +216,7 @@ fn fake_mig_node_registers_profiles_the_scheduler_uses() {
         r#"{"nodeconfig":[{"name":"v100-node","operatingmode":"mig"}]}"#,
     )
     .expect("config");
-    let s = settings_for("v100-node", &NvidiaConfig::default(), &cfg_v100);
+    let s = settings_for("v100-node", &global, &cfg_v100);
     assert_eq!(
         node_annotations(&nodes[0], &s).get(REG),
         None,
@@ -203,7 +225,7 @@ fn fake_mig_node_registers_profiles_the_scheduler_uses() {
 
     let node =
         hami_core::annotations::node_from_annotations("fake-node", &ann, 0, 0).expect("decodes");
-    assert_eq!(node.devices[0].mig_profiles.len(), 5);
+    assert_eq!(node.devices[0].mig_profiles.len(), 4);
     let mut c = Controller::new(
         hami_core::pipeline::Scheduler::new(hami_core::pipeline::SchedulerConfig {
             check_node_resources: false,

@@ -1,7 +1,7 @@
 //! HAMi's per-node device-plugin configuration (`config.json` of the `hami-device-plugin`
 //! ConfigMap): `nodeconfig[]` entries override the global NVIDIA settings for one node.
 
-use hami_core::config::NvidiaConfig;
+use hami_core::config::{MigAllowlistEntry, NvidiaConfig};
 use serde::Deserialize;
 
 /// The whole `config.json`.
@@ -64,6 +64,8 @@ pub struct NodeSettings {
     pub preconfigured_memory_mib: u64,
     /// Hidden cards.
     pub filter: FilterDevices,
+    /// `migProfileAllowlist` of the device config: which MIG profiles each model registers.
+    pub mig_allowlist: Vec<MigAllowlistEntry>,
 }
 
 /// Parse `config.json`; the error names the source and what serde saw.
@@ -80,6 +82,7 @@ pub fn settings_for(node: &str, global: &NvidiaConfig, file: &NodeConfigFile) ->
         mode: "hami-core".into(),
         preconfigured_memory_mib: global.pre_configured_device_memory,
         filter: FilterDevices::default(),
+        mig_allowlist: global.mig_profile_allowlist.clone(),
     };
     for e in file.nodeconfig.iter().filter(|e| e.name == node) {
         if let Some(m) = &e.operatingmode {

@@ -213,8 +213,9 @@ pub fn registered_model(nvml_name: &str) -> String {
 }
 
 /// The node model the agent registers: filtered cards, HAMi's scaling and split count. In MIG
-/// mode a card registers its MIG profiles and `count` = the most instances one profile allows;
-/// a card without profiles is left out, as HAMi's plugin skips it.
+/// mode a card registers the MIG profiles the device config's `migProfileAllowlist` grants its
+/// model ([`allowed_mig_profiles`]) and `count` = the most instances one profile allows; a card
+/// without any is left out, as HAMi's plugin skips it.
 pub fn build_node(inv: &NodeInventory, s: &NodeSettings) -> Node {
     let mig = s.mode == "mig";
     let mut node = Node::new(&inv.name);
@@ -248,22 +249,54 @@ pub fn build_node(inv: &NodeInventory, s: &NodeSettings) -> Node {
         d.healthy = c.healthy;
         d.mode = DeviceMode::parse(&s.mode).unwrap_or_default();
         if mig {
-            // HAMi registers a MIG-mode card only with its profiles, and as many replicas as
-            // the profile with the most instances has placements.
-            if c.mig_profiles.is_empty() {
+            // HAMi registers a MIG-mode card only with the profiles the allowlist grants its
+            // model, and as many replicas as the profile with the most instances has placements.
+            let profiles = allowed_mig_profiles(&d.model, &c.mig_profiles, &s.mig_allowlist);
+            if profiles.is_empty() {
                 continue;
             }
-            d.mig_profiles = c.mig_profiles.clone();
-            d.split_count = c
-                .mig_profiles
+            d.split_count = profiles
                 .iter()
                 .map(|p| u32::try_from(p.placements.len()).unwrap_or(u32::MAX))
                 .max()
                 .unwrap_or(0);
+            d.mig_profiles = profiles;
         }
         node.devices.push(d);
     }
     node
+}
+
+/// The MIG profiles a card of registered model `model` publishes, HAMi's way
+/// (`discoverMigProfiles`): the first allowlist entry one of whose models is a substring of
+/// `model` names the profiles; each is matched by its slice group (`3g` of `3g.40gb`) to what the
+/// card offers and registered under the allowlist's name with the card's memory, compute share
+/// and placements. No matching entry, no profiles.
+pub fn allowed_mig_profiles(
+    model: &str,
+    offered: &[MigProfile],
+    allowlist: &[hami_core::config::MigAllowlistEntry],
+) -> Vec<MigProfile> {
+    let group = |name: &str| name.split('.').next().unwrap_or(name).to_string();
+    let Some(entry) = allowlist
+        .iter()
+        .find(|e| e.models.iter().any(|m| model.contains(m.as_str())))
+    else {
+        return Vec::new();
+    };
+    entry
+        .profiles
+        .iter()
+        .filter_map(|name| {
+            offered
+                .iter()
+                .find(|p| group(&p.name) == group(name))
+                .map(|p| MigProfile {
+                    name: name.clone(),
+                    ..p.clone()
+                })
+        })
+        .collect()
 }
 
 /// HAMi's pair-score annotation value for the node's links (only cards still registered).
