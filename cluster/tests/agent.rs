@@ -184,22 +184,24 @@ fn fake_mig_node_registers_profiles_the_scheduler_uses() {
     // out, as in HAMi; HAMi's chart default names the A100-80GB profiles.
     let s = settings_for("fake-node", &NvidiaConfig::default(), &cfg);
     assert_eq!(node_annotations(&nodes[1], &s).get(REG), None);
-    let mut global = NvidiaConfig::default();
-    global.mig_profile_allowlist = vec![
-        hami_core::config::MigAllowlistEntry {
-            models: vec!["A30".into()],
-            profiles: vec!["1g.6gb".into()],
-        },
-        hami_core::config::MigAllowlistEntry {
-            models: vec!["A100-SXM4-80GB".into(), "A100-PCIE-80GB".into()],
-            profiles: vec![
-                "1g.10gb".into(),
-                "2g.20gb".into(),
-                "3g.40gb".into(),
-                "7g.79gb".into(),
-            ],
-        },
-    ];
+    let global = NvidiaConfig {
+        mig_profile_allowlist: vec![
+            hami_core::config::MigAllowlistEntry {
+                models: vec!["A30".into()],
+                profiles: vec!["1g.6gb".into()],
+            },
+            hami_core::config::MigAllowlistEntry {
+                models: vec!["A100-SXM4-80GB".into(), "A100-PCIE-80GB".into()],
+                profiles: vec![
+                    "1g.10gb".into(),
+                    "2g.20gb".into(),
+                    "3g.40gb".into(),
+                    "7g.79gb".into(),
+                ],
+            },
+        ],
+        ..NvidiaConfig::default()
+    };
     let s = settings_for("fake-node", &global, &cfg);
     let ann = node_annotations(&nodes[1], &s);
     let reg = &ann[REG];
