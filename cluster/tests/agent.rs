@@ -167,6 +167,38 @@ fn nvml_discovery_with_fake_library() {
         ann[REG]
     );
     assert!(ann[SCORE].contains(":10"));
+
+    // MIG geometry through NVML's GPU instance profile calls (the fake answers for MIG-capable
+    // models): five profiles, 1g at seven placements, compute share from multiprocessors.
+    let p = &node.cards[0].mig_profiles;
+    let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"],
+        "{p:?}"
+    );
+    assert_eq!(p[0].placements, (0..7).map(|s| (s, 1)).collect::<Vec<_>>());
+    assert_eq!(p[2].placements, vec![(0, 4), (4, 4)]);
+    assert_eq!(p[4].cores, 100);
+    assert_eq!(p[4].slice_count, 8);
+    let mig = hami_cluster::agent::config::parse_node_config(
+        "config.json",
+        r#"{"nodeconfig":[{"name":"h100-node","operatingmode":"mig"}]}"#,
+    )
+    .expect("config");
+    let global = NvidiaConfig {
+        mig_profile_allowlist: vec![hami_core::config::MigAllowlistEntry {
+            models: vec!["H100".into()],
+            profiles: vec!["1g.10gb".into(), "7g.80gb".into()],
+        }],
+        ..NvidiaConfig::default()
+    };
+    let ann = node_annotations(&node, &settings_for("h100-node", &global, &mig));
+    assert!(
+        ann[REG].contains("\"mode\":\"mig\",\"migProfiles\":[{\"name\":\"1g.10gb\""),
+        "{}",
+        ann[REG]
+    );
 }
 
 /// A fake A100 node in MIG mode registers its MIG geometry (`migProfiles`, HAMi's field), the

@@ -53,10 +53,10 @@ pub struct DiscoveredCard {
     pub numa: i32,
     /// Whether the card is healthy.
     pub healthy: bool,
-    /// MIG profiles the card offers (published in MIG mode only). Fake cards get the
-    /// geometry of their model from [`hami_fake_devices::mig::profiles_for`]; NVML discovery
-    /// does not read profiles yet, so a real card in MIG mode registers none (MIG pods then do
-    /// not fit it: `CardMigTopologyInfeasible`).
+    /// MIG profiles the card offers (published in MIG mode only, filtered by the allowlist).
+    /// Fake cards get the geometry of their model from
+    /// [`hami_fake_devices::mig::profiles_for`]; NVML discovery reads NVML's GPU instance
+    /// profiles and placements ([`nvml::discover`]).
     pub mig_profiles: Vec<MigProfile>,
 }
 

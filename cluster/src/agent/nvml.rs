@@ -22,6 +22,76 @@ pub fn pcie_score(level: TopologyLevel) -> u32 {
     }
 }
 
+/// NVML's GPU instance profile ids (`NVML_GPU_INSTANCE_PROFILE_<g>_SLICE`) by compute slices `g`
+/// (HAMi's `profileNameToGIProfileID`).
+const GI_PROFILES: [(u32, u32); 7] = [(1, 0), (2, 1), (3, 2), (4, 3), (6, 6), (7, 4), (8, 5)];
+
+/// The MIG profiles NVML reports for a card, as HAMi's `discoverMigProfiles` reads them: per GPU
+/// instance profile the card supports, its memory, slices and possible placements, and its compute
+/// share = multiprocessors × 100 / the largest profile's, rounded up. Named `<g>g.<GB>gb`; the
+/// allowlist gives the registered names ([`super::allowed_mig_profiles`]). A card without MIG
+/// answers `NOT_SUPPORTED` for every profile: no profiles. Tested against the fake
+/// `libnvidia-ml.so.1` only; unverified on a MIG-capable card.
+fn mig_profiles(nvml: &Nvml, d: &nvml_wrapper::Device<'_>) -> Vec<hami_core::model::MigProfile> {
+    let infos: Vec<(u32, u32, nvml_wrapper::struct_wrappers::device::ProfileInfo)> = GI_PROFILES
+        .iter()
+        .filter_map(|&(g, id)| d.profile_info(id).ok().map(|i| (g, id, i)))
+        .collect();
+    let full = infos
+        .iter()
+        .map(|(_, _, i)| i.multiprocessor_count)
+        .max()
+        .unwrap_or(0);
+    infos
+        .into_iter()
+        .filter_map(|(g, id, info)| {
+            let placements = possible_placements(nvml, d, id)?;
+            Some(hami_core::model::MigProfile {
+                name: format!("{g}g.{}gb", info.memory_size_mb / 1024),
+                memory_mib: info.memory_size_mb,
+                cores: if full > 0 {
+                    (info.multiprocessor_count * 100).div_ceil(full)
+                } else {
+                    0
+                },
+                slice_count: info.slice_count,
+                placements,
+            })
+        })
+        .collect()
+}
+
+/// `nvmlDeviceGetGpuInstancePossiblePlacements_v2` through the raw binding: nvml-wrapper 0.13's
+/// `Device::possible_placements` never sets the length of the buffer NVML fills, so it always
+/// returns an empty list. `None` when the call fails.
+fn possible_placements(
+    nvml: &Nvml,
+    d: &nvml_wrapper::Device<'_>,
+    profile: u32,
+) -> Option<Vec<(u32, u32)>> {
+    use nvml_wrapper_sys::bindings::nvmlGpuInstancePlacement_t;
+    let sym = nvml
+        .lib()
+        .nvmlDeviceGetGpuInstancePossiblePlacements_v2
+        .as_ref()
+        .ok()?;
+    let mut count: std::os::raw::c_uint = 0;
+    // SAFETY: the handle belongs to this live `Nvml`; NVML's two-call protocol: a null buffer
+    // asks for the count, then a buffer of `count` placements is filled and `count` updated.
+    unsafe {
+        let h = d.handle();
+        if sym(h, profile, std::ptr::null_mut(), &mut count) != 0 {
+            return None;
+        }
+        let mut buf = vec![nvmlGpuInstancePlacement_t { start: 0, size: 0 }; count as usize];
+        if sym(h, profile, buf.as_mut_ptr(), &mut count) != 0 {
+            return None;
+        }
+        buf.truncate(count as usize);
+        Some(buf.iter().map(|p| (p.start, p.size)).collect())
+    }
+}
+
 /// Discover the cards of this machine. `lib_path` loads another `libnvidia-ml.so.1` (the fake one
 /// in tests). Errors say which NVML call failed; no GPU means an error, never a panic.
 pub fn discover(node: &str, lib_path: Option<&Path>) -> Result<NodeInventory, String> {
@@ -58,9 +128,7 @@ pub fn discover(node: &str, lib_path: Option<&Path>) -> Result<NodeInventory, St
             memory_mib,
             numa,
             healthy: true,
-            // MIG profiles are not read from NVML yet (GPU instance profile info and possible
-            // placements); unverified without a MIG-capable card.
-            mig_profiles: Vec::new(),
+            mig_profiles: mig_profiles(&nvml, &d),
         });
     }
     let mut links = Vec::new();

@@ -28,6 +28,7 @@ pub type NvmlDevice = *mut c_void;
 const SUCCESS: NvmlReturn = 0;
 const UNINITIALIZED: NvmlReturn = 1;
 const INVALID_ARGUMENT: NvmlReturn = 2;
+const NOT_SUPPORTED: NvmlReturn = 3;
 const NOT_FOUND: NvmlReturn = 6;
 const INSUFFICIENT_SIZE: NvmlReturn = 7;
 const ARGUMENT_VERSION_MISMATCH: NvmlReturn = 25;
@@ -649,5 +650,132 @@ pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(h: NvmlDevice, p: *mut PciInfo)
             }
         }
         put(p, info)
+    })
+}
+
+/// `nvmlGpuInstanceProfileInfo_t` (v1).
+#[repr(C)]
+pub struct GpuInstanceProfileInfo {
+    /// Profile id.
+    pub id: c_uint,
+    /// Peer-to-peer support (0 in the fake).
+    pub is_p2p_supported: c_uint,
+    /// Memory slices one instance takes.
+    pub slice_count: c_uint,
+    /// Instances of this profile the card can hold at once.
+    pub instance_count: c_uint,
+    /// Multiprocessors of one instance.
+    pub multiprocessor_count: c_uint,
+    /// Copy engines (0 in the fake).
+    pub copy_engine_count: c_uint,
+    /// Decoders (0 in the fake).
+    pub decoder_count: c_uint,
+    /// Encoders (0 in the fake).
+    pub encoder_count: c_uint,
+    /// JPEG engines (0 in the fake).
+    pub jpeg_count: c_uint,
+    /// OFA engines (0 in the fake).
+    pub ofa_count: c_uint,
+    /// Memory of one instance, MiB.
+    pub memory_size_mb: u64,
+}
+
+/// `nvmlGpuInstancePlacement_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GpuInstancePlacement {
+    /// First memory slice.
+    pub start: c_uint,
+    /// Memory slices.
+    pub size: c_uint,
+}
+
+/// NVML's GPU instance profile ids (`NVML_GPU_INSTANCE_PROFILE_<g>_SLICE`) and their compute
+/// slices `g`.
+const GI_PROFILES: [(c_uint, u32); 7] = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 7), (5, 8), (6, 6)];
+
+/// The fake card's MIG profile for NVML profile id `profile`, and the card's SM count:
+/// `NOT_SUPPORTED` for a card without MIG or a profile its geometry lacks (as NVML answers).
+fn gi_profile(
+    h: NvmlDevice,
+    profile: c_uint,
+) -> Result<(hami_fake_devices::mig::FakeMigProfile, u32), NvmlReturn> {
+    let n = nvml()?;
+    let dev = &n.inv.devices[dev_of(n, h)?];
+    let g = GI_PROFILES
+        .iter()
+        .find(|(id, _)| *id == profile)
+        .map(|(_, g)| *g)
+        .ok_or(INVALID_ARGUMENT)?;
+    hami_fake_devices::mig::profiles_for(&dev.name, dev.memory_bytes / (1024 * 1024))
+        .into_iter()
+        .find(|p| p.name.starts_with(&format!("{g}g.")))
+        .map(|p| (p, dev.sms))
+        .ok_or(NOT_SUPPORTED)
+}
+
+/// `nvmlDeviceGetGpuInstanceProfileInfo`: the fake geometry of
+/// [`hami_fake_devices::mig::profiles_for`]; multiprocessors = the card's SMs × the profile's
+/// compute share.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceProfileInfo(
+    h: NvmlDevice,
+    profile: c_uint,
+    info: *mut GpuInstanceProfileInfo,
+) -> NvmlReturn {
+    guard(|| {
+        let (p, sms) = gi_profile(h, profile)?;
+        put(
+            info,
+            GpuInstanceProfileInfo {
+                id: profile,
+                is_p2p_supported: 0,
+                slice_count: p.slice_count,
+                instance_count: p.placements.len() as c_uint,
+                multiprocessor_count: sms * p.cores / 100,
+                copy_engine_count: 0,
+                decoder_count: 0,
+                encoder_count: 0,
+                jpeg_count: 0,
+                ofa_count: 0,
+                memory_size_mb: p.memory_mib,
+            },
+        )
+    })
+}
+
+/// `nvmlDeviceGetGpuInstancePossiblePlacements_v2`: NVML's two-call protocol (a null buffer
+/// asks for the count; a buffer smaller than the count is `INSUFFICIENT_SIZE`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetGpuInstancePossiblePlacements_v2(
+    h: NvmlDevice,
+    profile: c_uint,
+    placements: *mut GpuInstancePlacement,
+    count: *mut c_uint,
+) -> NvmlReturn {
+    guard(|| {
+        let (p, _) = gi_profile(h, profile)?;
+        if count.is_null() {
+            return Err(INVALID_ARGUMENT);
+        }
+        let n = p.placements.len();
+        // SAFETY: non-null in/out count from the caller.
+        let room = unsafe { *count } as usize;
+        if placements.is_null() {
+            return put(count, n as c_uint);
+        }
+        if room < n {
+            put(count, n as c_uint)?;
+            return Err(INSUFFICIENT_SIZE);
+        }
+        for (i, &(start, size)) in p.placements.iter().enumerate() {
+            // SAFETY: the caller gave room for `room` >= n placements.
+            unsafe {
+                placements
+                    .add(i)
+                    .write(GpuInstancePlacement { start, size })
+            };
+        }
+        put(count, n as c_uint)
     })
 }
