@@ -69,7 +69,13 @@ fn possible_placements(
     d: &nvml_wrapper::Device<'_>,
     profile: u32,
 ) -> Option<Vec<(u32, u32)>> {
-    use nvml_wrapper_sys::bindings::nvmlGpuInstancePlacement_t;
+    /// `nvmlGpuInstancePlacement_t`: first slice, slices.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Placement {
+        start: std::os::raw::c_uint,
+        size: std::os::raw::c_uint,
+    }
     let sym = nvml
         .lib()
         .nvmlDeviceGetGpuInstancePossiblePlacements_v2
@@ -83,8 +89,8 @@ fn possible_placements(
         if sym(h, profile, std::ptr::null_mut(), &mut count) != 0 {
             return None;
         }
-        let mut buf = vec![nvmlGpuInstancePlacement_t { start: 0, size: 0 }; count as usize];
-        if sym(h, profile, buf.as_mut_ptr(), &mut count) != 0 {
+        let mut buf = vec![Placement { start: 0, size: 0 }; count as usize];
+        if sym(h, profile, buf.as_mut_ptr().cast(), &mut count) != 0 {
             return None;
         }
         buf.truncate(count as usize);
