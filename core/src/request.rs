@@ -71,9 +71,9 @@ impl Selectors {
         if self.use_types.is_empty() && self.nouse_types.is_empty() {
             return true;
         }
-        let m = model.to_ascii_lowercase();
-        (self.use_types.is_empty() || self.use_types.iter().any(|t| m.contains(t.as_str())))
-            && !self.nouse_types.iter().any(|t| m.contains(t.as_str()))
+        // No lower-cased copy of the model: this runs per card for every filter pass.
+        (self.use_types.is_empty() || self.use_types.iter().any(|t| contains_ci(model, t)))
+            && !self.nouse_types.iter().any(|t| contains_ci(model, t))
     }
 
     /// Whether a card with `uuid` passes the UUID selectors.
@@ -84,6 +84,15 @@ impl Selectors {
         (self.use_uuids.is_empty() || self.use_uuids.iter().any(|u| u == uuid))
             && !self.nouse_uuids.iter().any(|u| u == uuid)
     }
+}
+
+/// Whether `haystack`, ASCII-lower-cased, contains `lower` (already lower case): the same as
+/// `haystack.to_ascii_lowercase().contains(lower)`, without the copy.
+fn contains_ci(haystack: &str, lower: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), lower.as_bytes());
+    n.is_empty()
+        || h.windows(n.len())
+            .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
 }
 
 /// What one container asks of one family.
@@ -597,4 +606,24 @@ fn cpu_mem(pod: &str, c: &Container) -> Result<(u64, u64), RequestError> {
         None => 0,
     };
     Ok((cpu, mem))
+}
+
+#[cfg(test)]
+mod type_match_tests {
+    use super::contains_ci;
+
+    #[test]
+    fn matches_like_a_lower_cased_copy() {
+        let models = ["NVIDIA-A100-SXM4-80GB", "Tesla V100", "", "ÄV100x", "a100"];
+        let needles = ["a100", "v100", "", "x", "nvidia-a100-sxm4-80gb-long", "äv"];
+        for m in models {
+            for n in needles {
+                assert_eq!(
+                    contains_ci(m, n),
+                    m.to_ascii_lowercase().contains(n),
+                    "{m:?} ∋ {n:?}"
+                );
+            }
+        }
+    }
 }
