@@ -222,10 +222,37 @@ impl Shape {
         }
     }
 
-    fn hash64(&self) -> u64 {
+    /// The hash of `Shape::of(req, policy, chain)`, without building it (no clone per pod).
+    fn hash_of(req: &PodRequest, policy: NodePolicyKind, chain: &DevicePolicyChain) -> u64 {
         let mut h = DefaultHasher::new();
-        self.hash(&mut h);
+        // Field by field as the derived `Hash` of `Shape` does; names hash as empty strings.
+        req.containers.len().hash(&mut h);
+        for c in &req.containers {
+            "".hash(&mut h);
+            c.init.hash(&mut h);
+            c.devices.hash(&mut h);
+        }
+        req.cpu_milli.hash(&mut h);
+        req.memory_mib.hash(&mut h);
+        req.numa_bind.hash(&mut h);
+        policy.hash(&mut h);
+        chain.hash(&mut h);
         h.finish()
+    }
+
+    /// Whether this is `Shape::of(req, policy, chain)`.
+    fn is_of(&self, req: &PodRequest, policy: NodePolicyKind, chain: &DevicePolicyChain) -> bool {
+        self.cpu_milli == req.cpu_milli
+            && self.memory_mib == req.memory_mib
+            && self.numa_bind == req.numa_bind
+            && self.policy == policy
+            && self.containers.len() == req.containers.len()
+            && self
+                .containers
+                .iter()
+                .zip(&req.containers)
+                .all(|(a, b)| a.init == b.init && a.devices == b.devices)
+            && self.chain == *chain
     }
 }
 
@@ -336,13 +363,18 @@ impl ScoreMemo {
                 source: OrderSource::Names(*epoch),
             }),
         };
-        let shape = Shape::of(req, policy, chain);
-        let bucket = self.shapes.entry(shape.hash64()).or_default();
-        let pos = match bucket.iter().position(|m| m.shape == shape) {
+        let bucket = self
+            .shapes
+            .entry(Shape::hash_of(req, policy, chain))
+            .or_default();
+        let pos = match bucket
+            .iter()
+            .position(|m| m.shape.is_of(req, policy, chain))
+        {
             Some(p) => p,
             None => {
                 bucket.push(ShapeMemo {
-                    shape,
+                    shape: Shape::of(req, policy, chain),
                     versions: Vec::new(),
                     hot: Vec::new(),
                     index: None,
@@ -470,5 +502,69 @@ impl ShapeSlots<'_> {
     /// filter, for policies that pick uniformly among feasible nodes.
     pub fn nth_feasible(&self, k: u32) -> Option<NodeId> {
         self.memo.index.as_ref()?.nth_feasible(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::PodBuilder;
+    use crate::request::RequestTranslator;
+
+    fn pod(
+        name: &str,
+        container: &str,
+        limits: &[(&str, &str)],
+        gpu_type: Option<&str>,
+    ) -> PodRequest {
+        let mut b = PodBuilder::new(name).container(container, limits);
+        if let Some(t) = gpu_type {
+            b = b.annotation("nvidia.com/use-gputype", t);
+        }
+        RequestTranslator::default()
+            .translate(&b.build())
+            .expect("test pods translate")
+    }
+
+    #[test]
+    fn shapes_ignore_identity_and_tell_requests_apart() {
+        let chain = DevicePolicyChain::default();
+        let kind = NodePolicyKind::Binpack;
+        let a = pod(
+            "a",
+            "main",
+            &[("nvidia.com/gpu", "1"), ("nvidia.com/gpumem", "4000")],
+            None,
+        );
+        let same = pod(
+            "b",
+            "other",
+            &[("nvidia.com/gpu", "1"), ("nvidia.com/gpumem", "4000")],
+            None,
+        );
+        let more = pod(
+            "c",
+            "main",
+            &[("nvidia.com/gpu", "1"), ("nvidia.com/gpumem", "5000")],
+            None,
+        );
+        let typed = pod(
+            "d",
+            "main",
+            &[("nvidia.com/gpu", "1"), ("nvidia.com/gpumem", "4000")],
+            Some("A100"),
+        );
+        let shape = Shape::of(&a, kind, &chain);
+        let derived = {
+            let mut h = DefaultHasher::new();
+            shape.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(Shape::hash_of(&a, kind, &chain), derived);
+        assert_eq!(Shape::hash_of(&same, kind, &chain), derived);
+        assert!(shape.is_of(&a, kind, &chain) && shape.is_of(&same, kind, &chain));
+        assert!(!shape.is_of(&more, kind, &chain));
+        assert!(!shape.is_of(&typed, kind, &chain));
+        assert!(!shape.is_of(&a, NodePolicyKind::Spread, &chain));
     }
 }

@@ -176,19 +176,27 @@ impl TargetWorkload {
 
     /// Fragmentation (milli-GPU) of one node as it is.
     pub fn node_frag(&self, node: &NodeView<'_>) -> f64 {
-        let rows: Vec<Vec<bool>> = node
-            .node
-            .devices
-            .iter()
-            .map(|d| self.access(&d.model))
-            .collect();
-        let cards: Vec<(u64, &[bool])> = node
+        // One access row per distinct model (a node nearly always has one): `access` walks
+        // every task type, and the simulator calls this after every placement.
+        let mut distinct: SmallVec<[(&str, Vec<bool>); 2]> = SmallVec::new();
+        let mut row_of: SmallVec<[usize; 8]> = SmallVec::new();
+        for d in &node.node.devices {
+            let i = match distinct.iter().position(|(m, _)| *m == d.model) {
+                Some(i) => i,
+                None => {
+                    distinct.push((&d.model, self.access(&d.model)));
+                    distinct.len() - 1
+                }
+            };
+            row_of.push(i);
+        }
+        let cards: SmallVec<[(u64, &[bool]); 8]> = node
             .node
             .devices
             .iter()
             .zip(node.usage)
-            .zip(&rows)
-            .map(|((d, u), r)| (card_free_milli(d, u), r.as_slice()))
+            .zip(&row_of)
+            .map(|((d, u), &r)| (card_free_milli(d, u), distinct[r].1.as_slice()))
             .collect();
         self.frag(
             node.node.cpu_milli.saturating_sub(node.used.cpu_milli),
