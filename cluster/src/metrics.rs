@@ -835,32 +835,11 @@ mod tests {
             "team",
             Some(
                 Quota::new()
-                    .with(
-                        mlu,
-                        FamilyQuota {
-                            memory_mib: Some(4096),
-                            cores: None,
-                        },
-                    )
-                    .with(
-                        FamilyId::NVIDIA,
-                        FamilyQuota {
-                            memory_mib: None,
-                            cores: Some(100),
-                        },
-                    ),
+                    .with(mlu, FamilyQuota::memory(4096))
+                    .with(FamilyId::NVIDIA, FamilyQuota::cores(100)),
             ),
         );
-        m.set_quota(
-            "idle",
-            Some(Quota::new().with(
-                mlu,
-                FamilyQuota {
-                    memory_mib: None,
-                    cores: Some(0),
-                },
-            )),
-        );
+        m.set_quota("idle", Some(Quota::new().with(mlu, FamilyQuota::cores(0))));
         m.refresh(&ledger);
         let out = m.encode();
         let lines: Vec<&str> = out

@@ -446,10 +446,7 @@ async fn legacy_metric_names_only_when_enabled() {
                 namespace: "ml".into(),
                 quota: Some(Quota::new().with(
                     hami_core::family::FamilyId::NVIDIA,
-                    FamilyQuota {
-                        memory_mib: Some(16000),
-                        cores: None,
-                    },
+                    FamilyQuota::memory(16000),
                 )),
             })
             .await;

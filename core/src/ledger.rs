@@ -168,6 +168,22 @@ pub struct FamilyQuota {
 }
 
 impl FamilyQuota {
+    /// A limit on device memory only, MiB.
+    pub fn memory(mib: u64) -> FamilyQuota {
+        FamilyQuota {
+            memory_mib: Some(mib),
+            cores: None,
+        }
+    }
+
+    /// A limit on cores only (percent units summed over cards).
+    pub fn cores(cores: u64) -> FamilyQuota {
+        FamilyQuota {
+            memory_mib: None,
+            cores: Some(cores),
+        }
+    }
+
     /// Whether this limits nothing.
     pub fn is_empty(&self) -> bool {
         self.memory_mib.is_none() && self.cores.is_none()

@@ -13,7 +13,7 @@
 //! and its clones from the moment the memo is first used): the owner keeps them together.
 
 use crate::ledger::{Ledger, NodeId};
-use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored};
+use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored, TieRule};
 use crate::request::{ContainerRequest, PodRequest};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -60,7 +60,7 @@ struct ShapeMemo {
 /// How tied nodes are ordered, as a best-node index needs it: a rank per node id (lower
 /// wins, then the lower id; ids past the end rank last) and what the ranks were taken from.
 #[derive(Debug, Clone, Copy)]
-pub struct TieOrder<'a> {
+struct TieOrder<'a> {
     ranks: &'a [u32],
     source: OrderSource,
 }
@@ -77,7 +77,7 @@ enum OrderSource {
 
 impl<'a> TieOrder<'a> {
     /// Ties go to the lowest `ranks[node id]` (the FGD artifact's fixed node priority).
-    pub fn ranks(ranks: &'a [u32]) -> TieOrder<'a> {
+    fn ranks(ranks: &'a [u32]) -> TieOrder<'a> {
         TieOrder {
             ranks,
             source: OrderSource::Ranks(ranks.as_ptr() as usize, ranks.len()),
@@ -290,17 +290,6 @@ pub struct ShapeSlots<'a> {
     order: Option<TieOrder<'a>>,
 }
 
-/// The tie order a decision asks for, before the memo resolves name order to ranks.
-#[derive(Debug, Clone, Copy)]
-pub enum TieKind<'a> {
-    /// No total order the memo can index (uniform random ties): decisions scan every node.
-    None,
-    /// Fixed ranks per node id.
-    Ranks(&'a [u32]),
-    /// Node name order.
-    Names,
-}
-
 impl ScoreMemo {
     /// Upper bound on remembered (shape, node) verdicts before the memo resets.
     pub const MAX_SLOTS: usize = 1 << 22;
@@ -335,13 +324,13 @@ impl ScoreMemo {
         req: &PodRequest,
         policy: NodePolicyKind,
         chain: &DevicePolicyChain,
-        tie: TieKind<'a>,
+        tie: &'a TieRule,
     ) -> ShapeSlots<'a> {
         let bound = ledger.node_id_bound();
         if self.slots + bound > Self::MAX_SLOTS {
             self.clear();
         }
-        if matches!(tie, TieKind::Names)
+        if matches!(tie, TieRule::NameOrder)
             && self
                 .name_ranks
                 .as_ref()
@@ -356,9 +345,10 @@ impl ScoreMemo {
             self.name_ranks = Some((ledger.names_epoch(), ranks));
         }
         let order = match tie {
-            TieKind::None => None,
-            TieKind::Ranks(r) => Some(TieOrder::ranks(r)),
-            TieKind::Names => self.name_ranks.as_ref().map(|(epoch, r)| TieOrder {
+            // Uniform random ties have no total order to index: decisions scan every node.
+            TieRule::Uniform => None,
+            TieRule::NodePriority(r) => Some(TieOrder::ranks(r)),
+            TieRule::NameOrder => self.name_ranks.as_ref().map(|(epoch, r)| TieOrder {
                 ranks: r,
                 source: OrderSource::Names(*epoch),
             }),

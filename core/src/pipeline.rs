@@ -5,7 +5,7 @@
 
 use crate::fit::{Reason, ReasonCounts};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
-use crate::memo::{Hot, ScoreMemo, TieKind, Verdict};
+use crate::memo::{Hot, ScoreMemo, Verdict};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{
     DevicePolicyChain, NodePolicy, NodePolicyKind, Placement, ScoreContext, TieRule, hami,
@@ -204,13 +204,10 @@ impl Scheduler {
         // A quota's remaining room depends on grants on other nodes: never remembered. A
         // randomised policy's filter verdicts are remembered, its scores are drawn afresh.
         let remember_scores = policy.memoizable();
-        let tie = match &self.config.tie {
-            TieRule::NodePriority(ranks) => TieKind::Ranks(ranks),
-            TieRule::NameOrder => TieKind::Names,
-            TieRule::Uniform => TieKind::None,
-        };
         let mut slots = match memo {
-            Some(m) if env.quota.is_none() => Some(m.slots_for(ledger, req, kind, chain, tie)),
+            Some(m) if env.quota.is_none() => {
+                Some(m.slots_for(ledger, req, kind, chain, &self.config.tie))
+            }
             _ => None,
         };
         let mut scratch = FitScratch::default();

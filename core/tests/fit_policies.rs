@@ -30,10 +30,7 @@ impl World {
             "quota",
             Some(Quota::new().with(
                 hami_core::family::FamilyId::NVIDIA,
-                FamilyQuota {
-                    memory_mib: Some(8000),
-                    cores: None,
-                },
+                FamilyQuota::memory(8000),
             )),
         );
         World {

@@ -239,13 +239,7 @@ fn first_difference(
                 memoised.upsert_node(node);
             }
             Step::Quota(mem) => {
-                let q = Some(Quota::new().with(
-                    FamilyId::NVIDIA,
-                    FamilyQuota {
-                        memory_mib: Some(*mem),
-                        cores: None,
-                    },
-                ));
+                let q = Some(Quota::new().with(FamilyId::NVIDIA, FamilyQuota::memory(*mem)));
                 plain.set_quota("team-q", q.clone());
                 memoised.set_quota("team-q", q);
             }

@@ -582,20 +582,8 @@ mod tests {
             "default",
             Some(
                 Quota::new()
-                    .with(
-                        mlu,
-                        FamilyQuota {
-                            memory_mib: Some(4096),
-                            cores: None,
-                        },
-                    )
-                    .with(
-                        dcu,
-                        FamilyQuota {
-                            memory_mib: None,
-                            cores: Some(50),
-                        },
-                    ),
+                    .with(mlu, FamilyQuota::memory(4096))
+                    .with(dcu, FamilyQuota::cores(50)),
             ),
         );
         let left = ledger.quota_left("default").expect("quota");
