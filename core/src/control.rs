@@ -40,6 +40,16 @@ pub enum Event {
         /// Candidate node names.
         nodes: Vec<String>,
     },
+    /// [`Event::Filter`] for a driver that already holds the ledger's node ids (from
+    /// [`Ledger::node_id`]), such as the simulator's model of kube-scheduler: the same decision
+    /// without a name lookup per candidate. Ids the ledger no longer knows are skipped, as
+    /// unknown names are.
+    FilterIds {
+        /// The pod.
+        pod: Box<Pod>,
+        /// Candidate ledger node ids.
+        nodes: Vec<NodeId>,
+    },
     /// kube-scheduler's extender bind: bind the pod to `node`.
     Bind {
         /// The pod.
@@ -111,6 +121,14 @@ pub enum Action {
     },
 }
 
+/// A filter's candidate nodes, as the driver holds them.
+enum Candidates<'a> {
+    /// Node names (kube-scheduler's extender call); unknown names are skipped.
+    Names(&'a [String]),
+    /// Ledger node ids; ids of removed nodes are skipped.
+    Ids(Vec<NodeId>),
+}
+
 /// The control loop state: scheduler, translator, ledger and the seeded RNG.
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -121,6 +139,8 @@ pub struct Controller {
     requests: BTreeMap<PodKey, PodRequest>,
     /// Per-node verdicts remembered between pods (exact: see [`crate::memo`]).
     memo: ScoreMemo,
+    /// How much an unschedulable decision says about each node.
+    reasons: Reasons,
 }
 
 impl Controller {
@@ -133,7 +153,17 @@ impl Controller {
             rng: ChaCha8Rng::seed_from_u64(seed),
             requests: BTreeMap::new(),
             memo: ScoreMemo::new(),
+            reasons: Reasons::PerNode,
         }
+    }
+
+    /// How much [`Action::Unschedulable`] and a failed [`Action::FilterResult`] say: per node
+    /// by name ([`Reasons::PerNode`], the default; what the extender returns to
+    /// kube-scheduler), only the totals per reason ([`Reasons::Totals`]: `failed` stays empty),
+    /// or nothing ([`Reasons::Skip`]). Decisions are the same in every mode.
+    pub fn with_reasons(mut self, reasons: Reasons) -> Controller {
+        self.reasons = reasons;
+        self
     }
 
     /// The ledger (read-only; every change goes through events).
@@ -193,7 +223,12 @@ impl Controller {
                 self.requests.remove(&key);
                 Vec::new()
             }
-            Event::Filter { pod, nodes } => self.place(now, &pod, Some(&nodes), false),
+            Event::Filter { pod, nodes } => {
+                self.place(now, &pod, Some(Candidates::Names(&nodes)), false)
+            }
+            Event::FilterIds { pod, nodes } => {
+                self.place(now, &pod, Some(Candidates::Ids(nodes)), false)
+            }
             Event::Bind { pod, node } => self.bind(now, pod, node),
             Event::BindFailed(key) => {
                 self.ledger.unreserve(&key);
@@ -303,7 +338,7 @@ impl Controller {
         &mut self,
         now: i64,
         pod: &Pod,
-        nodes: Option<&[String]>,
+        candidates: Option<Candidates<'_>>,
         bind_now: bool,
     ) -> Vec<Action> {
         let key = key_of(pod);
@@ -311,7 +346,7 @@ impl Controller {
             Ok(r) => r,
             Err(e) => {
                 let error = e.to_string();
-                return vec![match nodes {
+                return vec![match candidates {
                     Some(_) => Action::FilterResult {
                         pod: key,
                         node: None,
@@ -323,33 +358,45 @@ impl Controller {
             }
         };
         if !req.wants_devices() {
-            return match nodes {
-                // Not ours: every candidate passes untouched.
-                Some(n) if n.len() == 1 => {
-                    vec![Action::FilterResult {
-                        pod: key,
-                        node: n.first().cloned(),
-                        failed: BTreeMap::new(),
-                        error: None,
-                    }]
-                }
-                _ => vec![Action::NotManaged(key)],
+            // Not ours: every candidate passes untouched.
+            let only = match &candidates {
+                Some(Candidates::Names([name])) => Some(name.clone()),
+                Some(Candidates::Ids(ids)) if ids.len() == 1 => ids
+                    .first()
+                    .and_then(|&id| self.ledger.view(id))
+                    .map(|v| v.node.name.clone()),
+                _ => None,
+            };
+            return match only {
+                Some(node) => vec![Action::FilterResult {
+                    pod: key,
+                    node: Some(node),
+                    failed: BTreeMap::new(),
+                    error: None,
+                }],
+                None => vec![Action::NotManaged(key)],
             };
         }
+        let ids: Option<Vec<NodeId>> = candidates.map(|c| match c {
+            Candidates::Names(names) => names
+                .iter()
+                .filter_map(|name| self.ledger.node_id(name))
+                .collect(),
+            Candidates::Ids(mut ids) => {
+                ids.retain(|&id| self.ledger.view(id).is_some());
+                ids
+            }
+        });
+        let nodes = ids.as_deref();
         // A repeated filter for the same pod replaces its earlier (unbound) choice.
         self.ledger.unreserve(&key);
-        let ids: Option<Vec<NodeId>> = nodes.map(|n| {
-            n.iter()
-                .filter_map(|name| self.ledger.node_id(name))
-                .collect()
-        });
         let decision = self.scheduler.schedule_with(
             &self.ledger,
             &req,
-            ids.as_deref(),
+            nodes,
             &mut self.rng,
             Some(&mut self.memo),
-            Reasons::PerNode,
+            self.reasons,
         );
         let mut actions = Vec::new();
         match decision {

@@ -700,82 +700,88 @@ impl Ledger {
     /// MIG instances; usage equal to the sum of grants; node CPU/memory within allocatable.
     pub fn check_invariants(&self) -> Result<(), Vec<Violation>> {
         let mut out = Vec::new();
-        for e in self.nodes.iter().flatten() {
-            let mut recomputed = NodeEntry {
-                node: e.node.clone(),
-                usage: vec![DeviceUsage::default(); e.node.devices.len()],
-                used: NodeUsage::default(),
-                pods: BTreeSet::new(),
-                usage_score: 0,
-                caps: Vec::new(),
-            };
-            for k in &e.pods {
-                match self.pods.get(k) {
-                    Some(g) if g.node == e.node.name => apply_grant(&mut recomputed, g, true),
-                    _ => out.push(Violation {
-                        node: e.node.name.clone(),
-                        what: format!("pod {k} listed without a grant here"),
-                    }),
-                }
+        for id in 0..self.nodes.len() {
+            out.extend(self.check_node(id as NodeId));
+        }
+        for k in self.pods.keys() {
+            out.extend(self.check_listed(k));
+        }
+        if out.is_empty() { Ok(()) } else { Err(out) }
+    }
+
+    /// The invariants of node `id` alone (see [`Ledger::check_invariants`]): its cards and
+    /// allocatable not exceeded, and its usage equal to the sum of the grants of the pods it
+    /// lists, each of which names this node. Empty for an id not present. Together with
+    /// [`Ledger::check_listed`] for the pods whose grants changed, this proves after a change
+    /// what `check_invariants` proves for the whole ledger, in time proportional to the change.
+    pub fn check_node(&self, id: NodeId) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let Some(e) = self.entry(id) else {
+            return out;
+        };
+        let n = &e.node;
+        let mut usage = vec![DeviceUsage::default(); n.devices.len()];
+        let mut used = NodeUsage::default();
+        for k in &e.pods {
+            match self.pods.get(k) {
+                Some(g) if g.node == n.name => add_usage(n, &mut usage, &mut used, g, true),
+                _ => out.push(Violation {
+                    node: n.name.clone(),
+                    what: format!("pod {k} listed without a grant here"),
+                }),
             }
-            for (i, (d, u)) in e.node.devices.iter().zip(&e.usage).enumerate() {
-                if *u != recomputed.usage[i] {
-                    out.push(Violation {
-                        node: e.node.name.clone(),
-                        what: format!(
-                            "card {} usage {:?} != sum of grants {:?}",
-                            d.uuid, u, recomputed.usage[i]
-                        ),
-                    });
-                }
-                if u.used > d.split_count || u.used_mem > d.memory_mib || u.used_cores > d.cores {
-                    out.push(Violation {
-                        node: e.node.name.clone(),
-                        what: format!(
-                            "card {} over capacity: slots {}/{}, memory {}/{} MiB, cores {}/{}",
-                            d.uuid,
-                            u.used,
-                            d.split_count,
-                            u.used_mem,
-                            d.memory_mib,
-                            u.used_cores,
-                            d.cores
-                        ),
-                    });
-                }
-            }
-            let n = &e.node;
-            if (n.cpu_milli > 0 && e.used.cpu_milli > n.cpu_milli)
-                || (n.memory_mib > 0 && e.used.memory_mib > n.memory_mib)
-            {
+        }
+        for ((d, u), sum) in n.devices.iter().zip(&e.usage).zip(&usage) {
+            if u != sum {
                 out.push(Violation {
                     node: n.name.clone(),
-                    what: format!("node over allocatable: {:?}", e.used),
+                    what: format!("card {} usage {u:?} != sum of grants {sum:?}", d.uuid),
                 });
             }
-            if e.used != recomputed.used {
+            if u.used > d.split_count || u.used_mem > d.memory_mib || u.used_cores > d.cores {
                 out.push(Violation {
                     node: n.name.clone(),
                     what: format!(
-                        "node usage {:?} != sum of grants {:?}",
-                        e.used, recomputed.used
+                        "card {} over capacity: slots {}/{}, memory {}/{} MiB, cores {}/{}",
+                        d.uuid,
+                        u.used,
+                        d.split_count,
+                        u.used_mem,
+                        d.memory_mib,
+                        u.used_cores,
+                        d.cores
                     ),
                 });
             }
         }
-        for (k, g) in &self.pods {
-            let listed = self
-                .node_id(&g.node)
-                .and_then(|id| self.entry(id))
-                .is_some_and(|e| e.pods.contains(k));
-            if !listed {
-                out.push(Violation {
-                    node: g.node.clone(),
-                    what: format!("grant of pod {k} not listed on its node"),
-                });
-            }
+        if (n.cpu_milli > 0 && e.used.cpu_milli > n.cpu_milli)
+            || (n.memory_mib > 0 && e.used.memory_mib > n.memory_mib)
+        {
+            out.push(Violation {
+                node: n.name.clone(),
+                what: format!("node over allocatable: {:?}", e.used),
+            });
         }
-        if out.is_empty() { Ok(()) } else { Err(out) }
+        if e.used != used {
+            out.push(Violation {
+                node: n.name.clone(),
+                what: format!("node usage {:?} != sum of grants {used:?}", e.used),
+            });
+        }
+        out
+    }
+
+    /// Whether pod `key`'s grant, if it has one, is listed on the node it names.
+    pub fn check_listed(&self, key: &PodKey) -> Option<Violation> {
+        let g = self.pods.get(key)?;
+        let listed = self
+            .node_id(&g.node)
+            .and_then(|id| self.entry(id))
+            .is_some_and(|e| e.pods.contains(key));
+        (!listed).then(|| Violation {
+            node: g.node.clone(),
+            what: format!("grant of pod {key} not listed on its node"),
+        })
     }
 
     /// Apply a usage change directly, bypassing the capacity check. Only for tests that plant
@@ -812,22 +818,33 @@ fn pick_of(d: &DeviceGrant, pos: usize) -> Pick {
 }
 
 fn apply_grant(entry: &mut NodeEntry, g: &PodGrant, add: bool) {
+    add_usage(&entry.node, &mut entry.usage, &mut entry.used, g, add);
+    entry.usage_score = node_usage_score(&entry.node, &entry.usage);
+}
+
+/// Add (or take away) grant `g`'s share to the usage of `node`'s cards and allocatable.
+fn add_usage(
+    node: &Node,
+    usage: &mut [DeviceUsage],
+    used: &mut NodeUsage,
+    g: &PodGrant,
+    add: bool,
+) {
     for d in g.devices() {
-        if let Some(pos) = entry.node.devices.iter().position(|x| x.uuid == d.uuid) {
+        if let Some(pos) = node.devices.iter().position(|x| x.uuid == d.uuid) {
             let p = pick_of(d, pos);
             if add {
-                p.apply(&mut entry.usage[pos])
+                p.apply(&mut usage[pos])
             } else {
-                p.remove(&mut entry.usage[pos])
+                p.remove(&mut usage[pos])
             }
         }
     }
-    entry.usage_score = node_usage_score(&entry.node, &entry.usage);
     if add {
-        entry.used.cpu_milli += g.cpu_milli;
-        entry.used.memory_mib += g.memory_mib;
+        used.cpu_milli += g.cpu_milli;
+        used.memory_mib += g.memory_mib;
     } else {
-        entry.used.cpu_milli = entry.used.cpu_milli.saturating_sub(g.cpu_milli);
-        entry.used.memory_mib = entry.used.memory_mib.saturating_sub(g.memory_mib);
+        used.cpu_milli = used.cpu_milli.saturating_sub(g.cpu_milli);
+        used.memory_mib = used.memory_mib.saturating_sub(g.memory_mib);
     }
 }

@@ -44,42 +44,39 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// Why the pod was not placed: per node, HAMi's reason counts.
+/// Why the pod was not placed: per node, HAMi's reason counts, and their totals.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FailureSummary {
-    /// Per node name, the reasons.
+    /// Per node name, the reasons (empty unless asked for with [`Reasons::PerNode`]).
     pub per_node: BTreeMap<String, ReasonCounts>,
+    /// Per reason, how many nodes show it (a node counts once for each reason it shows).
+    pub totals: BTreeMap<Reason, u32>,
+    /// How many nodes were looked at.
+    pub nodes: u32,
 }
 
 impl FailureSummary {
     /// Totals per reason over all nodes (nodes counted once per reason they show).
     pub fn node_totals(&self) -> BTreeMap<Reason, u32> {
-        let mut m = BTreeMap::new();
-        for rc in self.per_node.values() {
-            for (r, _) in rc.iter() {
-                *m.entry(r).or_insert(0) += 1;
-            }
-        }
-        m
+        self.totals.clone()
     }
 
     /// The reason most nodes show (ties: declaration order); `None` when there are no nodes.
     pub fn main_reason(&self) -> Option<Reason> {
-        let t = self.node_totals();
-        t.iter()
+        self.totals
+            .iter()
             .max_by_key(|(r, c)| (**c, std::cmp::Reverse(**r)))
             .map(|(r, _)| *r)
     }
 
     /// One line like kube-scheduler's: `0/3 nodes are available: 2 CardInsufficientMemory, 1 …`.
     pub fn headline(&self) -> String {
-        let t = self.node_totals();
-        let parts: Vec<String> = t.iter().map(|(r, c)| format!("{c} {r}")).collect();
-        format!(
-            "0/{} nodes are available: {}",
-            self.per_node.len(),
-            parts.join(", ")
-        )
+        let parts: Vec<String> = self
+            .totals
+            .iter()
+            .map(|(r, c)| format!("{c} {r}"))
+            .collect();
+        format!("0/{} nodes are available: {}", self.nodes, parts.join(", "))
     }
 }
 
@@ -88,6 +85,9 @@ impl FailureSummary {
 pub enum Reasons {
     /// Collect HAMi's reason counts for every node (what users and kube-scheduler see).
     PerNode,
+    /// Only the totals per reason and the node count (a driver that shows one line per pod,
+    /// such as the simulator; saves a map keyed by node name per failure).
+    Totals,
     /// Leave the summary empty: the caller only needs the outcome.
     Skip,
 }
@@ -402,17 +402,20 @@ impl Scheduler {
             }
         }
         Decision::Unschedulable(match reasons {
-            Reasons::PerNode => self.failure_summary(ledger, req, candidates),
+            Reasons::PerNode => self.failure_summary(ledger, req, candidates, true),
+            Reasons::Totals => self.failure_summary(ledger, req, candidates, false),
             Reasons::Skip => FailureSummary::default(),
         })
     }
 
-    /// Per-node reasons for a pod that fits nowhere (the slow path, run only on failure).
+    /// Reasons for a pod that fits nowhere (the slow path, run only on failure): the totals
+    /// always, and the reasons of each node by name when `per_node`.
     pub fn failure_summary(
         &self,
         ledger: &Ledger,
         req: &PodRequest,
         candidates: Option<&[NodeId]>,
+        per_node: bool,
     ) -> FailureSummary {
         let mut out = FailureSummary::default();
         let chain = self.device_policy_for(req);
@@ -434,7 +437,13 @@ impl Scheduler {
                 rc.add(Reason::NodeUnfitPod);
                 rc.cards = 1;
             }
-            out.per_node.insert(view.node.name.clone(), rc);
+            out.nodes += 1;
+            for (r, _) in rc.iter() {
+                *out.totals.entry(r).or_insert(0) += 1;
+            }
+            if per_node {
+                out.per_node.insert(view.node.name.clone(), rc);
+            }
         }
         out
     }

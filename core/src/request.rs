@@ -7,7 +7,7 @@ use crate::model::DeviceMode;
 use crate::policy::{DevicePolicyChain, NodePolicyKind};
 use crate::quantity;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Annotation selecting the node policy for one pod.
 pub const NODE_POLICY_ANNOTATION: &str = "hami.io/node-scheduler-policy";
@@ -221,6 +221,9 @@ struct FamilyNames {
 #[derive(Debug, Clone)]
 pub struct RequestTranslator {
     names: Vec<FamilyNames>,
+    /// Every managed resource name → the positions in `names` that use it (a container lists
+    /// a handful of resources; looking each up beats probing every family's names).
+    by_resource: HashMap<String, Vec<usize>>,
     default_memory: u64,
     default_cores: u32,
     default_count: u32,
@@ -260,9 +263,28 @@ impl RequestTranslator {
                     }
                 }
             })
-            .collect();
+            .collect::<Vec<FamilyNames>>();
+        let mut by_resource: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, n) in names.iter().enumerate() {
+            for r in [
+                Some(&n.count),
+                n.memory.as_ref(),
+                n.memory_pct.as_ref(),
+                n.cores.as_ref(),
+                n.priority.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let at = by_resource.entry(r.clone()).or_default();
+                if !at.contains(&i) {
+                    at.push(i);
+                }
+            }
+        }
         RequestTranslator {
             names,
+            by_resource,
             default_memory: n.default_memory,
             default_cores: n.default_cores,
             default_count: n.default_gpu_num.max(1),
@@ -384,7 +406,10 @@ impl RequestTranslator {
                 use_uuids: list(spec.use_uuid_annotation, false)?,
                 nouse_uuids: list(spec.nouse_uuid_annotation, false)?,
             };
-            selectors.insert(f, s);
+            // A family without selectors is simply absent (the default: any card).
+            if s != Selectors::default() {
+                selectors.insert(f, s);
+            }
         }
 
         let spec = pod.spec.as_ref();
@@ -469,8 +494,20 @@ impl RequestTranslator {
                     .map_err(|p| err(name, p)),
             }
         };
+        // Only the families one of whose resources the container lists can ask for anything;
+        // visited in configuration order, as if every family were probed.
+        let mut listed: Vec<usize> = limits
+            .into_iter()
+            .chain(requests)
+            .flat_map(|m| m.keys())
+            .filter_map(|k| self.by_resource.get(k.as_str()))
+            .flatten()
+            .copied()
+            .collect();
+        listed.sort_unstable();
+        listed.dedup();
         let mut out = Vec::new();
-        for names in &self.names {
+        for names in listed.iter().map(|&i| &self.names[i]) {
             let spec = names.family.spec();
             let count = count_of(&names.count)?;
             let mem = match &names.memory {

@@ -89,8 +89,8 @@ fn forge_memory(pod: &mut k8s_openapi::api::core::v1::Pod) {
     ann.insert(key.to_string(), encode_pod_devices(&devs));
 }
 
-#[test]
-fn checker_catches_a_forged_over_allocation() {
+/// Forge at event 40 and run with these full-check intervals: the checker must stop there.
+fn forged_run(check_every: u64) -> String {
     let sc = small();
     let r = Engine::new(
         &sc,
@@ -99,21 +99,51 @@ fn checker_catches_a_forged_over_allocation() {
         5,
         RunOptions {
             forge_at: Some((40, forge_memory)),
+            check_every: Some(check_every),
             ..RunOptions::default()
         },
     )
     .run();
-    let e = match r {
-        Ok(_) => panic!("the checker did not notice the forged annotation"),
+    match r {
+        Ok(_) => panic!("the checker (full every {check_every}) did not notice the forgery"),
         Err(e) => e,
-    };
-    assert!(e.contains("stopped at event 40"), "{e}");
-    assert!(e.contains("rerun with SEED=5"), "{e}");
-    assert!(e.contains("annotations say"), "{e}");
-    assert!(
-        e.contains("does not fit the recorded grants") && e.contains("of 81920 MiB"),
-        "rebuilding from annotations must find the over-allocation: {e}"
-    );
+    }
+}
+
+#[test]
+fn checker_catches_a_forged_over_allocation() {
+    // Full after every event, and incremental only (the full check never due at event 40).
+    for every in [1, 1_000_000] {
+        let e = forged_run(every);
+        assert!(e.contains("stopped at event 40"), "{e}");
+        assert!(e.contains("rerun with SEED=5"), "{e}");
+        assert!(e.contains("annotations say"), "{e}");
+        assert!(
+            e.contains("does not fit the recorded grants") && e.contains("of 81920 MiB"),
+            "rebuilding from annotations must find the over-allocation: {e}"
+        );
+    }
+}
+
+#[test]
+fn incremental_checker_catches_a_corrupted_ledger_node() {
+    let sc = small();
+    let v = &sc.variants[0];
+    let mut l = hami_core::ledger::Ledger::new();
+    for (n, _) in v.nodes.iter() {
+        l.upsert_node(n.clone());
+    }
+    let mut inc = checker::Incremental::default();
+    assert!(inc.full_check(&l, std::iter::empty()).is_ok());
+    assert!(inc.can_follow(&l));
+    assert!(inc.after_event(&l, &[], |_| None).is_ok());
+    let name = v.nodes[3].0.name.clone();
+    l.corrupt_usage_for_test(&name, 1, |u| u.used_mem += 90_000);
+    // No pod was touched: the change log alone leads the checker to the node.
+    let e = inc.after_event(&l, &[], |_| None).err().unwrap_or_default();
+    assert!(e.contains(&name) && e.contains("!= sum of grants"), "{e}");
+    // Once reported, the node is not revisited until it changes again.
+    assert!(inc.after_event(&l, &[], |_| None).is_ok());
 }
 
 #[test]
@@ -153,7 +183,7 @@ fn checker_catches_a_corrupted_ledger() {
     let _ = keys::VGPU_NODE;
 }
 
-/// Scale a shipped scenario down by text substitution and force the checker after every event.
+/// Scale a shipped scenario down by text substitution (one seed).
 fn shipped_scaled(file: &str, subs: &[(&str, &str)]) -> Scenario {
     let p = root().join("scenarios").join(file);
     let mut text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -162,14 +192,19 @@ fn shipped_scaled(file: &str, subs: &[(&str, &str)]) -> Scenario {
         text = text.replace(a, b);
     }
     let mut sc = Scenario::parse(&p, &text).unwrap_or_else(|e| panic!("{e}"));
-    sc.check_every = 1;
     sc.seeds.truncate(1);
     sc
 }
 
+/// Run every policy with both checkers after every event; they must agree, and pass.
 fn run_all_policies(sc: &Scenario) {
+    let opts = RunOptions {
+        check_every: Some(u64::MAX),
+        cross_check: true,
+        ..RunOptions::default()
+    };
     for p in &sc.policies {
-        let o = Engine::new(sc, &sc.variants[0], p, sc.seeds[0], RunOptions::default())
+        let o = Engine::new(sc, &sc.variants[0], p, sc.seeds[0], opts.clone())
             .run()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(o.metrics["placed"] > 10.0, "{}: {:?}", p.name, o.metrics);

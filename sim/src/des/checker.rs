@@ -1,17 +1,23 @@
-//! The outside checker: after every event (or every N events) it proves that
+//! The outside checker: after every event it proves that
 //! 1. the ledger's own invariants hold (no card over its slots, memory or cores; usage equals
 //!    the sum of grants) — [`hami_core::ledger::Ledger::check_invariants`];
 //! 2. the ledger equals what the pods holding cards say in their annotations, decoded with the
 //!    production codec ([`hami_core::annotations::grant_from_annotations`]), and a ledger
 //!    rebuilt from those annotations alone fits the cards (what a restarted scheduler would do);
 //! 3. every pod is running, pending with a reason, or finished.
+//!
+//! [`check`] proves all three over the whole state. [`Incremental`] proves them after one
+//! event from what the event touched: the ledger nodes its change log names and the pods the
+//! engine changed. That is complete because nothing else changed, and it costs what the event
+//! cost instead of the size of the cluster; the engine still runs the full [`check`] every
+//! `check_every` events and at the end, and the two must agree.
 
 use hami_core::annotations::grant_from_annotations;
 use hami_core::control::key_of;
-use hami_core::ledger::{DeviceGrant, Ledger, PodGrant};
+use hami_core::ledger::{DeviceGrant, Ledger, NodeId, PodGrant};
 use hami_core::request::PodKey;
 use k8s_openapi::api::core::v1::Pod;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 /// What the checker needs to know about one simulated pod.
@@ -49,118 +55,369 @@ fn show(g: &PodGrant) -> String {
     format!("{} [{}]", g.node, parts.join(", "))
 }
 
-/// Check the three properties; the error is a readable dump of every violation (at most 20).
-pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> Result<(), String> {
-    let mut out = String::new();
-    let mut n = 0usize;
-    let mut say = |out: &mut String, s: String| {
-        n += 1;
-        if n <= 20 {
-            let _ = writeln!(out, "  - {s}");
-        }
-    };
-    if let Err(vs) = ledger.check_invariants() {
-        for v in vs {
-            say(&mut out, format!("ledger invariant: {v}"));
+/// Violations gathered for one check, rendered as a readable dump (at most 20 lines).
+#[derive(Default)]
+struct Dump {
+    out: String,
+    n: usize,
+}
+
+impl Dump {
+    fn say(&mut self, s: String) {
+        self.n += 1;
+        if self.n <= 20 {
+            let _ = writeln!(self.out, "  - {s}");
         }
     }
-    let mut from_ann: BTreeMap<PodKey, PodGrant> = BTreeMap::new();
+
+    fn extend(&mut self, v: Option<String>) {
+        if let Some(s) = v {
+            self.say(s);
+        }
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        if self.n == 0 {
+            return Ok(());
+        }
+        if self.n > 20 {
+            let _ = writeln!(self.out, "  … and {} more", self.n - 20);
+        }
+        Err(format!("{} violation(s):\n{}", self.n, self.out))
+    }
+}
+
+/// Whether grants `a` and `b` name the same node and the same cards with the same shares
+/// (per container, in any order).
+fn same(a: &PodGrant, b: &PodGrant) -> bool {
+    fn card(d: &DeviceGrant) -> (&str, u64, u32) {
+        (d.uuid.as_str(), d.memory_mib, d.cores)
+    }
+    let in_order = a.containers.len() == b.containers.len()
+        && a.containers
+            .iter()
+            .zip(&b.containers)
+            .all(|(x, y)| x.len() == y.len() && x.iter().map(card).eq(y.iter().map(card)));
+    // Equal in order is the usual case; otherwise compare sorted copies.
+    a.node == b.node && (in_order || cards(a) == cards(b))
+}
+
+/// The rebuild-from-annotations check for one card: the recorded totals must fit it.
+fn fits_card(
+    ledger: &Ledger,
+    node: &str,
+    uuid: &str,
+    (slots, mem, cores): (u32, u64, u32),
+) -> Option<String> {
+    let dev = ledger
+        .node_id(node)
+        .and_then(|id| ledger.entry(id))
+        .and_then(|e| e.node.devices.iter().find(|d| d.uuid == uuid));
+    match dev {
+        None => Some(format!(
+            "rebuilding from annotations: card {uuid} on {node} does not exist"
+        )),
+        Some(d) if slots > d.split_count || mem > d.memory_mib || cores > d.cores => Some(format!(
+            "rebuilding from annotations: card {uuid} on {node} does not fit the recorded grants: {mem} MiB of {} MiB, {cores} of {} cores, {slots} of {} slots",
+            d.memory_mib, d.cores, d.split_count
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Add grant `a`'s cards to per-card totals (slots, memory, cores).
+fn add_cards<'g>(sums: &mut BTreeMap<(&'g str, &'g str), (u32, u64, u32)>, a: &'g PodGrant) {
+    for d in a.devices() {
+        let e = sums
+            .entry((a.node.as_str(), d.uuid.as_str()))
+            .or_insert((0, 0, 0));
+        e.0 += 1;
+        e.1 += d.memory_mib;
+        e.2 += d.cores;
+    }
+}
+
+/// The grant pod `pod`'s annotations record (`Ok(None)`: none), decoded by the production codec.
+fn decode(pod: &Pod) -> Result<Option<PodGrant>, String> {
+    let empty = BTreeMap::new();
+    let ann = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    grant_from_annotations(ann, 0, 0).map_err(|e| e.to_string())
+}
+
+/// The messages both checkers give for a pod whose ledger grant and annotations disagree.
+fn mismatch(key: &PodKey, ledger: Option<&PodGrant>, ann: Option<&PodGrant>) -> Option<String> {
+    match (ledger, ann) {
+        (None, None) => None,
+        (Some(g), None) => Some(format!(
+            "ledger holds {} for pod {key}, whose annotations record no grant",
+            show(g)
+        )),
+        (None, Some(a)) => Some(format!(
+            "pod {key} annotations record {} but the ledger holds nothing",
+            show(a)
+        )),
+        (Some(g), Some(a)) if !same(a, g) => Some(format!(
+            "pod {key}: ledger says {} but its annotations say {}",
+            show(g),
+            show(a)
+        )),
+        _ => None,
+    }
+}
+
+/// Check the three properties; the error is a readable dump of every violation (at most 20).
+pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> Result<(), String> {
+    check_all(ledger, pods).0
+}
+
+/// [`check`], also returning each holding pod's decoded grant by its position in `pods`.
+fn check_all<'a>(
+    ledger: &Ledger,
+    pods: impl Iterator<Item = PodCheck<'a>>,
+) -> (Result<(), String>, Vec<(usize, PodGrant)>) {
+    let mut dump = Dump::default();
+    if let Err(vs) = ledger.check_invariants() {
+        for v in vs {
+            dump.say(format!("ledger invariant: {v}"));
+        }
+    }
+    let mut from_ann: BTreeMap<PodKey, (usize, PodGrant)> = BTreeMap::new();
     for (i, p) in pods.enumerate() {
         if p.pending && p.reason.is_none() {
-            say(&mut out, format!("pod #{i} is pending without a reason"));
+            dump.say(format!("pod #{i} is pending without a reason"));
         }
         if !p.holds {
             continue;
         }
         let Some(pod) = p.pod else {
-            say(&mut out, format!("pod #{i} holds cards but has no object"));
+            dump.say(format!("pod #{i} holds cards but has no object"));
             continue;
         };
         let key = key_of(pod);
-        let empty = BTreeMap::new();
-        let ann = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-        match grant_from_annotations(ann, 0, 0) {
+        match decode(pod) {
             Ok(Some(g)) => {
-                from_ann.insert(key, g);
+                from_ann.insert(key, (i, g));
             }
             Ok(None) => {}
-            Err(e) => say(
-                &mut out,
-                format!("pod {key}: annotations do not decode: {e}"),
-            ),
+            Err(e) => dump.say(format!("pod {key}: annotations do not decode: {e}")),
         }
     }
     let grants = ledger.grants();
     for (k, g) in grants {
-        match from_ann.get(k) {
-            None => say(
-                &mut out,
-                format!(
-                    "ledger holds {} for pod {k}, whose annotations record no grant",
-                    show(g)
-                ),
-            ),
-            Some(a) if a.node != g.node || cards(a) != cards(g) => say(
-                &mut out,
-                format!(
-                    "pod {k}: ledger says {} but its annotations say {}",
-                    show(g),
-                    show(a)
-                ),
-            ),
-            Some(_) => {}
-        }
+        dump.extend(mismatch(k, Some(g), from_ann.get(k).map(|(_, a)| a)));
     }
-    for (k, a) in &from_ann {
+    for (k, (_, a)) in &from_ann {
         if !grants.contains_key(k) {
-            say(
-                &mut out,
-                format!(
-                    "pod {k} annotations record {} but the ledger holds nothing",
-                    show(a)
-                ),
-            );
+            dump.extend(mismatch(k, None, Some(a)));
         }
     }
     // Rebuild from annotations alone: the cards' totals must fit (what a restarted scheduler
     // would have to accept).
     let mut sums: BTreeMap<(&str, &str), (u32, u64, u32)> = BTreeMap::new();
-    for a in from_ann.values() {
-        for d in a.devices() {
-            let e = sums
-                .entry((a.node.as_str(), d.uuid.as_str()))
-                .or_insert((0, 0, 0));
-            e.0 += 1;
-            e.1 += d.memory_mib;
-            e.2 += d.cores;
-        }
+    for (_, a) in from_ann.values() {
+        add_cards(&mut sums, a);
     }
-    for ((node, uuid), (slots, mem, cores)) in sums {
-        let dev = ledger
-            .node_id(node)
-            .and_then(|id| ledger.entry(id))
-            .and_then(|e| e.node.devices.iter().find(|d| d.uuid == uuid));
-        match dev {
-            None => say(
-                &mut out,
-                format!("rebuilding from annotations: card {uuid} on {node} does not exist"),
-            ),
-            Some(d) if slots > d.split_count || mem > d.memory_mib || cores > d.cores => say(
-                &mut out,
-                format!(
-                    "rebuilding from annotations: card {uuid} on {node} does not fit the recorded grants: {mem} MiB of {} MiB, {cores} of {} cores, {slots} of {} slots",
-                    d.memory_mib, d.cores, d.split_count
-                ),
-            ),
-            Some(_) => {}
-        }
+    for ((node, uuid), totals) in sums {
+        dump.extend(fits_card(ledger, node, uuid, totals));
     }
-    if n == 0 {
-        Ok(())
-    } else {
-        if n > 20 {
-            let _ = writeln!(out, "  … and {} more", n - 20);
+    (dump.finish(), from_ann.into_values().collect())
+}
+
+/// One pod an event touched, for [`Incremental::after_event`].
+#[derive(Debug, Clone)]
+pub struct Touched<'a> {
+    /// The pod's index, as in the full check's iteration order.
+    pub index: usize,
+    /// The pod's key (also for a finished pod, whose object is gone).
+    pub key: PodKey,
+    /// Its state.
+    pub check: PodCheck<'a>,
+}
+
+/// The checker after each event, in time proportional to what the event touched.
+///
+/// It remembers, per pod index, the grant that pod's annotations record (decoded when the pod
+/// is touched) and, per node name, which pods' annotations put them there. After an event it
+/// proves, for the pods the event touched and the ledger nodes whose version changed:
+/// the node's own invariants and that every pod it lists is a grant its annotations record
+/// identically; that the pods whose annotations put them on the node are exactly the ones the
+/// ledger lists; that the recorded grants fit the cards when rebuilt from annotations alone;
+/// and for each touched pod, its ledger grant against its annotations and its pending reason.
+///
+/// Sound only if the driver reports every pod whose state or annotations it changed; the full
+/// [`check`] (run every `check_every` events, and whenever the ledger's change log no longer
+/// reaches back) catches a driver that does not.
+#[derive(Debug, Default)]
+pub struct Incremental {
+    /// Per pod index, the grant its annotations record while it holds cards.
+    recorded: Vec<Option<PodGrant>>,
+    /// Per node name, the pods whose recorded grant is there.
+    on_node: HashMap<String, BTreeSet<usize>>,
+    /// The ledger clock at the last check; `None` until [`Incremental::full_check`].
+    clock: Option<u64>,
+    /// Per ledger node id, its name as last seen (a removed node's id outlives its entry).
+    names: Vec<Option<String>>,
+}
+
+impl Incremental {
+    /// Run the full [`check`] and start following from this state (`pods` as for `check`).
+    pub fn full_check<'a>(
+        &mut self,
+        ledger: &Ledger,
+        pods: impl Iterator<Item = PodCheck<'a>>,
+    ) -> Result<(), String> {
+        let (r, recorded) = check_all(ledger, pods);
+        self.recorded.clear();
+        self.on_node.clear();
+        for (i, g) in recorded {
+            self.record(i, Some(g));
         }
-        Err(format!("{n} violation(s):\n{out}"))
+        self.clock = Some(ledger.clock());
+        r
+    }
+
+    /// Whether the change log still reaches back to the last check (otherwise the driver must
+    /// run the full check and [`Incremental::full_check`]).
+    pub fn can_follow(&self, ledger: &Ledger) -> bool {
+        self.clock
+            .is_some_and(|c| ledger.changes_since(c).is_some())
+    }
+
+    /// Forget the ledger position (a scheduler restart built a new ledger).
+    pub fn invalidate(&mut self) {
+        self.clock = None;
+    }
+
+    fn record(&mut self, i: usize, g: Option<PodGrant>) {
+        if self.recorded.len() <= i {
+            self.recorded.resize(i + 1, None);
+        }
+        if let Some(old) = self.recorded[i].take()
+            && let Some(set) = self.on_node.get_mut(&old.node)
+        {
+            set.remove(&i);
+            if set.is_empty() {
+                self.on_node.remove(&old.node);
+            }
+        }
+        if let Some(g) = &g {
+            self.on_node.entry(g.node.clone()).or_default().insert(i);
+        }
+        self.recorded[i] = g;
+    }
+
+    /// Check after one event. `touched` are the pods the event changed (duplicates allowed);
+    /// `index_of` maps a ledger pod key to its index. Call [`Incremental::can_follow`] first.
+    pub fn after_event(
+        &mut self,
+        ledger: &Ledger,
+        touched: &[Touched<'_>],
+        index_of: impl Fn(&PodKey) -> Option<usize>,
+    ) -> Result<(), String> {
+        let mut dump = Dump::default();
+        let since = self.clock.unwrap_or(0);
+        let mut nodes: BTreeSet<NodeId> = ledger
+            .changes_since(since)
+            .map(|c| c.collect())
+            .unwrap_or_default();
+        // Node names whose recorded pods changed (before or after): their rebuild must fit.
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for t in touched {
+            let p = &t.check;
+            if p.pending && p.reason.is_none() {
+                dump.say(format!("pod #{} is pending without a reason", t.index));
+            }
+            let mut g = None;
+            if p.holds {
+                match p.pod {
+                    None => dump.say(format!("pod #{} holds cards but has no object", t.index)),
+                    Some(pod) => match decode(pod) {
+                        Ok(d) => g = d,
+                        Err(e) => {
+                            dump.say(format!("pod {}: annotations do not decode: {e}", t.key))
+                        }
+                    },
+                }
+            }
+            if let Some(Some(old)) = self.recorded.get(t.index) {
+                names.insert(old.node.clone());
+            }
+            if let Some(new) = &g {
+                names.insert(new.node.clone());
+            }
+            dump.extend(mismatch(&t.key, ledger.grant(&t.key), g.as_ref()));
+            if let Some(v) = ledger.check_listed(&t.key) {
+                dump.say(format!("ledger invariant: {v}"));
+            }
+            self.record(t.index, g);
+        }
+        for name in &names {
+            if let Some(id) = ledger.node_id(name) {
+                nodes.insert(id);
+            } else if let Some(set) = self.on_node.get(name) {
+                // The node is gone from the ledger, yet annotations still put pods there.
+                for &i in set {
+                    if let Some(Some(a)) = self.recorded.get(i) {
+                        dump.say(format!(
+                            "pod #{i} annotations record {} but the ledger holds nothing",
+                            show(a)
+                        ));
+                    }
+                }
+            }
+        }
+        for id in nodes {
+            let Some(entry) = ledger.entry(id) else {
+                // Removed: no pod's annotations may still put it there.
+                let gone = self.names.get(id as usize).and_then(|n| n.as_ref());
+                for &i in gone.and_then(|n| self.on_node.get(n)).into_iter().flatten() {
+                    if let Some(Some(a)) = self.recorded.get(i) {
+                        dump.say(format!(
+                            "pod #{i} annotations record {} on a node the ledger removed",
+                            show(a)
+                        ));
+                    }
+                }
+                continue;
+            };
+            if self.names.len() <= id as usize {
+                self.names.resize(id as usize + 1, None);
+            }
+            if self.names[id as usize].as_ref() != Some(&entry.node.name) {
+                self.names[id as usize] = Some(entry.node.name.clone());
+            }
+            for v in ledger.check_node(id) {
+                dump.say(format!("ledger invariant: {v}"));
+            }
+            let name = &entry.node.name;
+            let recorded_here = self.on_node.get(name);
+            for k in &entry.pods {
+                let ann = index_of(k)
+                    .filter(|i| recorded_here.is_some_and(|s| s.contains(i)))
+                    .and_then(|i| self.recorded.get(i))
+                    .and_then(|g| g.as_ref());
+                dump.extend(mismatch(k, ledger.grant(k), ann));
+            }
+            // Every listed pod matched a distinct recorded one above: equal counts make the two
+            // sets equal.
+            let recorded = recorded_here.map_or(0, BTreeSet::len);
+            if recorded != entry.pods.len() {
+                dump.say(format!(
+                    "node {name}: annotations put {recorded} pod(s) here, the ledger lists {}",
+                    entry.pods.len()
+                ));
+            }
+            let mut sums: BTreeMap<(&str, &str), (u32, u64, u32)> = BTreeMap::new();
+            for &i in recorded_here.into_iter().flatten() {
+                if let Some(Some(a)) = self.recorded.get(i) {
+                    add_cards(&mut sums, a);
+                }
+            }
+            for ((node, uuid), totals) in sums {
+                dump.extend(fits_card(ledger, node, uuid, totals));
+            }
+        }
+        self.clock = Some(ledger.clock());
+        dump.finish()
     }
 }

@@ -24,7 +24,7 @@ use hami_core::control::{Action, Controller, Event};
 use hami_core::fit::Reason;
 use hami_core::ledger::{NodeId, NodeView};
 use hami_core::model::Node;
-use hami_core::pipeline::{NodeVerdict, Scheduler, SchedulerConfig};
+use hami_core::pipeline::{NodeVerdict, Reasons, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::Fgd;
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
 use hami_core::request::{PodKey, RequestTranslator};
@@ -259,8 +259,12 @@ pub type Forge = fn(&mut Pod);
 pub struct RunOptions {
     /// Explain this pod.
     pub explain_pod: Option<String>,
-    /// Override the scenario's checker interval.
+    /// Override the scenario's interval of full checks (the incremental checker runs after
+    /// every other event).
     pub check_every: Option<u64>,
+    /// Test hook: after every event run both the incremental and the full checker and fail when
+    /// they disagree (one passes, the other does not).
+    pub cross_check: bool,
     /// Test hook: at this event index, apply this change to the first running pod holding
     /// cards (e.g. forge its annotations) so the checker must catch it.
     pub forge_at: Option<(u64, Forge)>,
@@ -361,6 +365,13 @@ fn sample_duration(rng: &mut ChaCha8Rng, d: &DurationSpec) -> u64 {
     ms.clamp(1.0, 1e15) as u64
 }
 
+/// The control loop a run drives (and a restart rebuilds). Unschedulable pods carry only the
+/// totals per reason: the simulator shows one line per pod, never a map keyed by node name.
+fn controller(scheduler: &Scheduler, seed: u64) -> Controller {
+    Controller::new(scheduler.clone(), RequestTranslator::default(), seed)
+        .with_reasons(Reasons::Totals)
+}
+
 /// One simulation run (scenario variant × policy × seed).
 pub struct Engine<'a> {
     sc: &'a Scenario,
@@ -434,6 +445,10 @@ pub struct Engine<'a> {
     /// Per class, per ledger node id: (node version, whether the cheap bound admits the class).
     /// Valid for the current controller's ledger only; cleared when the scheduler restarts.
     bound_memo: Vec<Vec<(u64, bool)>>,
+    /// Pods whose state or object changed during the current event (for the checker).
+    touched: Vec<u32>,
+    /// The checker's memory between events.
+    checker: checker::Incremental,
 }
 
 impl<'a> Engine<'a> {
@@ -446,11 +461,7 @@ impl<'a> Engine<'a> {
         opts: RunOptions,
     ) -> Engine<'a> {
         let scheduler = scheduler_for(policy, var);
-        let ctl = Controller::new(
-            scheduler.clone(),
-            RequestTranslator::default(),
-            sub_seed(seed, "scheduler"),
-        );
+        let ctl = controller(&scheduler, sub_seed(seed, "scheduler"));
         let nodes: Vec<SimNode> = var
             .nodes
             .iter()
@@ -569,6 +580,8 @@ impl<'a> Engine<'a> {
             next_start: 0,
             log: Vec::new(),
             bound_memo: Vec::new(),
+            touched: Vec::new(),
+            checker: checker::Incremental::default(),
         }
     }
 
@@ -706,6 +719,7 @@ impl<'a> Engine<'a> {
         }
         pod.metadata.name = Some(name);
         let prio = c.request.priority;
+        self.touched.push(id);
         self.pods.push(SimPod {
             pod: Some(Box::new(pod)),
             class,
@@ -849,6 +863,7 @@ impl<'a> Engine<'a> {
     }
 
     fn retry(&mut self, id: u32) {
+        self.touched.push(id);
         let p = &self.pods[id as usize];
         let until = p.last_try + self.backoff_ms(p.attempts);
         let prio = p.prio;
@@ -871,6 +886,7 @@ impl<'a> Engine<'a> {
                 break;
             }
             self.backoff.remove(&(until, id));
+            self.touched.push(id);
             let prio = self.pods[id as usize].prio;
             self.pods[id as usize].state = PodState::Active;
             self.active.insert((Reverse(prio), id));
@@ -884,6 +900,7 @@ impl<'a> Engine<'a> {
     }
 
     fn park(&mut self, id: u32, why: Why) {
+        self.touched.push(id);
         let p = &mut self.pods[id as usize];
         p.state = PodState::Parked;
         p.reason = Some(why);
@@ -972,7 +989,7 @@ impl<'a> Engine<'a> {
 
     /// kube-scheduler's candidate search: from a rotating start, the first nodes that are up
     /// and admitted by the cheap bound, until `max(100, pct % of nodes)` are found.
-    fn candidates(&mut self, class: u32, pct: u32) -> Vec<String> {
+    fn candidates(&mut self, class: u32, pct: u32) -> Vec<NodeId> {
         let n = self.nodes.len();
         let want = (n * pct as usize / 100).max(100).min(n);
         let mut out = Vec::with_capacity(want.min(1024));
@@ -989,7 +1006,7 @@ impl<'a> Engine<'a> {
                 continue;
             };
             if self.admits(class, id) {
-                out.push(self.nodes[i].node.name.clone());
+                out.push(id);
             }
         }
         self.next_start = (start + visited) % n.max(1);
@@ -1037,6 +1054,7 @@ impl<'a> Engine<'a> {
         for c in classes {
             self.class_failed[c as usize] = 0;
             while let Some(first) = self.parked[c as usize].pop_first() {
+                self.touched.push(first.1);
                 self.pods[first.1 as usize].reason = Some(why);
                 self.retry(first.1);
             }
@@ -1059,6 +1077,7 @@ impl<'a> Engine<'a> {
     }
 
     fn try_schedule(&mut self, id: u32) {
+        self.touched.push(id);
         let Some(pod) = self.pods[id as usize].pod.clone() else {
             return;
         };
@@ -1069,7 +1088,7 @@ impl<'a> Engine<'a> {
             None => self.handle(Event::PodPending(pod)),
             Some(pct) => {
                 let nodes = self.candidates(self.pods[id as usize].class, pct);
-                self.handle(Event::Filter { pod, nodes })
+                self.handle(Event::FilterIds { pod, nodes })
             }
         };
         let mut bound_to: Option<u32> = None;
@@ -1186,6 +1205,7 @@ impl<'a> Engine<'a> {
     }
 
     fn patch(&mut self, id: u32, annotations: BTreeMap<String, Option<String>>) {
+        self.touched.push(id);
         if let Some(pod) = self.pods[id as usize].pod.as_mut() {
             let ann = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
             for (k, v) in annotations {
@@ -1202,6 +1222,7 @@ impl<'a> Engine<'a> {
     }
 
     fn complete_bind(&mut self, id: u32, fails: bool) {
+        self.touched.push(id);
         self.binding -= 1;
         let ni = self.pods[id as usize].node;
         if fails {
@@ -1230,6 +1251,7 @@ impl<'a> Engine<'a> {
     }
 
     fn start_running(&mut self, id: u32, ni: u32) {
+        self.touched.push(id);
         let now = self.now;
         let p = &mut self.pods[id as usize];
         if p.state == PodState::Binding {
@@ -1256,6 +1278,7 @@ impl<'a> Engine<'a> {
         if p.inc != inc || p.state != PodState::Running {
             return;
         }
+        self.touched.push(id);
         let ni = p.node;
         if ni != NO_NODE {
             let key = self.key(id);
@@ -1281,6 +1304,7 @@ impl<'a> Engine<'a> {
     /// A running or binding pod whose node is lost: it fails and is resubmitted as a fresh
     /// pod object (the controller that owns it creates a new one).
     fn evict(&mut self, id: u32) {
+        self.touched.push(id);
         let template = self.var.classes[self.pods[id as usize].class as usize]
             .template
             .clone();
@@ -1398,9 +1422,9 @@ impl<'a> Engine<'a> {
         self.restarts += 1;
         // The new controller's ledger numbers its versions afresh.
         self.bound_memo.clear();
-        self.ctl = Controller::new(
-            self.scheduler.clone(),
-            RequestTranslator::default(),
+        self.checker.invalidate();
+        self.ctl = controller(
+            &self.scheduler,
             sub_seed(self.seed, &format!("scheduler-{}", self.restarts)),
         );
         for ni in 0..self.nodes.len() {
@@ -1463,9 +1487,8 @@ impl<'a> Engine<'a> {
 
     // ---------------------------------------------------------------- checker
 
-    /// Run the checker now. The error is a readable dump.
-    pub fn check(&self) -> Result<(), String> {
-        let pods = self.pods.iter().map(|p| PodCheck {
+    fn pod_check(p: &SimPod) -> PodCheck<'_> {
+        PodCheck {
             pod: p.pod.as_deref(),
             holds: matches!(p.state, PodState::Running | PodState::Binding) && p.node != NO_NODE,
             pending: matches!(
@@ -1473,18 +1496,69 @@ impl<'a> Engine<'a> {
                 PodState::Active | PodState::Backoff | PodState::Parked
             ),
             reason: p.reason.map(|r| r.as_str()),
-        });
-        checker::check(self.ctl.ledger(), pods)
+        }
+    }
+
+    /// Run the full checker now. The error is a readable dump.
+    pub fn check(&self) -> Result<(), String> {
+        checker::check(self.ctl.ledger(), self.pods.iter().map(Self::pod_check))
+    }
+
+    /// The checker after one event: the full check when `full` (or when the ledger's change
+    /// log no longer reaches the last check), otherwise the incremental one over what the event
+    /// touched.
+    fn check_event(&mut self, full: bool) -> Result<(), String> {
+        let touched = std::mem::take(&mut self.touched);
+        let ledger = self.ctl.ledger();
+        if full || !self.checker.can_follow(ledger) {
+            self.checker
+                .full_check(ledger, self.pods.iter().map(Self::pod_check))?;
+        } else {
+            let cross = self.opts.cross_check.then(|| self.check());
+            let mut ids = touched;
+            ids.sort_unstable();
+            ids.dedup();
+            let list: Vec<checker::Touched<'_>> = ids
+                .iter()
+                .map(|&id| {
+                    let p = &self.pods[id as usize];
+                    let name = format!("{}-{id}", self.var.classes[p.class as usize].name);
+                    checker::Touched {
+                        index: id as usize,
+                        key: PodKey::new("sim", name),
+                        check: Self::pod_check(p),
+                    }
+                })
+                .collect();
+            let r = self
+                .checker
+                .after_event(ledger, &list, |k| Self::pod_id(k).map(|i| i as usize));
+            match (cross, r) {
+                (Some(Err(full)), Ok(())) => {
+                    return Err(format!(
+                        "the incremental checker passed what the full check rejects:\n{full}"
+                    ));
+                }
+                (Some(Ok(())), Err(inc)) => {
+                    return Err(format!(
+                        "the incremental checker rejects what the full check passes:\n{inc}"
+                    ));
+                }
+                (_, r) => r?,
+            }
+        }
+        Ok(())
     }
 
     fn forge(&mut self, f: fn(&mut Pod)) {
-        if let Some(p) = self
+        if let Some(id) = self
             .pods
-            .iter_mut()
-            .find(|p| p.state == PodState::Running && p.node != NO_NODE)
-            && let Some(pod) = p.pod.as_mut()
+            .iter()
+            .position(|p| p.state == PodState::Running && p.node != NO_NODE)
+            && let Some(pod) = self.pods[id].pod.as_mut()
         {
             f(pod);
+            self.touched.push(id as u32);
         }
     }
 
@@ -1590,10 +1664,12 @@ impl<'a> Engine<'a> {
             {
                 self.forge(f);
             }
-            if self.events.is_multiple_of(check_every) || stop {
-                self.check().map_err(|e| self.fail(&e))?;
-            }
+            let full = self.events.is_multiple_of(check_every) || stop;
+            self.check_event(full).map_err(|e| self.fail(&e))?;
             if stop || self.done() || self.opts.max_events.is_some_and(|m| self.events >= m) {
+                if !full {
+                    self.check().map_err(|e| self.fail(&e))?;
+                }
                 break;
             }
         }
