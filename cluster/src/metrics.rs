@@ -142,7 +142,10 @@ impl LedgerSnapshot {
             }
         }
         let mut ns_used: BTreeMap<(&str, FamilyId), (u64, u64)> = BTreeMap::new();
-        for (key, grant) in ledger.grants() {
+        // The scrape lists pods in key order (the ledger's map is hashed).
+        let mut grants: Vec<_> = ledger.grants().iter().collect();
+        grants.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, grant) in grants {
             for (ci, ctr) in grant.containers.iter().enumerate() {
                 for dev in ctr {
                     let labels = l(&[

@@ -12,7 +12,7 @@ use crate::codec::keys;
 use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
 use crate::memo::ScoreMemo;
 use crate::pipeline::{Decision, FailureSummary, Reasons, Scheduler};
-use crate::request::{PodKey, PodRequest, RequestTranslator};
+use crate::request::{PodKey, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -39,16 +39,6 @@ pub enum Event {
         pod: Box<Pod>,
         /// Candidate node names.
         nodes: Vec<String>,
-    },
-    /// [`Event::Filter`] for a driver that already holds the ledger's node ids (from
-    /// [`Ledger::node_id`]), such as the simulator's model of kube-scheduler: the same decision
-    /// without a name lookup per candidate. Ids the ledger no longer knows are skipped, as
-    /// unknown names are.
-    FilterIds {
-        /// The pod.
-        pod: Box<Pod>,
-        /// Candidate ledger node ids.
-        nodes: Vec<NodeId>,
     },
     /// kube-scheduler's extender bind: bind the pod to `node`.
     Bind {
@@ -136,7 +126,6 @@ pub struct Controller {
     translator: RequestTranslator,
     ledger: Ledger,
     rng: ChaCha8Rng,
-    requests: BTreeMap<PodKey, PodRequest>,
     /// Per-node verdicts remembered between pods (exact: see [`crate::memo`]).
     memo: ScoreMemo,
     /// How much an unschedulable decision says about each node.
@@ -151,7 +140,6 @@ impl Controller {
             translator,
             ledger: Ledger::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
-            requests: BTreeMap::new(),
             memo: ScoreMemo::new(),
             reasons: Reasons::PerNode,
         }
@@ -208,6 +196,20 @@ impl Controller {
         )
     }
 
+    /// [`Event::PodPending`] for a driver that keeps the pod object (the simulator): the same
+    /// decision and actions, without handing the object over.
+    pub fn pod_pending(&mut self, now: i64, pod: &Pod) -> Vec<Action> {
+        self.place(now, pod, None, true)
+    }
+
+    /// [`Event::Filter`] for a driver that keeps the pod object and already holds the ledger's
+    /// node ids (from [`Ledger::node_id`]), such as the simulator's model of kube-scheduler: the
+    /// same decision and actions without a name lookup per candidate. Ids the ledger no longer
+    /// knows are skipped, as unknown names are.
+    pub fn filter_ids(&mut self, now: i64, pod: &Pod, nodes: Vec<NodeId>) -> Vec<Action> {
+        self.place(now, pod, Some(Candidates::Ids(nodes)), false)
+    }
+
     /// Handle one event at time `now` (unix seconds) and return what the driver must do.
     pub fn handle(&mut self, now: i64, event: Event) -> Vec<Action> {
         match event {
@@ -220,14 +222,10 @@ impl Controller {
             Event::PodObserved(pod) => self.observe(&pod),
             Event::PodDeleted(key) => {
                 self.ledger.unreserve(&key);
-                self.requests.remove(&key);
                 Vec::new()
             }
             Event::Filter { pod, nodes } => {
                 self.place(now, &pod, Some(Candidates::Names(&nodes)), false)
-            }
-            Event::FilterIds { pod, nodes } => {
-                self.place(now, &pod, Some(Candidates::Ids(nodes)), false)
             }
             Event::Bind { pod, node } => self.bind(now, pod, node),
             Event::BindFailed(key) => {
@@ -418,7 +416,6 @@ impl Controller {
                     });
                     return actions;
                 }
-                self.requests.insert(key.clone(), req);
                 let mut patch: BTreeMap<String, Option<String>> =
                     annotations.into_iter().map(|(k, v)| (k, Some(v))).collect();
                 if bind_now {

@@ -32,6 +32,9 @@ pub struct DeviceGrant {
     pub mig: Option<(u16, u32, u32)>,
 }
 
+/// Grants by pod, hashed with fixed keys (deterministic, never randomised).
+pub type Grants = HashMap<PodKey, PodGrant, BuildHasherDefault<DefaultHasher>>;
+
 /// What one pod holds on one node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PodGrant {
@@ -319,7 +322,9 @@ pub struct Ledger {
     /// The same map hashed (with fixed keys: the core draws no randomness), because name
     /// lookups are on every extender call's candidate list. Never iterated.
     lookup: HashMap<String, NodeId, BuildHasherDefault<DefaultHasher>>,
-    pods: BTreeMap<PodKey, PodGrant>,
+    /// Grants by pod, hashed with fixed keys: looked up on every reserve, release and check
+    /// (a node's check visits each of its pods), which a tree of a million keys made slow.
+    pods: Grants,
     quotas: BTreeMap<String, Quota>,
     /// Per node id, the version of its last change (0: never present).
     versions: Vec<u64>,
@@ -570,8 +575,8 @@ impl Ledger {
         self.pods.get(key)
     }
 
-    /// Every grant, by pod.
-    pub fn grants(&self) -> &BTreeMap<PodKey, PodGrant> {
+    /// Every grant, by pod (in no particular order; sort when the order shows).
+    pub fn grants(&self) -> &Grants {
         &self.pods
     }
 
@@ -701,7 +706,7 @@ impl Ledger {
     pub fn check_invariants(&self) -> Result<(), Vec<Violation>> {
         let mut out = Vec::new();
         for id in 0..self.nodes.len() {
-            out.extend(self.check_node(id as NodeId));
+            out.extend(self.check_node(id as NodeId, |_, _| {}));
         }
         for k in self.pods.keys() {
             out.extend(self.check_listed(k));
@@ -714,7 +719,13 @@ impl Ledger {
     /// lists, each of which names this node. Empty for an id not present. Together with
     /// [`Ledger::check_listed`] for the pods whose grants changed, this proves after a change
     /// what `check_invariants` proves for the whole ledger, in time proportional to the change.
-    pub fn check_node(&self, id: NodeId) -> Vec<Violation> {
+    /// `each` sees every listed pod with its grant (an outside checker compares them on the same
+    /// pass instead of looking each pod up again).
+    pub fn check_node(
+        &self,
+        id: NodeId,
+        mut each: impl FnMut(&PodKey, Option<&PodGrant>),
+    ) -> Vec<Violation> {
         let mut out = Vec::new();
         let Some(e) = self.entry(id) else {
             return out;
@@ -723,7 +734,9 @@ impl Ledger {
         let mut usage = vec![DeviceUsage::default(); n.devices.len()];
         let mut used = NodeUsage::default();
         for k in &e.pods {
-            match self.pods.get(k) {
+            let g = self.pods.get(k);
+            each(k, g);
+            match g {
                 Some(g) if g.node == n.name => add_usage(n, &mut usage, &mut used, g, true),
                 _ => out.push(Violation {
                     node: n.name.clone(),

@@ -384,7 +384,16 @@ impl ScoreMemo {
     }
 }
 
-impl ShapeSlots<'_> {
+impl<'a> ShapeSlots<'a> {
+    /// The positions of the nodes in name order, by node id, current for the ledger these
+    /// slots were taken for (`None` unless the tie rule is name order). Comparing two nodes'
+    /// positions is comparing their names, without reading them.
+    pub fn name_positions(&self) -> Option<&'a [u32]> {
+        self.order
+            .filter(|o| matches!(o.source, OrderSource::Names(_)))
+            .map(|o| o.ranks)
+    }
+
     /// Make node `id`'s remembered verdict current for `version`, computing it with `compute`
     /// when the one remembered is for another version (or none is), and return its compact
     /// part.

@@ -5,7 +5,7 @@
 
 use crate::fit::{Reason, ReasonCounts};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
-use crate::memo::{Hot, ScoreMemo, Verdict};
+use crate::memo::{Hot, ScoreMemo, ShapeSlots, Verdict};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{
     DevicePolicyChain, NodePolicy, NodePolicyKind, Placement, ScoreContext, TieRule, hami,
@@ -252,6 +252,8 @@ impl Scheduler {
             }
             _ => None,
         };
+        // Name order ties compare positions instead of names when the memo has them.
+        let name_positions = slots.as_ref().and_then(ShapeSlots::name_positions);
         let mut visit = |id: NodeId, rng: &mut ChaCha8Rng| {
             let (score, cards) = match slots.as_mut() {
                 Some(sl) => {
@@ -310,12 +312,20 @@ impl Scheduler {
                         score > *bs
                     } else {
                         match &self.config.tie {
-                            TieRule::NameOrder => {
-                                let name = |i: NodeId| {
-                                    ledger.entry(i).map(|e| e.node.name.as_str()).unwrap_or("")
-                                };
-                                name(id) < name(*bid)
-                            }
+                            TieRule::NameOrder => match name_positions {
+                                Some(pos) => {
+                                    let p = |i: NodeId| {
+                                        pos.get(i as usize).copied().unwrap_or(u32::MAX)
+                                    };
+                                    p(id) < p(*bid)
+                                }
+                                None => {
+                                    let name = |i: NodeId| {
+                                        ledger.entry(i).map(|e| e.node.name.as_str()).unwrap_or("")
+                                    };
+                                    name(id) < name(*bid)
+                                }
+                            },
                             TieRule::NodePriority(ranks) => {
                                 let r = |id: NodeId| {
                                     ranks.get(id as usize).copied().unwrap_or(u32::MAX)

@@ -15,6 +15,7 @@
 use hami_core::annotations::grant_from_annotations;
 use hami_core::control::key_of;
 use hami_core::ledger::{DeviceGrant, Ledger, NodeId, PodGrant};
+use hami_core::model::Device;
 use hami_core::request::PodKey;
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -103,26 +104,29 @@ fn same(a: &PodGrant, b: &PodGrant) -> bool {
 }
 
 /// The rebuild-from-annotations check for one card: the recorded totals must fit it.
-fn fits_card(
-    ledger: &Ledger,
-    node: &str,
-    uuid: &str,
-    (slots, mem, cores): (u32, u64, u32),
-) -> Option<String> {
+fn fits_card(ledger: &Ledger, node: &str, uuid: &str, totals: (u32, u64, u32)) -> Option<String> {
     let dev = ledger
         .node_id(node)
         .and_then(|id| ledger.entry(id))
         .and_then(|e| e.node.devices.iter().find(|d| d.uuid == uuid));
     match dev {
-        None => Some(format!(
-            "rebuilding from annotations: card {uuid} on {node} does not exist"
-        )),
-        Some(d) if slots > d.split_count || mem > d.memory_mib || cores > d.cores => Some(format!(
-            "rebuilding from annotations: card {uuid} on {node} does not fit the recorded grants: {mem} MiB of {} MiB, {cores} of {} cores, {slots} of {} slots",
-            d.memory_mib, d.cores, d.split_count
-        )),
-        Some(_) => None,
+        None => Some(no_such_card(node, uuid)),
+        Some(d) => overfull(node, d, totals),
     }
+}
+
+fn no_such_card(node: &str, uuid: &str) -> String {
+    format!("rebuilding from annotations: card {uuid} on {node} does not exist")
+}
+
+/// The message when recorded totals (slots, memory, cores) exceed card `d`.
+fn overfull(node: &str, d: &Device, (slots, mem, cores): (u32, u64, u32)) -> Option<String> {
+    (slots > d.split_count || mem > d.memory_mib || cores > d.cores).then(|| {
+        format!(
+            "rebuilding from annotations: card {} on {node} does not fit the recorded grants: {mem} MiB of {} MiB, {cores} of {} cores, {slots} of {} slots",
+            d.uuid, d.memory_mib, d.cores, d.split_count
+        )
+    })
 }
 
 /// Add grant `a`'s cards to per-card totals (slots, memory, cores).
@@ -386,17 +390,18 @@ impl Incremental {
             if self.names[id as usize].as_ref() != Some(&entry.node.name) {
                 self.names[id as usize] = Some(entry.node.name.clone());
             }
-            for v in ledger.check_node(id) {
-                dump.say(format!("ledger invariant: {v}"));
-            }
             let name = &entry.node.name;
             let recorded_here = self.on_node.get(name);
-            for k in &entry.pods {
+            let recorded = &self.recorded;
+            let violations = ledger.check_node(id, |k, g| {
                 let ann = index_of(k)
                     .filter(|i| recorded_here.is_some_and(|s| s.contains(i)))
-                    .and_then(|i| self.recorded.get(i))
+                    .and_then(|i| recorded.get(i))
                     .and_then(|g| g.as_ref());
-                dump.extend(mismatch(k, ledger.grant(k), ann));
+                dump.extend(mismatch(k, g, ann));
+            });
+            for v in violations {
+                dump.say(format!("ledger invariant: {v}"));
             }
             // Every listed pod matched a distinct recorded one above: equal counts make the two
             // sets equal.
@@ -407,14 +412,29 @@ impl Incremental {
                     entry.pods.len()
                 ));
             }
-            let mut sums: BTreeMap<(&str, &str), (u32, u64, u32)> = BTreeMap::new();
+            // Rebuilt from the annotations alone, this node's cards must hold what they record.
+            let devices = &entry.node.devices;
+            let mut sums = vec![(0u32, 0u64, 0u32); devices.len()];
             for &i in recorded_here.into_iter().flatten() {
-                if let Some(Some(a)) = self.recorded.get(i) {
-                    add_cards(&mut sums, a);
+                for d in self
+                    .recorded
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(PodGrant::devices)
+                {
+                    match devices.iter().position(|x| x.uuid == d.uuid) {
+                        Some(p) => {
+                            sums[p].0 += 1;
+                            sums[p].1 += d.memory_mib;
+                            sums[p].2 += d.cores;
+                        }
+                        None => dump.say(no_such_card(name, &d.uuid)),
+                    }
                 }
             }
-            for ((node, uuid), totals) in sums {
-                dump.extend(fits_card(ledger, node, uuid, totals));
+            for (d, totals) in devices.iter().zip(sums) {
+                dump.extend(overfull(name, d, totals));
             }
         }
         self.clock = Some(ledger.clock());

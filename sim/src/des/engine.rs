@@ -365,6 +365,14 @@ fn sample_duration(rng: &mut ChaCha8Rng, d: &DurationSpec) -> u64 {
     ms.clamp(1.0, 1e15) as u64
 }
 
+/// Which nodes admit one pod class, as a bit per engine node index, and the ledger clock it was
+/// last brought up to date at (`None`: recompute every node).
+#[derive(Debug, Default)]
+struct Admitted {
+    bits: Vec<u64>,
+    clock: Option<u64>,
+}
+
 /// The control loop a run drives (and a restart rebuilds). Unschedulable pods carry only the
 /// totals per reason: the simulator shows one line per pod, never a map keyed by node name.
 fn controller(scheduler: &Scheduler, seed: u64) -> Controller {
@@ -442,9 +450,14 @@ pub struct Engine<'a> {
     explanation: Option<Explanation>,
     next_start: usize,
     log: Vec<LogEntry>,
-    /// Per class, per ledger node id: (node version, whether the cheap bound admits the class).
-    /// Valid for the current controller's ledger only; cleared when the scheduler restarts.
-    bound_memo: Vec<Vec<(u64, bool)>>,
+    /// Per class, which nodes (by engine index) are up and admitted by the cheap bound, kept
+    /// current from the ledger's change log (see [`Admitted`]).
+    admitted: Vec<Admitted>,
+    /// Per ledger node id, the engine's node index (`NO_NODE` for none).
+    node_of_lid: Vec<u32>,
+    /// Per engine node index, its ledger id (`NO_NODE` for none): the candidate search reads
+    /// hundreds per pod, and a compact array keeps them in a few cache lines.
+    lid_of_node: Vec<u32>,
     /// Pods whose state or object changed during the current event (for the checker).
     touched: Vec<u32>,
     /// The checker's memory between events.
@@ -579,7 +592,9 @@ impl<'a> Engine<'a> {
             explanation: None,
             next_start: 0,
             log: Vec::new(),
-            bound_memo: Vec::new(),
+            admitted: Vec::new(),
+            node_of_lid: Vec::new(),
+            lid_of_node: Vec::new(),
             touched: Vec::new(),
             checker: checker::Incremental::default(),
         }
@@ -638,7 +653,21 @@ impl<'a> Engine<'a> {
             .ctl
             .ledger()
             .node_id(&self.nodes[ni as usize].node.name);
+        if self.nodes[ni as usize].lid != lid {
+            self.forget_admitted();
+        }
         self.nodes[ni as usize].lid = lid;
+        if self.lid_of_node.len() < self.nodes.len() {
+            self.lid_of_node.resize(self.nodes.len(), NO_NODE);
+        }
+        self.lid_of_node[ni as usize] = lid.unwrap_or(NO_NODE);
+        if let Some(id) = lid {
+            let at = id as usize;
+            if self.node_of_lid.len() <= at {
+                self.node_of_lid.resize(at + 1, NO_NODE);
+            }
+            self.node_of_lid[at] = ni;
+        }
     }
 
     fn refresh(&mut self, ni: u32) {
@@ -921,33 +950,6 @@ impl<'a> Engine<'a> {
         *self.reasons.entry(why).or_insert(0) += 1;
     }
 
-    /// Whether the cheap bound admits `class` on ledger node `id`, remembered per node version
-    /// (most nodes do not change between two candidate searches).
-    fn admits(&mut self, class: u32, id: NodeId) -> bool {
-        let version = self.ctl.ledger().version(id);
-        let (c, i) = (class as usize, id as usize);
-        if let Some(&(v, ok)) = self.bound_memo.get(c).and_then(|m| m.get(i))
-            && v == version
-            && version != 0
-        {
-            return ok;
-        }
-        let ok = self
-            .ctl
-            .ledger()
-            .view(id)
-            .is_some_and(|v| self.bound(class, &v) > 0);
-        if self.bound_memo.len() <= c {
-            self.bound_memo.resize_with(c + 1, Vec::new);
-        }
-        let m = &mut self.bound_memo[c];
-        if m.len() <= i {
-            m.resize(i + 1, (0, false));
-        }
-        m[i] = (version, ok);
-        ok
-    }
-
     /// Upper bound on how many pods of `class` could fit on a node (0 = none can).
     fn bound(&self, class: u32, v: &NodeView<'_>) -> usize {
         let req = &self.var.classes[class as usize].request;
@@ -992,25 +994,92 @@ impl<'a> Engine<'a> {
     fn candidates(&mut self, class: u32, pct: u32) -> Vec<NodeId> {
         let n = self.nodes.len();
         let want = (n * pct as usize / 100).max(100).min(n);
-        let mut out = Vec::with_capacity(want.min(1024));
+        self.sync_admitted(class);
         let start = self.next_start % n.max(1);
-        let mut visited = 0;
-        while visited < n && out.len() < want {
-            let i = (start + visited) % n;
-            visited += 1;
-            let sn = &self.nodes[i];
-            if !sn.up {
+        let mut out = Vec::with_capacity(want.min(1024));
+        let bits = &self.admitted[class as usize].bits;
+        // Visit offsets 0..n from `start` (wrapping), skipping to the next admitted node a word
+        // at a time; `visited` ends as the offset after the last candidate taken.
+        let mut visited = n;
+        let mut k = 0usize;
+        while k < n {
+            let i = (start + k) % n;
+            let rest = bits.get(i / 64).map_or(0, |w| w >> (i % 64));
+            if rest == 0 {
+                k += (64 - i % 64).min(n - i);
                 continue;
             }
-            let Some(id) = sn.lid else {
-                continue;
-            };
-            if self.admits(class, id) {
+            k += rest.trailing_zeros() as usize;
+            if k >= n {
+                break;
+            }
+            let id = self
+                .lid_of_node
+                .get((start + k) % n)
+                .copied()
+                .unwrap_or(NO_NODE);
+            if id != NO_NODE {
                 out.push(id);
+                if out.len() == want {
+                    visited = k + 1;
+                    break;
+                }
             }
+            k += 1;
         }
         self.next_start = (start + visited) % n.max(1);
         out
+    }
+
+    /// Bring class `class`'s admitted set up to date: the nodes the ledger changed since the
+    /// last sync (all of them after a restart, a node going down or coming back).
+    fn sync_admitted(&mut self, class: u32) {
+        let c = class as usize;
+        if self.admitted.len() <= c {
+            self.admitted.resize_with(c + 1, Admitted::default);
+        }
+        let ledger = self.ctl.ledger();
+        let changed: Vec<u32> = match self.admitted[c]
+            .clock
+            .and_then(|since| ledger.changes_since(since))
+        {
+            Some(ids) => ids
+                .filter_map(|lid| self.node_of_lid.get(lid as usize).copied())
+                .filter(|&i| i != NO_NODE)
+                .collect(),
+            None => (0..self.nodes.len() as u32).collect(),
+        };
+        let verdicts: Vec<(u32, bool)> = changed
+            .into_iter()
+            .map(|i| {
+                let sn = &self.nodes[i as usize];
+                let ok = sn.up
+                    && sn
+                        .lid
+                        .and_then(|id| ledger.view(id))
+                        .is_some_and(|v| self.bound(class, &v) > 0);
+                (i, ok)
+            })
+            .collect();
+        let clock = ledger.clock();
+        let a = &mut self.admitted[c];
+        a.bits.resize(self.nodes.len().div_ceil(64), 0);
+        for (i, ok) in verdicts {
+            let (w, b) = (i as usize / 64, i % 64);
+            if ok {
+                a.bits[w] |= 1 << b;
+            } else {
+                a.bits[w] &= !(1 << b);
+            }
+        }
+        a.clock = Some(clock);
+    }
+
+    /// A node went down, came back or changed its ledger id: every admitted set starts over.
+    fn forget_admitted(&mut self) {
+        for a in &mut self.admitted {
+            a.clock = None;
+        }
     }
 
     /// Capacity freed on node `ni`: move parked pods that could now fit there back (after
@@ -1078,18 +1147,26 @@ impl<'a> Engine<'a> {
 
     fn try_schedule(&mut self, id: u32) {
         self.touched.push(id);
-        let Some(pod) = self.pods[id as usize].pod.clone() else {
+        if self.pods[id as usize].pod.is_none() {
             return;
-        };
-        if Some(id) == self.explain_id {
+        }
+        if Some(id) == self.explain_id
+            && let Some(pod) = self.pods[id as usize].pod.clone()
+        {
             self.explain_before(id, &pod);
         }
-        let actions = match self.sc.nodes_to_score_pct {
-            None => self.handle(Event::PodPending(pod)),
-            Some(pct) => {
-                let nodes = self.candidates(self.pods[id as usize].class, pct);
-                self.handle(Event::FilterIds { pod, nodes })
-            }
+        let candidates = self
+            .sc
+            .nodes_to_score_pct
+            .map(|pct| self.candidates(self.pods[id as usize].class, pct));
+        let now = self.now_unix();
+        // The controller reads the pod where it lives; nothing is copied per attempt.
+        let Some(pod) = self.pods[id as usize].pod.as_deref() else {
+            return;
+        };
+        let actions = match candidates {
+            None => self.ctl.pod_pending(now, pod),
+            Some(nodes) => self.ctl.filter_ids(now, pod, nodes),
         };
         let mut bound_to: Option<u32> = None;
         let mut queue: std::collections::VecDeque<Action> = actions.into();
@@ -1368,6 +1445,7 @@ impl<'a> Engine<'a> {
                         }
                     }
                     self.nodes[ni as usize].up = false;
+                    self.forget_admitted();
                     self.refresh(ni);
                     self.hash.num(0x1055);
                     self.hash.num(u64::from(ni));
@@ -1421,7 +1499,8 @@ impl<'a> Engine<'a> {
     fn restart(&mut self) -> Result<(), String> {
         self.restarts += 1;
         // The new controller's ledger numbers its versions afresh.
-        self.bound_memo.clear();
+        self.forget_admitted();
+        self.node_of_lid.clear();
         self.checker.invalidate();
         self.ctl = controller(
             &self.scheduler,
@@ -1634,6 +1713,7 @@ impl<'a> Engine<'a> {
                 Ev::Fault(i) => self.fault(i).map_err(|e| self.fail(&e))?,
                 Ev::NodeReturn(ni) => {
                     self.nodes[ni as usize].up = true;
+                    self.forget_admitted();
                     let obj = Box::new(self.nodes[ni as usize].k8s.clone());
                     self.handle(Event::NodeChanged(obj));
                     self.refresh(ni);
