@@ -1,6 +1,7 @@
 //! The filter reserves in memory, the bind writes: what happens to a reservation that no bind
 //! completes (restart, patch failure, expiry, leadership, deletion, a bind by another replica),
-//! and the release nudge for pods whose filter lost the race with a deletion.
+//! and the nudge for pods whose filter lost the race with a deletion or with a Node event that
+//! added capacity.
 
 mod common;
 
@@ -8,10 +9,15 @@ use common::{NOW, controller, k8s_node, post, serve};
 use hami_cluster::extender::writer::{ApiWrite, RecordingWriter};
 use hami_cluster::extender::{Extender, RETRY_ANNOTATION};
 use hami_cluster::webhook::WebhookConfig;
+use hami_core::annotations::node_register_annotations;
+use hami_core::codec::keys;
 use hami_core::config::DeviceConfig;
 use hami_core::control::Event;
+use hami_core::family::FamilyId;
+use hami_core::model::{Device, Node};
 use hami_core::request::PodKey;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -317,6 +323,251 @@ async fn no_nudge_when_kube_scheduler_retried_after_the_release() {
     ))
     .await;
     assert_eq!(nudges(&h.writer, "waiter").await, 0);
+}
+
+/// A card of a test node: memory (MiB) and state.
+#[derive(Clone, Copy)]
+enum Card {
+    Ok(u64),
+    Sick(u64),
+    Cordoned(u64),
+}
+
+/// A Node object registering `cards` (NVIDIA, `GPU-<name>-<i>`) in HAMi's annotations.
+fn gpu_node(name: &str, cards: &[Card]) -> K8sNode {
+    let mut n = Node::new(name);
+    let mut cordoned = Vec::new();
+    for (i, c) in cards.iter().enumerate() {
+        let (mem, healthy) = match *c {
+            Card::Ok(m) | Card::Cordoned(m) => (m, true),
+            Card::Sick(m) => (m, false),
+        };
+        let uuid = format!("GPU-{name}-{i:04}");
+        if matches!(c, Card::Cordoned(_)) {
+            cordoned.push(uuid.clone());
+        }
+        let mut d = Device::new(
+            uuid,
+            i as u32,
+            FamilyId::NVIDIA,
+            "NVIDIA-A100-SXM4-80GB",
+            mem,
+        );
+        d.healthy = healthy;
+        n.devices.push(d);
+    }
+    let mut ann = node_register_annotations(&n);
+    if !cordoned.is_empty() {
+        ann.insert(keys::DEVICE_CORDON.into(), cordoned.join(","));
+    }
+    K8sNode {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            annotations: Some(ann),
+            ..ObjectMeta::default()
+        },
+        ..K8sNode::default()
+    }
+}
+
+/// The same node with a label and a heartbeat annotation more: nothing a pod could use.
+fn relabelled(mut n: K8sNode) -> K8sNode {
+    n.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("team".into(), "ml".into());
+    n.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            "hami.io/node-handshake".into(),
+            "Reported 2026-03-02T09:14:13Z".into(),
+        );
+    n
+}
+
+/// The same node with every annotation replaced by text no codec reads.
+fn unreadable(mut n: K8sNode) -> K8sNode {
+    for v in n
+        .metadata
+        .annotations
+        .iter_mut()
+        .flat_map(|a| a.values_mut())
+    {
+        *v = "{not json".into();
+    }
+    n
+}
+
+/// One row of the node-capacity nudge table.
+struct CapacityCase {
+    name: &'static str,
+    /// `gpu-a` as the ledger knows it first (None: not registered).
+    before: Option<K8sNode>,
+    /// A pod bound on `gpu-a` first: (cards, MiB each; 0 = whole cards).
+    holder: Option<(u32, u64)>,
+    /// The pod whose filter fails (candidates `gpu-a`, `gpu-b`): (cards, MiB each).
+    waiter: (u32, u64),
+    /// The Node event that follows the failure.
+    after: K8sNode,
+    /// kube-scheduler filters the waiter again after the event (before the nudge is due).
+    refilter: bool,
+    /// The nudge expected on the waiter (the annotation's value), or None.
+    nudge: Option<&'static str>,
+}
+
+/// Play one row: the waiter fails at NOW, the Node event comes at NOW+1; after the nudge delay,
+/// the retry annotations the waiter got.
+async fn capacity_case(
+    c: CapacityCase,
+) -> (&'static str, Vec<Option<String>>, Option<&'static str>) {
+    let h = start(&[]).await;
+    if let Some(n) = c.before {
+        h.ext.observe(Event::NodeChanged(Box::new(n))).await;
+    }
+    if let Some((gpus, mem)) = c.holder {
+        let node = filter(h.addr, &pod_json("holder", gpus, mem), &["gpu-a"])
+            .await
+            .expect("the holder fits");
+        assert_eq!(bind(h.addr, "holder", &node).await, "", "{}", c.name);
+    }
+    let waiter = pod_json("waiter", c.waiter.0, c.waiter.1);
+    assert_eq!(
+        filter(h.addr, &waiter, &["gpu-a", "gpu-b"]).await,
+        None,
+        "{}: the waiter must fail first",
+        c.name
+    );
+    h.writer.clear();
+    h.clock.store(NOW + 1, Ordering::SeqCst);
+    h.ext.observe(Event::NodeChanged(Box::new(c.after))).await;
+    if c.refilter {
+        assert!(
+            filter(h.addr, &waiter, &["gpu-a", "gpu-b"]).await.is_some(),
+            "{}: the retry fits",
+            c.name
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(
+        hami_cluster::extender::NUDGE_DELAY_MS + 400,
+    ))
+    .await;
+    let got = h
+        .writer
+        .writes_for(&key("waiter"))
+        .iter()
+        .filter_map(|w| match w {
+            ApiWrite::PatchPod { annotations, .. } => annotations.get(RETRY_ANNOTATION).cloned(),
+            _ => None,
+        })
+        .map(|v| v.map(|v| v.replace(&(NOW + 1).to_string(), "T")))
+        .collect();
+    (c.name, got, c.nudge)
+}
+
+/// The node side of the race: kube-scheduler requeues rejected pods on a Node event (a node
+/// registered, a card added or healthy again) and may filter them before our node watch updated
+/// the ledger. Pods whose filter failed just before and that fit now get one nudge; a change
+/// that adds nothing, a pod that still does not fit, or one kube-scheduler already retried
+/// gets none.
+#[tokio::test]
+async fn node_capacity_nudges_recently_failed_pods_that_fit_now() {
+    use Card::{Cordoned, Ok, Sick};
+    // Most rows: gpu-a's one card is held, a 1-card waiter fails, then `after` comes.
+    let row = |name, after, nudge| CapacityCase {
+        name,
+        before: Some(gpu_node("gpu-a", &[Ok(16000)])),
+        holder: Some((1, 0)),
+        waiter: (1, 0),
+        after,
+        refilter: false,
+        nudge,
+    };
+    let two = || gpu_node("gpu-a", &[Ok(16000), Ok(16000)]);
+    let cases = vec![
+        row(
+            "a new node registers",
+            gpu_node("gpu-b", &[Ok(16000)]),
+            Some("node:gpu-b@T"),
+        ),
+        CapacityCase {
+            before: Some(gpu_node("gpu-a", &[])),
+            holder: None,
+            ..row(
+                "a known node without cards registers its first",
+                gpu_node("gpu-a", &[Ok(16000)]),
+                Some("node:gpu-a@T"),
+            )
+        },
+        CapacityCase {
+            before: Some(gpu_node("gpu-a", &[Ok(16000), Sick(16000)])),
+            ..row("a card turns healthy", two(), Some("node:gpu-a@T"))
+        },
+        CapacityCase {
+            before: Some(gpu_node("gpu-a", &[Ok(16000), Cordoned(16000)])),
+            ..row("a card is un-cordoned", two(), Some("node:gpu-a@T"))
+        },
+        row("a card is added", two(), Some("node:gpu-a@T")),
+        CapacityCase {
+            holder: Some((1, 8000)),
+            waiter: (1, 12000),
+            ..row(
+                "a card's memory grows",
+                gpu_node("gpu-a", &[Ok(32000)]),
+                Some("node:gpu-a@T"),
+            )
+        },
+        row(
+            "only a label and a heartbeat change",
+            relabelled(gpu_node("gpu-a", &[Ok(16000)])),
+            None,
+        ),
+        CapacityCase {
+            before: Some(two()),
+            holder: Some((2, 0)),
+            ..row(
+                "a card is lost",
+                gpu_node("gpu-a", &[Ok(16000), Sick(16000)]),
+                None,
+            )
+        },
+        row(
+            "a new node whose only card is unhealthy",
+            gpu_node("gpu-b", &[Sick(16000)]),
+            None,
+        ),
+        CapacityCase {
+            waiter: (2, 0),
+            ..row(
+                "a new node the pod still does not fit",
+                gpu_node("gpu-b", &[Ok(16000)]),
+                None,
+            )
+        },
+        CapacityCase {
+            refilter: true,
+            ..row(
+                "kube-scheduler retried after the event",
+                gpu_node("gpu-b", &[Ok(16000)]),
+                None,
+            )
+        },
+        row("an unreadable registration", unreadable(two()), None),
+    ];
+    // The rows run at once: each waits out the nudge delay.
+    let mut set = tokio::task::JoinSet::new();
+    for c in cases {
+        set.spawn(capacity_case(c));
+    }
+    let mut rows = Vec::new();
+    while let Some(r) = set.join_next().await {
+        rows.push(r.expect("case task"));
+    }
+    rows.sort_by_key(|r| r.0);
+    for (name, got, want) in rows {
+        let want: Vec<Option<String>> = want.map(|v| Some(v.to_string())).into_iter().collect();
+        assert_eq!(got, want, "{name}");
+    }
 }
 
 /// kube-scheduler may schedule a pod again after our bind (it saw the bind patch's update

@@ -66,20 +66,23 @@ pub const NOT_SYNCED: &str = "scheduler caches are not synced yet; retry shortly
 /// deleting or re-filtering the pod.
 pub const DEFAULT_RESERVATION_TTL_S: i64 = 300;
 
-/// How long after a failed filter a release of capacity still makes the pod worth a nudge
-/// (seconds): the lag by which kube-scheduler may have seen a deletion before our pod watch.
+/// How long after a failed filter new capacity (a release, or a node or card added) still makes
+/// the pod worth a nudge (seconds): the lag by which kube-scheduler may have seen the pod
+/// deletion or Node update before our watch.
 pub const RELEASE_RACE_WINDOW_S: i64 = 10;
 
-/// At most this many recently failed filters are remembered for the release nudge.
+/// At most this many recently failed filters are remembered for the nudge.
 const FAILED_CAP: usize = 4096;
 
-/// How long after a release the nudge waits for kube-scheduler's own retry (milliseconds). A
-/// pod filtered again meanwhile needs no nudge: its new verdict saw the released capacity.
+/// How long after new capacity the nudge waits for kube-scheduler's own retry (milliseconds).
+/// A pod filtered again meanwhile needs no nudge: its new verdict saw the new capacity.
 pub const NUDGE_DELAY_MS: u64 = 1000;
 
-/// The annotation the release nudge sets on a pending pod (value: `<released pod>@<unix s>`).
-/// Any change of an unscheduled pod's metadata makes kube-scheduler requeue it; this key means
-/// nothing else and nothing reads it.
+/// The annotation the nudge sets on a pending pod. Its value says what made room and when:
+/// `<namespace>/<released pod>@<unix s>` after a release, `node:<node>@<unix s>` after the node
+/// registered or gained capacity (neither a namespace nor a node name can hold a `:`). Any
+/// change of an unscheduled pod's metadata makes kube-scheduler requeue it; this key means
+/// nothing else and nothing reads it (its name predates the node case).
 pub const RETRY_ANNOTATION: &str = "hami.io/retry-after-release";
 
 /// A filter decision that no bind has completed yet.
@@ -107,6 +110,45 @@ struct FailedFilter {
     at: i64,
     /// Which filter call it was (a later filter of the pod replaces the entry).
     seq: u64,
+    /// A nudge for this failure is already due: later capacity need not check the pod again.
+    nudging: bool,
+}
+
+/// Whether a card may take new grants.
+fn usable(d: &hami_core::model::Device) -> bool {
+    d.healthy && !d.cordoned
+}
+
+/// Whether a node's new registration `after` can place something that `before` (`None`: the
+/// ledger did not know the node) could not: a usable card that is new, or that turned healthy
+/// or un-cordoned; a usable card with more memory, cores or slots, or another sharing mode or
+/// MIG profile list; more allocatable CPU or memory (0 means not tracked, i.e. no limit). Usage,
+/// labels, removed or shrunk cards add nothing. Used to decide whether a Node event is worth
+/// the nudge's fit checks.
+pub fn adds_capacity(
+    before: Option<&hami_core::model::Node>,
+    after: &hami_core::model::Node,
+) -> bool {
+    let Some(before) = before else {
+        return after.devices.iter().any(usable);
+    };
+    let grew = |b: u64, a: u64| b != 0 && (a == 0 || a > b);
+    if grew(before.cpu_milli, after.cpu_milli) || grew(before.memory_mib, after.memory_mib) {
+        return true;
+    }
+    after.devices.iter().filter(|d| usable(d)).any(|d| {
+        match before.devices.iter().find(|b| b.uuid == d.uuid) {
+            None => true,
+            Some(b) => {
+                !usable(b)
+                    || d.memory_mib > b.memory_mib
+                    || d.cores > b.cores
+                    || d.split_count > b.split_count
+                    || d.mode != b.mode
+                    || d.mig_profiles != b.mig_profiles
+            }
+        }
+    })
 }
 
 /// The extender's shared state. One per process; handlers hold an `Arc` of it.
@@ -299,7 +341,8 @@ impl Extender {
     /// Feed a watch event (node or pod) into the controller; returns its actions for logging.
     ///
     /// A deleted pod's reservation and in-flight entry go with it, and when its grant frees
-    /// capacity, pods whose filter failed just before are nudged ([`RETRY_ANNOTATION`]). A pod
+    /// capacity, pods whose filter failed just before are nudged ([`RETRY_ANNOTATION`]); so are
+    /// they when a node change adds capacity ([`adds_capacity`]). A pod
     /// seen bound while this process only holds an unclaimed filter reservation for it (another
     /// replica bound it) loses that reservation, so the ledger takes the recorded grant.
     pub async fn observe(&self, event: Event) -> Vec<Action> {
@@ -326,7 +369,27 @@ impl Extender {
                     let nudge = self.worth_a_retry(&c, now, &node);
                     drop(c);
                     if !nudge.is_empty() {
-                        self.spawn_retry(nudge, k, now);
+                        self.spawn_retry(nudge, k.to_string(), now);
+                    }
+                }
+                return actions;
+            }
+            Event::NodeChanged(n) => {
+                let name = n.metadata.name.clone().unwrap_or_default();
+                // The registration before the change, only while some failed pod may want it.
+                let before = self
+                    .recently_failed(now)
+                    .then(|| Self::registration(&c, &name).cloned());
+                let actions = c.handle(now, event);
+                let added = before.is_some_and(|before| {
+                    Self::registration(&c, &name)
+                        .is_some_and(|after| adds_capacity(before.as_ref(), after))
+                });
+                if added {
+                    let nudge = self.worth_a_retry(&c, now, &name);
+                    drop(c);
+                    if !nudge.is_empty() {
+                        self.spawn_retry(nudge, format!("node:{name}"), now);
                     }
                 }
                 return actions;
@@ -368,31 +431,53 @@ impl Extender {
         c.handle(now, event)
     }
 
-    /// The pods whose filter failed within [`RELEASE_RACE_WINDOW_S`] before `now` and that fit
-    /// on `node` now, with the number of that failed filter.
+    /// The ledger's registration of node `name`, if it knows the node.
+    fn registration<'c>(c: &'c Controller, name: &str) -> Option<&'c hami_core::model::Node> {
+        let l = c.ledger();
+        l.node_id(name).and_then(|id| l.entry(id)).map(|e| &e.node)
+    }
+
+    /// Whether some filter failed within [`RELEASE_RACE_WINDOW_S`] before `now` and has no
+    /// nudge due yet (forgets the older ones): without one, new capacity needs no fit check.
+    fn recently_failed(&self, now: i64) -> bool {
+        let Ok(mut failed) = self.failed.lock() else {
+            return false;
+        };
+        failed.retain(|_, f| f.at >= now - RELEASE_RACE_WINDOW_S);
+        failed.values().any(|f| !f.nudging)
+    }
+
+    /// The pods whose filter failed within [`RELEASE_RACE_WINDOW_S`] before `now`, that have no
+    /// nudge due yet and that fit on `node` now, with the number of that failed filter; they are
+    /// marked as due, so further capacity does not check them again.
     fn worth_a_retry(&self, c: &Controller, now: i64, node: &str) -> Vec<(PodKey, u64)> {
         let Ok(mut failed) = self.failed.lock() else {
             return Vec::new();
         };
         failed.retain(|_, f| f.at >= now - RELEASE_RACE_WINDOW_S);
         failed
-            .iter()
-            .filter(|(_, f)| c.fits_on(&f.pod, node))
-            .map(|(k, f)| (k.clone(), f.seq))
+            .iter_mut()
+            .filter(|(_, f)| !f.nudging && c.fits_on(&f.pod, node))
+            .map(|(k, f)| {
+                f.nudging = true;
+                (k.clone(), f.seq)
+            })
             .collect()
     }
 
-    /// Nudge `pods` (pending; each filter failed just before `released` freed capacity, and
-    /// each fits now). kube-scheduler retries a rejected pod on any cluster event, the deletion
-    /// included; when it did so before our watch released the grant, the retry failed and the
-    /// pod would wait for an unrelated event. After [`NUDGE_DELAY_MS`], a pod whose failed filter
-    /// is still its latest (kube-scheduler has not retried it since) gets one annotation patch,
-    /// which makes kube-scheduler requeue it; a pod filtered again meanwhile gets nothing.
-    fn spawn_retry(&self, pods: Vec<(PodKey, u64)>, released: &PodKey, now: i64) {
+    /// Nudge `pods` (pending; each filter failed just before `cause` made room — a released
+    /// pod's key, or `node:<name>` for a node that registered or gained capacity — and each
+    /// fits now). kube-scheduler retries a rejected pod on any cluster event, the deletion or
+    /// Node update included; when it did so before our watch saw the change, the retry failed
+    /// and the pod would wait for an unrelated event. After [`NUDGE_DELAY_MS`], a pod whose
+    /// failed filter is still its latest (kube-scheduler has not retried it since) gets one
+    /// annotation patch, which makes kube-scheduler requeue it; a pod filtered again meanwhile
+    /// gets nothing.
+    fn spawn_retry(&self, pods: Vec<(PodKey, u64)>, cause: String, now: i64) {
         let writer = self.writer.clone();
         let metrics = self.metrics.clone();
         let failed = self.failed.clone();
-        let value = format!("{released}@{now}");
+        let value = format!("{cause}@{now}");
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(NUDGE_DELAY_MS)).await;
             let due: Vec<PodKey> = match failed.lock() {
@@ -414,7 +499,7 @@ impl Extender {
                 let ann = BTreeMap::from([(RETRY_ANNOTATION.to_string(), Some(value.clone()))]);
                 match writer.patch_pod(&pod, &BTreeMap::new(), &ann).await {
                     Ok(()) => {
-                        tracing::info!(%pod, released = %value, "pending pod nudged after a release (requeue)")
+                        tracing::info!(%pod, cause = %value, "pending pod nudged after new capacity (requeue)")
                     }
                     Err(e) => tracing::debug!(%pod, error = %e, "nudging a pending pod failed"),
                 }
@@ -669,6 +754,7 @@ impl Extender {
                             pod: kept,
                             at: now,
                             seq,
+                            nudging: false,
                         },
                     );
                 }
@@ -825,6 +911,108 @@ impl Extender {
 
 #[cfg(test)]
 mod tests {
+    use hami_core::family::FamilyId;
+    use hami_core::model::{Device, DeviceMode, Node};
+
+    /// What counts as added capacity, including the node's CPU and memory (0: not tracked).
+    #[test]
+    fn adds_capacity_table() {
+        let card = |uuid: &str| Device::new(uuid, 0, FamilyId::NVIDIA, "A100", 16000);
+        let node = |cards: Vec<Device>, cpu: u64, mem: u64| {
+            let mut n = Node::new("n");
+            n.devices = cards;
+            n.cpu_milli = cpu;
+            n.memory_mib = mem;
+            n
+        };
+        let base = node(vec![card("a")], 8000, 0);
+        let with = |f: &dyn Fn(&mut Device)| {
+            let mut d = card("a");
+            f(&mut d);
+            node(vec![d], 8000, 0)
+        };
+        let cases: Vec<(&str, Option<&Node>, Node, bool)> = vec![
+            ("new node with a card", None, base.clone(), true),
+            ("new node without cards", None, node(vec![], 8000, 0), false),
+            ("unchanged", Some(&base), base.clone(), false),
+            (
+                "second card",
+                Some(&base),
+                node(vec![card("a"), card("b")], 8000, 0),
+                true,
+            ),
+            (
+                "card replaced",
+                Some(&base),
+                node(vec![card("b")], 8000, 0),
+                true,
+            ),
+            ("card removed", Some(&base), node(vec![], 8000, 0), false),
+            (
+                "more memory",
+                Some(&base),
+                with(&|d| d.memory_mib = 32000),
+                true,
+            ),
+            (
+                "less memory",
+                Some(&base),
+                with(&|d| d.memory_mib = 8000),
+                false,
+            ),
+            (
+                "more slots",
+                Some(&base),
+                with(&|d| d.split_count = 20),
+                true,
+            ),
+            (
+                "other mode",
+                Some(&base),
+                with(&|d| d.mode = DeviceMode::Mig),
+                true,
+            ),
+            (
+                "unhealthy",
+                Some(&base),
+                with(&|d| d.healthy = false),
+                false,
+            ),
+            ("cordoned", Some(&base), with(&|d| d.cordoned = true), false),
+            (
+                "more CPU",
+                Some(&base),
+                node(vec![card("a")], 16000, 0),
+                true,
+            ),
+            (
+                "CPU untracked now",
+                Some(&base),
+                node(vec![card("a")], 0, 0),
+                true,
+            ),
+            (
+                "less CPU",
+                Some(&base),
+                node(vec![card("a")], 4000, 0),
+                false,
+            ),
+            (
+                "memory tracked now",
+                Some(&base),
+                node(vec![card("a")], 8000, 1024),
+                false,
+            ),
+        ];
+        for (name, before, after, want) in cases {
+            assert_eq!(super::adds_capacity(before, &after), want, "{name}");
+        }
+        let sick = with(&|d| d.healthy = false);
+        assert!(super::adds_capacity(Some(&sick), &base), "healthy again");
+        let cordoned = with(&|d| d.cordoned = true);
+        assert!(super::adds_capacity(Some(&cordoned), &base), "un-cordoned");
+    }
+
     #[test]
     fn label_values() {
         let long = "a".repeat(63);
