@@ -1,12 +1,13 @@
 //! The filter reserves in memory, the bind writes: what happens to a reservation that no bind
-//! completes (restart, patch failure, expiry, leadership, deletion, a bind by another replica),
-//! and the nudge for pods whose filter lost the race with a deletion or with a Node event that
-//! added capacity.
+//! completes (restart, patch failure, expiry, leadership, deletion, a bind by another replica, a
+//! bind kube-scheduler gave up on), and the nudge for pods whose filter lost the race with a
+//! deletion or with a Node event that added capacity.
 
 mod common;
 
 use common::{NOW, controller, k8s_node, post, serve};
-use hami_cluster::extender::writer::{ApiWrite, RecordingWriter};
+use futures::future::BoxFuture;
+use hami_cluster::extender::writer::{ApiError, ApiWrite, ApiWriter, RecordingWriter};
 use hami_cluster::extender::{Extender, RETRY_ANNOTATION};
 use hami_cluster::webhook::WebhookConfig;
 use hami_core::annotations::node_register_annotations;
@@ -19,9 +20,11 @@ use hami_core::request::PodKey;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use tokio::io::AsyncWriteExt;
 
 struct H {
     ext: Arc<Extender>,
@@ -585,4 +588,112 @@ async fn filter_of_a_bound_pod_keeps_its_grant() {
     assert!(e.contains("already bound to node"), "{body}");
     assert_eq!(granted(&h.ext, "train").await, Some(node));
     assert!(h.ext.reserved().is_empty());
+}
+
+/// A writer whose Bindings wait for a permit (the API server being slow), recording the rest.
+struct SlowBindings {
+    inner: RecordingWriter,
+    started: tokio::sync::Notify,
+    permits: tokio::sync::Semaphore,
+}
+
+impl ApiWriter for SlowBindings {
+    fn patch_pod(
+        &self,
+        pod: &PodKey,
+        labels: &BTreeMap<String, Option<String>>,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<(), ApiError>> {
+        self.inner.patch_pod(pod, labels, annotations)
+    }
+
+    fn patch_node_annotations(
+        &self,
+        node: &str,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'_, Result<(), ApiError>> {
+        self.inner.patch_node_annotations(node, annotations)
+    }
+
+    fn bind(&self, pod: &PodKey, uid: &str, node: &str) -> BoxFuture<'_, Result<(), ApiError>> {
+        let (pod, uid, node) = (pod.clone(), uid.to_string(), node.to_string());
+        Box::pin(async move {
+            self.started.notify_one();
+            let _permit = self.permits.acquire().await;
+            self.inner.bind(&pod, &uid, &node).await
+        })
+    }
+
+    fn event(
+        &self,
+        pod: &PodKey,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> BoxFuture<'_, Result<(), ApiError>> {
+        self.inner.event(pod, kind, reason, message)
+    }
+}
+
+/// kube-scheduler gives up on a slow bind (its extender httpTimeout) and closes the connection.
+/// The bind still runs to its end: the pod is bound and its reservation is gone, instead of a
+/// reservation claimed forever (every later filter: "a bind of this pod is in progress", seen on
+/// the scale benchmark for 446 of 2000 pods).
+#[tokio::test]
+async fn bind_completes_when_kube_scheduler_gives_up_on_it() {
+    let writer = Arc::new(SlowBindings {
+        inner: RecordingWriter::new(),
+        started: tokio::sync::Notify::new(),
+        permits: tokio::sync::Semaphore::new(0),
+    });
+    let ext = Arc::new(Extender::new(
+        controller(),
+        writer.clone(),
+        WebhookConfig::new("hami-scheduler", &DeviceConfig::default()),
+        Arc::new(|| NOW),
+    ));
+    ext.observe(Event::NodeChanged(Box::new(k8s_node("gpu-a", 1, 16000))))
+        .await;
+    ext.set_ready(true);
+    let addr = serve(ext.clone(), None).await;
+    let p = pod_json("train", 1, 0);
+    let node = filter(addr, &p, &["gpu-a"]).await.expect("fits");
+
+    let body =
+        json!({"PodName": "train", "PodNamespace": "ml", "PodUID": "uid-train", "Node": node})
+            .to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST /bind HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.expect("send");
+    // The patch is written and the Binding is on its way when kube-scheduler gives up.
+    tokio::time::timeout(std::time::Duration::from_secs(5), writer.started.notified())
+        .await
+        .expect("the bind reached the Binding");
+    drop(conn);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    writer.permits.add_permits(1);
+
+    for _ in 0..200 {
+        if ext.reserved().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(ext.reserved().is_empty(), "{:?}", ext.reserved());
+    assert!(
+        writer
+            .inner
+            .writes_for(&key("train"))
+            .iter()
+            .any(|w| matches!(w, ApiWrite::Bind { .. })),
+        "the Binding was written"
+    );
+    assert_eq!(granted(&ext, "train").await, Some(node));
+    // kube-scheduler's retry learns that the pod is bound, not that a bind is in progress.
+    let args = json!({"Pod": p, "NodeNames": ["gpu-a"]});
+    let (_, answer) = post(addr, "/filter", args.to_string().into_bytes()).await;
+    assert!(answer.contains("already bound"), "{answer}");
 }

@@ -97,7 +97,19 @@ async fn bind(State(ext): State<Arc<Extender>>, body: Body) -> Response {
         Ok(a) => a,
         Err(r) => return *r,
     };
-    json_ok(&ext.bind(args).await)
+    // The bind runs to its end on a task of its own. kube-scheduler gives up on a bind after its
+    // extender `httpTimeout` and closes the connection, and the server then drops this handler;
+    // a bind dropped between claiming the reservation and its Binding would leave the pod's
+    // reservation claimed (every later filter of the pod: "a bind … is in progress") and its
+    // in-flight entry blocking its node, until the pod is deleted. Seen on the scale benchmark
+    // when the API server took over 30 s for the Bindings of a burst.
+    match tokio::spawn(async move { ext.bind(args).await }).await {
+        Ok(res) => json_ok(&res),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the bind task failed: {e}"),
+        ),
+    }
 }
 
 async fn webhook(State(ext): State<Arc<Extender>>, body: Body) -> Response {
