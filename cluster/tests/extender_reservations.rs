@@ -6,8 +6,7 @@
 mod common;
 
 use common::{NOW, controller, k8s_node, post, serve};
-use futures::future::BoxFuture;
-use hami_cluster::extender::writer::{ApiError, ApiWrite, ApiWriter, RecordingWriter};
+use hami_cluster::extender::writer::{ApiWrite, RecordingWriter};
 use hami_cluster::extender::{Extender, RETRY_ANNOTATION};
 use hami_cluster::webhook::WebhookConfig;
 use hami_core::annotations::node_register_annotations;
@@ -20,7 +19,6 @@ use hami_core::request::PodKey;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -590,72 +588,16 @@ async fn filter_of_a_bound_pod_keeps_its_grant() {
     assert!(h.ext.reserved().is_empty());
 }
 
-/// A writer whose Bindings wait for a permit (the API server being slow), recording the rest.
-struct SlowBindings {
-    inner: RecordingWriter,
-    started: tokio::sync::Notify,
-    permits: tokio::sync::Semaphore,
-}
-
-impl ApiWriter for SlowBindings {
-    fn patch_pod(
-        &self,
-        pod: &PodKey,
-        labels: &BTreeMap<String, Option<String>>,
-        annotations: &BTreeMap<String, Option<String>>,
-    ) -> BoxFuture<'_, Result<(), ApiError>> {
-        self.inner.patch_pod(pod, labels, annotations)
-    }
-
-    fn patch_node_annotations(
-        &self,
-        node: &str,
-        annotations: &BTreeMap<String, Option<String>>,
-    ) -> BoxFuture<'_, Result<(), ApiError>> {
-        self.inner.patch_node_annotations(node, annotations)
-    }
-
-    fn bind(&self, pod: &PodKey, uid: &str, node: &str) -> BoxFuture<'_, Result<(), ApiError>> {
-        let (pod, uid, node) = (pod.clone(), uid.to_string(), node.to_string());
-        Box::pin(async move {
-            self.started.notify_one();
-            let _permit = self.permits.acquire().await;
-            self.inner.bind(&pod, &uid, &node).await
-        })
-    }
-
-    fn event(
-        &self,
-        pod: &PodKey,
-        kind: &str,
-        reason: &str,
-        message: &str,
-    ) -> BoxFuture<'_, Result<(), ApiError>> {
-        self.inner.event(pod, kind, reason, message)
-    }
-}
-
 /// kube-scheduler gives up on a slow bind (its extender httpTimeout) and closes the connection.
 /// The bind still runs to its end: the pod is bound and its reservation is gone, instead of a
 /// reservation claimed forever (every later filter: "a bind of this pod is in progress", seen on
 /// the scale benchmark for 446 of 2000 pods).
 #[tokio::test]
 async fn bind_completes_when_kube_scheduler_gives_up_on_it() {
-    let writer = Arc::new(SlowBindings {
-        inner: RecordingWriter::new(),
-        started: tokio::sync::Notify::new(),
-        permits: tokio::sync::Semaphore::new(0),
-    });
-    let ext = Arc::new(Extender::new(
-        controller(),
-        writer.clone(),
-        WebhookConfig::new("hami-scheduler", &DeviceConfig::default()),
-        Arc::new(|| NOW),
-    ));
-    ext.observe(Event::NodeChanged(Box::new(k8s_node("gpu-a", 1, 16000))))
-        .await;
-    ext.set_ready(true);
-    let addr = serve(ext.clone(), None).await;
+    let H {
+        ext, writer, addr, ..
+    } = start(&[("gpu-a", 1, 16000)]).await;
+    writer.hold_binds();
     let p = pod_json("train", 1, 0);
     let node = filter(addr, &p, &["gpu-a"]).await.expect("fits");
 
@@ -669,12 +611,12 @@ async fn bind_completes_when_kube_scheduler_gives_up_on_it() {
     );
     conn.write_all(req.as_bytes()).await.expect("send");
     // The patch is written and the Binding is on its way when kube-scheduler gives up.
-    tokio::time::timeout(std::time::Duration::from_secs(5), writer.started.notified())
+    tokio::time::timeout(std::time::Duration::from_secs(5), writer.bind_held())
         .await
         .expect("the bind reached the Binding");
     drop(conn);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    writer.permits.add_permits(1);
+    writer.release_binds(1);
 
     for _ in 0..200 {
         if ext.reserved().is_empty() {
@@ -685,7 +627,6 @@ async fn bind_completes_when_kube_scheduler_gives_up_on_it() {
     assert!(ext.reserved().is_empty(), "{:?}", ext.reserved());
     assert!(
         writer
-            .inner
             .writes_for(&key("train"))
             .iter()
             .any(|w| matches!(w, ApiWrite::Bind { .. })),

@@ -91,12 +91,28 @@ pub trait ApiWriter: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), ApiError>>;
 }
 
-/// An in-memory [`ApiWriter`] that records every write; optionally fails binds or pod patches.
+/// A semaphore that starts closed (no permits).
+#[derive(Debug)]
+struct Gate(tokio::sync::Semaphore);
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate(tokio::sync::Semaphore::new(0))
+    }
+}
+
+/// An in-memory [`ApiWriter`] that records every write; optionally fails binds or pod patches,
+/// or holds Bindings back (an API server slow to answer).
 #[derive(Debug, Default)]
 pub struct RecordingWriter {
     writes: Mutex<Vec<ApiWrite>>,
     fail_binds: std::sync::atomic::AtomicBool,
     fail_patches: std::sync::atomic::AtomicBool,
+    hold_binds: std::sync::atomic::AtomicBool,
+    /// Permits for held Bindings (none until [`RecordingWriter::release_binds`]).
+    bind_permits: Gate,
+    /// Notified when a held Binding starts waiting.
+    bind_waiting: tokio::sync::Notify,
 }
 
 impl RecordingWriter {
@@ -115,6 +131,23 @@ impl RecordingWriter {
     pub fn fail_patches(&self, fail: bool) {
         self.fail_patches
             .store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Make every later Binding wait (recorded once it goes through) until
+    /// [`RecordingWriter::release_binds`] lets it.
+    pub fn hold_binds(&self) {
+        self.hold_binds
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Let `n` held Bindings through.
+    pub fn release_binds(&self, n: usize) {
+        self.bind_permits.0.add_permits(n);
+    }
+
+    /// Wait until a held Binding is waiting.
+    pub async fn bind_held(&self) {
+        self.bind_waiting.notified().await;
     }
 
     /// Every write so far, in order.
@@ -179,13 +212,21 @@ impl ApiWriter for RecordingWriter {
     }
 
     fn bind(&self, pod: &PodKey, uid: &str, node: &str) -> BoxFuture<'_, Result<(), ApiError>> {
-        self.push(ApiWrite::Bind {
+        let write = ApiWrite::Bind {
             pod: pod.clone(),
             uid: uid.to_string(),
             node: node.to_string(),
-        });
+        };
         let fail = self.fail_binds.load(std::sync::atomic::Ordering::SeqCst);
+        let hold = self.hold_binds.load(std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
+            if hold {
+                self.bind_waiting.notify_one();
+                if let Ok(permit) = self.bind_permits.0.acquire().await {
+                    permit.forget();
+                }
+            }
+            self.push(write);
             if fail {
                 Err(ApiError("injected bind failure".into()))
             } else {
