@@ -281,7 +281,7 @@ impl Incremental {
     }
 
     /// Whether the change log still reaches back to the last check (otherwise the driver must
-    /// run the full check and [`Incremental::full_check`]).
+    /// run [`Incremental::full_check`]).
     pub fn can_follow(&self, ledger: &Ledger) -> bool {
         self.clock
             .is_some_and(|c| ledger.changes_since(c).is_some())
