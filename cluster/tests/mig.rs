@@ -19,7 +19,7 @@ use hami_core::codec::{
     MigAllocation, MigPlacement, decode_checked_mig_allocations, encode_mig_allocations, keys,
 };
 use hami_core::control::Event;
-use hami_core::model::{DeviceMode, MigProfile, Node};
+use hami_core::model::Node;
 use hami_core::request::PodKey;
 use hami_fake_devices::mig::identity_for;
 use k8s_openapi::api::core::v1::Pod;
@@ -30,30 +30,11 @@ use std::time::Duration;
 
 const NODE: &str = "mig-0";
 
-/// Two A100-80GB cards in MIG mode with three of their profiles.
+/// Two A100-80GB cards in MIG mode with two of their profiles.
 fn mig_node() -> Node {
     hami_core::build::NodeBuilder::new(NODE)
         .gpus(2, "NVIDIA-A100-SXM4-80GB", 81920)
-        .with_each(|d| {
-            d.mode = DeviceMode::Mig;
-            d.split_count = 7;
-            d.mig_profiles = vec![
-                MigProfile {
-                    name: "1g.10gb".into(),
-                    memory_mib: 9728,
-                    cores: 14,
-                    slice_count: 1,
-                    placements: (0..7).map(|s| (s, 1)).collect(),
-                },
-                MigProfile {
-                    name: "3g.40gb".into(),
-                    memory_mib: 40192,
-                    cores: 42,
-                    slice_count: 4,
-                    placements: vec![(0, 4), (4, 4)],
-                },
-            ];
-        })
+        .a100_80gb_mig(&["1g.10gb", "3g.40gb"])
         .build()
 }
 

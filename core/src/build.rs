@@ -5,7 +5,7 @@
 
 use crate::annotations::node_register_annotations;
 use crate::family::FamilyId;
-use crate::model::{Device, LinkScores, Node};
+use crate::model::{Device, DeviceMode, LinkScores, MigProfile, Node};
 use k8s_openapi::api::core::v1::{
     Container, Node as K8sNode, NodeStatus, Pod, PodSpec, ResourceRequirements,
 };
@@ -57,6 +57,34 @@ impl NodeBuilder {
     pub fn with_each(mut self, f: impl Fn(&mut Device)) -> NodeBuilder {
         self.node.devices.iter_mut().for_each(f);
         self
+    }
+
+    /// Put every card in MIG mode (7 slices) offering the named A100-80GB profiles, in the
+    /// order given; names not in that card's table are ignored.
+    pub fn a100_80gb_mig(self, profiles: &[&str]) -> NodeBuilder {
+        // NVIDIA's A100-80GB geometry: (name, MiB, cores %, slices, allowed placements).
+        let table = |name: &str| -> Option<MigProfile> {
+            let (memory_mib, cores, slice_count, placements): (u64, u32, u32, Vec<(u32, u32)>) =
+                match name {
+                    "1g.10gb" => (9728, 14, 1, (0..7).map(|s| (s, 1)).collect()),
+                    "3g.40gb" => (40192, 42, 4, vec![(0, 4), (4, 4)]),
+                    "7g.80gb" => (80896, 100, 8, vec![(0, 8)]),
+                    _ => return None,
+                };
+            Some(MigProfile {
+                name: name.into(),
+                memory_mib,
+                cores,
+                slice_count,
+                placements,
+            })
+        };
+        let chosen: Vec<MigProfile> = profiles.iter().filter_map(|p| table(p)).collect();
+        self.with_each(|d| {
+            d.mode = DeviceMode::Mig;
+            d.split_count = 7;
+            d.mig_profiles = chosen.clone();
+        })
     }
 
     /// Put cards `0..n/2` on NUMA 0 and the rest on NUMA 1.

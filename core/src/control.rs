@@ -218,7 +218,7 @@ impl Controller {
                 self.ledger.remove_node(&name);
                 Vec::new()
             }
-            Event::PodPending(pod) => self.place(now, &pod, None, true),
+            Event::PodPending(pod) => self.pod_pending(now, &pod),
             Event::PodObserved(pod) => self.observe(&pod),
             Event::PodDeleted(key) => {
                 self.ledger.unreserve(&key);

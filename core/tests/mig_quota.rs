@@ -7,7 +7,7 @@ use hami_core::codec::{MigAllocation, MigPlacement, decode_checked_mig_allocatio
 use hami_core::control::{Action, Controller, Event};
 use hami_core::family::FamilyId;
 use hami_core::ledger::{FamilyQuota, Ledger, Quota};
-use hami_core::model::{DeviceMode, MigProfile, Node};
+use hami_core::model::Node;
 use hami_core::pipeline::{Decision, Scheduler, SchedulerConfig};
 use hami_core::request::{PodKey, RequestTranslator};
 use k8s_openapi::api::core::v1::Pod;
@@ -19,33 +19,7 @@ use std::collections::BTreeMap;
 fn mig_node() -> Node {
     NodeBuilder::new("mig-0")
         .gpus(2, "NVIDIA-A100-SXM4-80GB", 81920)
-        .with_each(|d| {
-            d.mode = DeviceMode::Mig;
-            d.split_count = 7;
-            d.mig_profiles = vec![
-                MigProfile {
-                    name: "1g.10gb".into(),
-                    memory_mib: 9728,
-                    cores: 14,
-                    slice_count: 1,
-                    placements: (0..7).map(|s| (s, 1)).collect(),
-                },
-                MigProfile {
-                    name: "3g.40gb".into(),
-                    memory_mib: 40192,
-                    cores: 42,
-                    slice_count: 4,
-                    placements: vec![(0, 4), (4, 4)],
-                },
-                MigProfile {
-                    name: "7g.80gb".into(),
-                    memory_mib: 80896,
-                    cores: 100,
-                    slice_count: 8,
-                    placements: vec![(0, 8)],
-                },
-            ];
-        })
+        .a100_80gb_mig(&["1g.10gb", "3g.40gb", "7g.80gb"])
         .build()
 }
 

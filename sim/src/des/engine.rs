@@ -175,7 +175,6 @@ const NO_NODE: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 struct SimNode {
-    lid: Option<u32>,
     node: Node,
     k8s: K8sNode,
     pool: u16,
@@ -455,8 +454,9 @@ pub struct Engine<'a> {
     admitted: Vec<Admitted>,
     /// Per ledger node id, the engine's node index (`NO_NODE` for none).
     node_of_lid: Vec<u32>,
-    /// Per engine node index, its ledger id (`NO_NODE` for none): the candidate search reads
-    /// hundreds per pod, and a compact array keeps them in a few cache lines.
+    /// Per engine node index, its ledger id (`NO_NODE` for none; read through [`Engine::lid`]):
+    /// the candidate search reads hundreds per pod, and a compact array keeps them in a few
+    /// cache lines.
     lid_of_node: Vec<u32>,
     /// Pods whose state or object changed during the current event (for the checker).
     touched: Vec<u32>,
@@ -479,7 +479,6 @@ impl<'a> Engine<'a> {
             .nodes
             .iter()
             .map(|(n, p)| SimNode {
-                lid: None,
                 k8s: node_object(n),
                 node: n.clone(),
                 pool: *p,
@@ -594,7 +593,7 @@ impl<'a> Engine<'a> {
             log: Vec::new(),
             admitted: Vec::new(),
             node_of_lid: Vec::new(),
-            lid_of_node: Vec::new(),
+            lid_of_node: vec![NO_NODE; var.nodes.len()],
             touched: Vec::new(),
             checker: checker::Incremental::default(),
         }
@@ -653,12 +652,8 @@ impl<'a> Engine<'a> {
             .ctl
             .ledger()
             .node_id(&self.nodes[ni as usize].node.name);
-        if self.nodes[ni as usize].lid != lid {
+        if self.lid(ni) != lid {
             self.forget_admitted();
-        }
-        self.nodes[ni as usize].lid = lid;
-        if self.lid_of_node.len() < self.nodes.len() {
-            self.lid_of_node.resize(self.nodes.len(), NO_NODE);
         }
         self.lid_of_node[ni as usize] = lid.unwrap_or(NO_NODE);
         if let Some(id) = lid {
@@ -670,13 +665,21 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The ledger id of node `ni`, as last read by [`Engine::sync_id`].
+    fn lid(&self, ni: u32) -> Option<NodeId> {
+        self.lid_of_node
+            .get(ni as usize)
+            .copied()
+            .filter(|&id| id != NO_NODE)
+    }
+
     fn refresh(&mut self, ni: u32) {
-        if self.nodes[ni as usize].lid.is_none() || !self.nodes[ni as usize].up {
+        if self.lid(ni).is_none() || !self.nodes[ni as usize].up {
             self.sync_id(ni);
         }
         let (occ, mem, cores, frag) = {
             let sn = &self.nodes[ni as usize];
-            let view = sn.lid.and_then(|id| self.ctl.ledger().view(id));
+            let view = self.lid(ni).and_then(|id| self.ctl.ledger().view(id));
             match view {
                 Some(v) if sn.up => {
                     let mut occ = 0u64;
@@ -1052,10 +1055,9 @@ impl<'a> Engine<'a> {
         let verdicts: Vec<(u32, bool)> = changed
             .into_iter()
             .map(|i| {
-                let sn = &self.nodes[i as usize];
-                let ok = sn.up
-                    && sn
-                        .lid
+                let ok = self.nodes[i as usize].up
+                    && self
+                        .lid(i)
                         .and_then(|id| ledger.view(id))
                         .is_some_and(|v| self.bound(class, &v) > 0);
                 (i, ok)
