@@ -7,12 +7,13 @@
 
 use crate::family::FamilyId;
 use crate::fit::{CardCaps, MigPick, Pick};
+use crate::hash::{FastBuild, FastHasher, mix};
 use crate::model::{DeviceUsage, Node, NodeUsage};
 use crate::policy::Placement;
 use crate::policy::hami::node_usage_score;
 use crate::request::PodKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::hash::{Hash, Hasher};
 
 /// Dense id of a node in one ledger (stable while the ledger lives; not persisted).
 pub type NodeId = u32;
@@ -33,7 +34,7 @@ pub struct DeviceGrant {
 }
 
 /// Grants by pod, hashed with fixed keys (deterministic, never randomised).
-pub type Grants = HashMap<PodKey, PodGrant, BuildHasherDefault<DefaultHasher>>;
+pub type Grants = HashMap<PodKey, PodGrant, FastBuild>;
 
 /// What one pod holds on one node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,6 +54,29 @@ impl PodGrant {
     pub fn devices(&self) -> impl Iterator<Item = &DeviceGrant> {
         self.containers.iter().flatten()
     }
+
+    /// A 64-bit fingerprint of what the pod's annotations record about this grant: the pod,
+    /// the node, and per container the cards with their memory and cores, in any order within
+    /// a container (CPU, memory, family and MIG instance are not part of it). Fingerprints
+    /// add up (wrapping) to a node's [`NodeEntry::digest`], so two sets of grants with equal
+    /// sums are, but for a 2^-64 chance, the same set.
+    pub fn fingerprint(&self, key: &PodKey) -> u64 {
+        let mut base = FastHasher::default();
+        key.hash(&mut base);
+        self.node.hash(&mut base);
+        let mut sum = mix(base.finish());
+        for (i, c) in self.containers.iter().enumerate() {
+            for d in c {
+                let mut h = base;
+                h.write_usize(i);
+                d.uuid.hash(&mut h);
+                h.write_u64(d.memory_mib);
+                h.write_u32(d.cores);
+                sum = sum.wrapping_add(mix(h.finish()));
+            }
+        }
+        sum
+    }
 }
 
 /// A node and what is in use on it.
@@ -70,6 +94,10 @@ pub struct NodeEntry {
     pub usage_score: i64,
     /// Compact per-card numbers for the filter's hot loop, by position.
     pub caps: Vec<CardCaps>,
+    /// Wrapping sum of [`PodGrant::fingerprint`] over the grants of the pods listed, kept
+    /// with every grant written here, so an outside checker can compare the whole set with
+    /// what annotations record in constant time ([`Ledger::check_node`] proves it).
+    pub digest: u64,
 }
 
 /// A read-only view of one node for filters and policies.
@@ -321,7 +349,7 @@ pub struct Ledger {
     by_name: BTreeMap<String, NodeId>,
     /// The same map hashed (with fixed keys: the core draws no randomness), because name
     /// lookups are on every extender call's candidate list. Never iterated.
-    lookup: HashMap<String, NodeId, BuildHasherDefault<DefaultHasher>>,
+    lookup: HashMap<String, NodeId, FastBuild>,
     /// Grants by pod, hashed with fixed keys: looked up on every reserve, release and check
     /// (a node's check visits each of its pods), which a tree of a million keys made slow.
     pods: Grants,
@@ -435,11 +463,13 @@ impl Ledger {
             pods: BTreeSet::new(),
             usage_score: 0,
             caps: Vec::new(),
+            digest: 0,
         };
         entry.caps = entry.node.devices.iter().map(CardCaps::of).collect();
         for k in &pods {
             if let Some(g) = self.pods.get(k) {
                 apply_grant(&mut entry, g, true);
+                entry.digest = entry.digest.wrapping_add(g.fingerprint(k));
             }
         }
         entry.pods = pods;
@@ -682,6 +712,7 @@ impl Ledger {
         entry.usage_score = node_usage_score(&entry.node, &entry.usage);
         entry.used.cpu_milli += grant.cpu_milli;
         entry.used.memory_mib += grant.memory_mib;
+        entry.digest = entry.digest.wrapping_add(grant.fingerprint(key));
         entry.pods.insert(key.clone());
         self.pods.insert(key.clone(), grant);
         self.touch(id);
@@ -695,6 +726,7 @@ impl Ledger {
             && let Some(entry) = self.nodes[id as usize].as_mut()
         {
             apply_grant(entry, &grant, false);
+            entry.digest = entry.digest.wrapping_sub(grant.fingerprint(key));
             entry.pods.remove(key);
             self.touch(id);
         }
@@ -733,11 +765,15 @@ impl Ledger {
         let n = &e.node;
         let mut usage = vec![DeviceUsage::default(); n.devices.len()];
         let mut used = NodeUsage::default();
+        let mut digest = 0u64;
         for k in &e.pods {
             let g = self.pods.get(k);
             each(k, g);
             match g {
-                Some(g) if g.node == n.name => add_usage(n, &mut usage, &mut used, g, true),
+                Some(g) if g.node == n.name => {
+                    add_usage(n, &mut usage, &mut used, g, true);
+                    digest = digest.wrapping_add(g.fingerprint(k));
+                }
                 _ => out.push(Violation {
                     node: n.name.clone(),
                     what: format!("pod {k} listed without a grant here"),
@@ -751,6 +787,37 @@ impl Ledger {
                     what: format!("card {} usage {u:?} != sum of grants {sum:?}", d.uuid),
                 });
             }
+        }
+        if e.used != used {
+            out.push(Violation {
+                node: n.name.clone(),
+                what: format!("node usage {:?} != sum of grants {used:?}", e.used),
+            });
+        }
+        if e.digest != digest {
+            out.push(Violation {
+                node: n.name.clone(),
+                what: format!(
+                    "grant digest {:#x} != sum of the listed grants' fingerprints {digest:#x}",
+                    e.digest
+                ),
+            });
+        }
+        out.extend(self.check_node_bounds(id));
+        out
+    }
+
+    /// The bounds of node `id` alone, in time proportional to its cards: no card over its
+    /// slots, memory or cores, and the node within its allocatable CPU and memory. Part of
+    /// [`Ledger::check_node`]; on its own for a checker that proves usage equal to the grants
+    /// another way. Empty for an id not present.
+    pub fn check_node_bounds(&self, id: NodeId) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let Some(e) = self.entry(id) else {
+            return out;
+        };
+        let n = &e.node;
+        for (d, u) in n.devices.iter().zip(&e.usage) {
             if u.used > d.split_count || u.used_mem > d.memory_mib || u.used_cores > d.cores {
                 out.push(Violation {
                     node: n.name.clone(),
@@ -775,12 +842,6 @@ impl Ledger {
                 what: format!("node over allocatable: {:?}", e.used),
             });
         }
-        if e.used != used {
-            out.push(Violation {
-                node: n.name.clone(),
-                what: format!("node usage {:?} != sum of grants {used:?}", e.used),
-            });
-        }
         out
     }
 
@@ -795,6 +856,27 @@ impl Ledger {
             node: g.node.clone(),
             what: format!("grant of pod {key} not listed on its node"),
         })
+    }
+
+    /// Swap the stored grants of pods `a` and `b` (same node), leaving usage, lists and digest
+    /// as they were: a planted bookkeeping bug. Only for tests that prove the checker catches it.
+    #[doc(hidden)]
+    pub fn swap_grants_for_test(&mut self, a: &PodKey, b: &PodKey) {
+        if let (Some(ga), Some(gb)) = (self.pods.get(a).cloned(), self.pods.get(b).cloned()) {
+            self.pods.insert(a.clone(), gb);
+            self.pods.insert(b.clone(), ga);
+        }
+    }
+
+    /// Change a node's grant digest directly. Only for tests that prove the checker catches it.
+    #[doc(hidden)]
+    pub fn corrupt_digest_for_test(&mut self, node: &str, delta: u64) {
+        if let Some(id) = self.node_id(node)
+            && let Some(e) = self.nodes[id as usize].as_mut()
+        {
+            e.digest = e.digest.wrapping_add(delta);
+            self.touch(id);
+        }
     }
 
     /// Apply a usage change directly, bypassing the capacity check. Only for tests that plant

@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod family;
 pub mod fit;
+pub mod hash;
 pub mod inspect;
 pub mod ledger;
 pub mod memo;

@@ -2,13 +2,17 @@
 //! shipped fault scenarios (scaled down) passing the checker after every event, explain, and
 //! the CI regression check of the quickstart against its committed baseline.
 
+use hami_core::annotations::bind_annotations;
 use hami_core::codec::devices::{decode_pod_devices, encode_pod_devices};
 use hami_core::codec::keys;
+use hami_core::ledger::{DeviceGrant, PodGrant};
+use hami_core::request::PodKey;
 use hami_sim::des::checker::{self, PodCheck};
 use hami_sim::des::engine::{Engine, RunOptions};
 use hami_sim::des::explain::{explain, render};
 use hami_sim::des::model::Scenario;
 use hami_sim::des::results::{Quiet, check_scenario, read_baseline};
+use k8s_openapi::api::core::v1::Pod;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -144,6 +148,97 @@ fn incremental_checker_catches_a_corrupted_ledger_node() {
     assert!(e.contains(&name) && e.contains("!= sum of grants"), "{e}");
     // Once reported, the node is not revisited until it changes again.
     assert!(inc.after_event(&l, &[], |_| None).is_ok());
+}
+
+/// A ledger over the small scenario's nodes with pods `p-0` and `p-1` on cards 0 and 1 of the
+/// first node, and their Pod objects, whose annotations record exactly their grants.
+fn two_pods_on_one_node() -> (hami_core::ledger::Ledger, Vec<Pod>, Vec<PodKey>, String) {
+    let sc = small();
+    let v = &sc.variants[0];
+    let mut l = hami_core::ledger::Ledger::new();
+    for (n, _) in v.nodes.iter() {
+        l.upsert_node(n.clone());
+    }
+    let node = &v.nodes[0].0;
+    let (mut pods, mut keys) = (Vec::new(), Vec::new());
+    for i in 0..2 {
+        let d = &node.devices[i];
+        let grant = PodGrant {
+            node: node.name.clone(),
+            containers: vec![vec![DeviceGrant {
+                uuid: d.uuid.clone(),
+                family: d.family,
+                memory_mib: 4096,
+                cores: 20,
+                mig: None,
+            }]],
+            cpu_milli: 0,
+            memory_mib: 0,
+        };
+        let key = PodKey::new("sim", format!("p-{i}"));
+        l.reserve(&key, grant.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some(key.namespace.clone());
+        pod.metadata.name = Some(key.name.clone());
+        pod.metadata.annotations = Some(bind_annotations(&grant, 0));
+        pods.push(pod);
+        keys.push(key);
+    }
+    (l, pods, keys, node.name.clone())
+}
+
+fn index_of(k: &PodKey) -> Option<usize> {
+    k.name.strip_prefix("p-").and_then(|n| n.parse().ok())
+}
+
+fn holding(pod: &Pod) -> PodCheck<'_> {
+    PodCheck {
+        pod: Some(pod),
+        holds: true,
+        pending: false,
+        reason: None,
+    }
+}
+
+#[test]
+fn incremental_checker_compares_grant_sets_by_digest_and_card_totals() {
+    let (mut l, pods, keys, node) = two_pods_on_one_node();
+    let mut inc = checker::Incremental::default();
+    assert!(inc.full_check(&l, pods.iter().map(holding)).is_ok());
+    assert!(inc.after_event(&l, &[], index_of).is_ok());
+    // A digest that disagrees with the annotated grants sends the node to the pod-by-pod
+    // comparison, which says what is wrong.
+    l.corrupt_digest_for_test(&node, 1);
+    let e = inc.after_event(&l, &[], index_of).err().unwrap_or_default();
+    assert!(e.contains(&node) && e.contains("grant digest"), "{e}");
+    l.corrupt_digest_for_test(&node, 1u64.wrapping_neg());
+    assert!(inc.after_event(&l, &[], index_of).is_ok());
+    // Swapped grants keep usage, lists and digest: the full check names both pods …
+    l.swap_grants_for_test(&keys[0], &keys[1]);
+    let e = checker::check(&l, pods.iter().map(holding))
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("pod sim/p-0: ledger says"), "{e}");
+    assert!(e.contains("pod sim/p-1: ledger says"), "{e}");
+    // … and the event that releases one of them frees the wrong card: its card totals no
+    // longer match the annotations, and the comparison names the pod left holding.
+    l.unreserve(&keys[0]);
+    let released = [checker::Touched {
+        index: 0,
+        key: keys[0].clone(),
+        check: PodCheck {
+            pod: Some(&pods[0]),
+            holds: false,
+            pending: false,
+            reason: None,
+        },
+    }];
+    let e = inc
+        .after_event(&l, &released, index_of)
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("pod sim/p-1: ledger says"), "{e}");
 }
 
 #[test]

@@ -14,8 +14,9 @@
 
 use hami_core::annotations::grant_from_annotations;
 use hami_core::control::key_of;
-use hami_core::ledger::{DeviceGrant, Ledger, NodeId, PodGrant};
-use hami_core::model::Device;
+use hami_core::hash::FastBuild;
+use hami_core::ledger::{DeviceGrant, Ledger, NodeEntry, NodeId, PodGrant};
+use hami_core::model::{Device, DeviceMode};
 use hami_core::request::PodKey;
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -174,11 +175,14 @@ pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> R
     check_all(ledger, pods).0
 }
 
+/// Each holding pod's position in the checked iterator, key and decoded grant.
+type Recorded = Vec<(usize, PodKey, PodGrant)>;
+
 /// [`check`], also returning each holding pod's decoded grant by its position in `pods`.
 fn check_all<'a>(
     ledger: &Ledger,
     pods: impl Iterator<Item = PodCheck<'a>>,
-) -> (Result<(), String>, Vec<(usize, PodGrant)>) {
+) -> (Result<(), String>, Recorded) {
     let mut dump = Dump::default();
     if let Err(vs) = ledger.check_invariants() {
         for v in vs {
@@ -224,7 +228,8 @@ fn check_all<'a>(
     for ((node, uuid), totals) in sums {
         dump.extend(fits_card(ledger, node, uuid, totals));
     }
-    (dump.finish(), from_ann.into_values().collect())
+    let recorded = from_ann.into_iter().map(|(k, (i, g))| (i, k, g)).collect();
+    (dump.finish(), recorded)
 }
 
 /// One pod an event touched, for [`Incremental::after_event`].
@@ -241,26 +246,100 @@ pub struct Touched<'a> {
 /// The checker after each event, in time proportional to what the event touched.
 ///
 /// It remembers, per pod index, the grant that pod's annotations record (decoded when the pod
-/// is touched) and, per node name, which pods' annotations put them there. After an event it
-/// proves, for the pods the event touched and the ledger nodes whose version changed:
-/// the node's own invariants and that every pod it lists is a grant its annotations record
-/// identically; that the pods whose annotations put them on the node are exactly the ones the
-/// ledger lists; that the recorded grants fit the cards when rebuilt from annotations alone;
-/// and for each touched pod, its ledger grant against its annotations and its pending reason.
+/// is touched) and, per node name, which pods' annotations put them there together with their
+/// totals: per card the slots, memory and cores they record, and the sum of their grants'
+/// [`PodGrant::fingerprint`]s. After an event it proves, for the pods the event touched: its
+/// ledger grant against its annotations and its pending reason; and for every ledger node
+/// whose version changed, in time proportional to its cards:
+/// - the ledger's per-card usage (what the scheduler decides from) equals the totals the
+///   annotations record, and no card or node is over its bounds, so a ledger rebuilt from
+///   annotations alone fits the cards;
+/// - the ledger lists as many pods as annotations put there, and its grant digest
+///   ([`hami_core::ledger::NodeEntry::digest`]) equals the fingerprint sum of the annotated
+///   grants: the two sets of grants are the same (but for a 2^-64 chance).
+///
+/// The digest is the ledger's own bookkeeping, kept where grants are written; the full
+/// [`check`] recomputes it from the grants. When these totals disagree, or on a node with MIG
+/// cards (whose slices annotations do not carry), the node gets the per-pod comparison, which
+/// also names the pods for the dump.
 ///
 /// Sound only if the driver reports every pod whose state or annotations it changed; the full
 /// [`check`] (run every `check_every` events, and whenever the ledger's change log no longer
 /// reaches back) catches a driver that does not.
 #[derive(Debug, Default)]
 pub struct Incremental {
-    /// Per pod index, the grant its annotations record while it holds cards.
-    recorded: Vec<Option<PodGrant>>,
-    /// Per node name, the pods whose recorded grant is there.
-    on_node: HashMap<String, BTreeSet<usize>>,
+    /// Per pod index, the grant its annotations record while it holds cards, with its
+    /// fingerprint.
+    recorded: Vec<Option<(PodGrant, u64)>>,
+    /// Per node name, what the annotations of the pods recorded there add up to.
+    on_node: HashMap<String, NodeRecord, FastBuild>,
     /// The ledger clock at the last check; `None` until [`Incremental::full_check`].
     clock: Option<u64>,
     /// Per ledger node id, its name as last seen (a removed node's id outlives its entry).
     names: Vec<Option<String>>,
+}
+
+/// What the annotations of the pods recorded on one node add up to.
+#[derive(Debug, Default)]
+struct NodeRecord {
+    /// The pods, by index.
+    pods: BTreeSet<usize>,
+    /// Wrapping sum of their grants' fingerprints.
+    digest: u64,
+    /// Per card UUID ever recorded here: slots, memory (MiB) and cores.
+    cards: Vec<(String, (u32, u64, u32))>,
+}
+
+impl NodeRecord {
+    fn add(&mut self, i: usize, g: &PodGrant, fp: u64, add: bool) {
+        if add {
+            self.pods.insert(i);
+            self.digest = self.digest.wrapping_add(fp);
+        } else {
+            self.pods.remove(&i);
+            self.digest = self.digest.wrapping_sub(fp);
+        }
+        for d in g.devices() {
+            let at = match self.cards.iter().position(|(u, _)| *u == d.uuid) {
+                Some(at) => at,
+                None => {
+                    self.cards.push((d.uuid.clone(), (0, 0, 0)));
+                    self.cards.len() - 1
+                }
+            };
+            let t = &mut self.cards[at].1;
+            if add {
+                t.0 += 1;
+                t.1 += d.memory_mib;
+                t.2 += d.cores;
+            } else {
+                t.0 = t.0.wrapping_sub(1);
+                t.1 = t.1.wrapping_sub(d.memory_mib);
+                t.2 = t.2.wrapping_sub(d.cores);
+            }
+        }
+    }
+
+    /// Whether the ledger's entry holds exactly these totals: pod count, digest, and per card
+    /// the usage, with no recorded card missing from the node.
+    fn agrees(&self, e: &NodeEntry) -> bool {
+        if self.pods.len() != e.pods.len() || self.digest != e.digest {
+            return false;
+        }
+        let mut matched = 0;
+        for (d, u) in e.node.devices.iter().zip(&e.usage) {
+            let t = self
+                .cards
+                .iter()
+                .find(|(uuid, _)| *uuid == d.uuid)
+                .map_or((0, 0, 0), |c| c.1);
+            if t != (u.used, u.used_mem, u.used_cores) {
+                return false;
+            }
+            matched += usize::from(t != (0, 0, 0));
+        }
+        matched == self.cards.iter().filter(|c| c.1 != (0, 0, 0)).count()
+    }
 }
 
 impl Incremental {
@@ -273,8 +352,8 @@ impl Incremental {
         let (r, recorded) = check_all(ledger, pods);
         self.recorded.clear();
         self.on_node.clear();
-        for (i, g) in recorded {
-            self.record(i, Some(g));
+        for (i, key, g) in recorded {
+            self.record(i, &key, Some(g));
         }
         self.clock = Some(ledger.clock());
         r
@@ -292,22 +371,34 @@ impl Incremental {
         self.clock = None;
     }
 
-    fn record(&mut self, i: usize, g: Option<PodGrant>) {
+    fn record(&mut self, i: usize, key: &PodKey, g: Option<PodGrant>) {
         if self.recorded.len() <= i {
             self.recorded.resize(i + 1, None);
         }
-        if let Some(old) = self.recorded[i].take()
-            && let Some(set) = self.on_node.get_mut(&old.node)
+        if let Some((old, fp)) = self.recorded[i].take()
+            && let Some(rec) = self.on_node.get_mut(&old.node)
         {
-            set.remove(&i);
-            if set.is_empty() {
-                self.on_node.remove(&old.node);
+            rec.add(i, &old, fp, false);
+        }
+        self.recorded[i] = g.map(|g| {
+            let fp = g.fingerprint(key);
+            match self.on_node.get_mut(&g.node) {
+                Some(rec) => rec.add(i, &g, fp, true),
+                None => {
+                    let mut rec = NodeRecord::default();
+                    rec.add(i, &g, fp, true);
+                    self.on_node.insert(g.node.clone(), rec);
+                }
             }
-        }
-        if let Some(g) = &g {
-            self.on_node.entry(g.node.clone()).or_default().insert(i);
-        }
-        self.recorded[i] = g;
+            (g, fp)
+        });
+    }
+
+    fn recorded(&self, i: usize) -> Option<&PodGrant> {
+        self.recorded
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|(g, _)| g)
     }
 
     /// Check after one event. `touched` are the pods the event changed (duplicates allowed);
@@ -324,7 +415,7 @@ impl Incremental {
             .changes_since(since)
             .map(|c| c.collect())
             .unwrap_or_default();
-        // Node names whose recorded pods changed (before or after): their rebuild must fit.
+        // Node names whose recorded pods changed (before or after): their totals must agree.
         let mut names: BTreeSet<String> = BTreeSet::new();
         for t in touched {
             let p = &t.check;
@@ -343,7 +434,7 @@ impl Incremental {
                     },
                 }
             }
-            if let Some(Some(old)) = self.recorded.get(t.index) {
+            if let Some(old) = self.recorded(t.index) {
                 names.insert(old.node.clone());
             }
             if let Some(new) = &g {
@@ -353,15 +444,15 @@ impl Incremental {
             if let Some(v) = ledger.check_listed(&t.key) {
                 dump.say(format!("ledger invariant: {v}"));
             }
-            self.record(t.index, g);
+            self.record(t.index, &t.key, g);
         }
         for name in &names {
             if let Some(id) = ledger.node_id(name) {
                 nodes.insert(id);
-            } else if let Some(set) = self.on_node.get(name) {
+            } else if let Some(rec) = self.on_node.get(name) {
                 // The node is gone from the ledger, yet annotations still put pods there.
-                for &i in set {
-                    if let Some(Some(a)) = self.recorded.get(i) {
+                for &i in &rec.pods {
+                    if let Some(a) = self.recorded(i) {
                         dump.say(format!(
                             "pod #{i} annotations record {} but the ledger holds nothing",
                             show(a)
@@ -374,8 +465,9 @@ impl Incremental {
             let Some(entry) = ledger.entry(id) else {
                 // Removed: no pod's annotations may still put it there.
                 let gone = self.names.get(id as usize).and_then(|n| n.as_ref());
-                for &i in gone.and_then(|n| self.on_node.get(n)).into_iter().flatten() {
-                    if let Some(Some(a)) = self.recorded.get(i) {
+                let pods = gone.and_then(|n| self.on_node.get(n)).map(|r| &r.pods);
+                for &i in pods.into_iter().flatten() {
+                    if let Some(a) = self.recorded(i) {
                         dump.say(format!(
                             "pod #{i} annotations record {} on a node the ledger removed",
                             show(a)
@@ -390,54 +482,85 @@ impl Incremental {
             if self.names[id as usize].as_ref() != Some(&entry.node.name) {
                 self.names[id as usize] = Some(entry.node.name.clone());
             }
-            let name = &entry.node.name;
-            let recorded_here = self.on_node.get(name);
-            let recorded = &self.recorded;
-            let violations = ledger.check_node(id, |k, g| {
-                let ann = index_of(k)
-                    .filter(|i| recorded_here.is_some_and(|s| s.contains(i)))
-                    .and_then(|i| recorded.get(i))
-                    .and_then(|g| g.as_ref());
-                dump.extend(mismatch(k, g, ann));
-            });
-            for v in violations {
-                dump.say(format!("ledger invariant: {v}"));
-            }
-            // Every listed pod matched a distinct recorded one above: equal counts make the two
-            // sets equal.
-            let recorded = recorded_here.map_or(0, BTreeSet::len);
-            if recorded != entry.pods.len() {
-                dump.say(format!(
-                    "node {name}: annotations put {recorded} pod(s) here, the ledger lists {}",
-                    entry.pods.len()
-                ));
-            }
-            // Rebuilt from the annotations alone, this node's cards must hold what they record.
-            let devices = &entry.node.devices;
-            let mut sums = vec![(0u32, 0u64, 0u32); devices.len()];
-            for &i in recorded_here.into_iter().flatten() {
-                for d in self
-                    .recorded
-                    .get(i)
-                    .into_iter()
-                    .flatten()
-                    .flat_map(PodGrant::devices)
-                {
-                    match devices.iter().position(|x| x.uuid == d.uuid) {
-                        Some(p) => {
-                            sums[p].0 += 1;
-                            sums[p].1 += d.memory_mib;
-                            sums[p].2 += d.cores;
-                        }
-                        None => dump.say(no_such_card(name, &d.uuid)),
-                    }
+            let rec = self.on_node.get(&entry.node.name);
+            let mig = entry.node.devices.iter().any(|d| d.mode == DeviceMode::Mig);
+            let agrees = match rec {
+                Some(r) => r.agrees(entry),
+                None => {
+                    entry.pods.is_empty()
+                        && entry.digest == 0
+                        && entry
+                            .usage
+                            .iter()
+                            .all(|u| (u.used, u.used_mem, u.used_cores) == (0, 0, 0))
                 }
-            }
-            for (d, totals) in devices.iter().zip(sums) {
-                dump.extend(overfull(name, d, totals));
+            };
+            if agrees && !mig {
+                for v in ledger.check_node_bounds(id) {
+                    dump.say(format!("ledger invariant: {v}"));
+                }
+            } else {
+                let before = dump.n;
+                self.compare_node(ledger, id, entry, &index_of, &mut dump);
+                if dump.n == before && !agrees {
+                    dump.say(format!(
+                        "node {}: the checker's totals from annotations disagree with the ledger, though every grant matches",
+                        entry.node.name
+                    ));
+                }
             }
         }
         self.clock = Some(ledger.clock());
         dump.finish()
+    }
+
+    /// Node `id` pod by pod: the ledger's own node invariants, every listed grant against the
+    /// annotations recorded here, the counts, and the recorded grants rebuilt onto its cards.
+    fn compare_node(
+        &self,
+        ledger: &Ledger,
+        id: NodeId,
+        entry: &NodeEntry,
+        index_of: &impl Fn(&PodKey) -> Option<usize>,
+        dump: &mut Dump,
+    ) {
+        let name = &entry.node.name;
+        let recorded_here = self.on_node.get(name).map(|r| &r.pods);
+        let violations = ledger.check_node(id, |k, g| {
+            let ann = index_of(k)
+                .filter(|i| recorded_here.is_some_and(|s| s.contains(i)))
+                .and_then(|i| self.recorded(i));
+            dump.extend(mismatch(k, g, ann));
+        });
+        for v in violations {
+            dump.say(format!("ledger invariant: {v}"));
+        }
+        // Every listed pod matched a distinct recorded one above: equal counts make the two
+        // sets equal.
+        let recorded = recorded_here.map_or(0, BTreeSet::len);
+        if recorded != entry.pods.len() {
+            dump.say(format!(
+                "node {name}: annotations put {recorded} pod(s) here, the ledger lists {}",
+                entry.pods.len()
+            ));
+        }
+        // Rebuilt from the annotations alone, this node's cards must hold what they record.
+        let devices = &entry.node.devices;
+        let mut sums = vec![(0u32, 0u64, 0u32); devices.len()];
+        for &i in recorded_here.into_iter().flatten() {
+            for d in self.recorded(i).into_iter().flat_map(PodGrant::devices) {
+                match devices.iter().position(|x| x.uuid == d.uuid) {
+                    Some(p) => {
+                        sums[p].0 += 1;
+                        sums[p].1 += d.memory_mib;
+                        sums[p].2 += d.cores;
+                    }
+                    None => dump.say(no_such_card(name, &d.uuid)),
+                }
+            }
+        }
+        for (d, totals) in devices.iter().zip(sums) {
+            dump.extend(overfull(name, d, totals));
+        }
     }
 }
