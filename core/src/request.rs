@@ -3,11 +3,12 @@
 
 use crate::config::DeviceConfig;
 use crate::family::{FamilyId, Quirk};
+use crate::hash::FastBuild;
 use crate::model::DeviceMode;
 use crate::policy::{DevicePolicyChain, NodePolicyKind};
 use crate::quantity;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Annotation selecting the node policy for one pod.
 pub const NODE_POLICY_ANNOTATION: &str = "hami.io/node-scheduler-policy";
@@ -223,7 +224,10 @@ pub struct RequestTranslator {
     names: Vec<FamilyNames>,
     /// Every managed resource name → the positions in `names` that use it (a container lists
     /// a handful of resources; looking each up beats probing every family's names).
-    by_resource: HashMap<String, Vec<usize>>,
+    by_resource: HashMap<String, Vec<usize>, FastBuild>,
+    /// Every type/UUID selector annotation key of any family: a pod none of whose annotations
+    /// is one of these has no selectors, without probing each family's four keys.
+    selector_keys: HashSet<&'static str, FastBuild>,
     default_memory: u64,
     default_cores: u32,
     default_count: u32,
@@ -264,7 +268,7 @@ impl RequestTranslator {
                 }
             })
             .collect::<Vec<FamilyNames>>();
-        let mut by_resource: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_resource: HashMap<String, Vec<usize>, FastBuild> = HashMap::default();
         for (i, n) in names.iter().enumerate() {
             for r in [
                 Some(&n.count),
@@ -282,9 +286,22 @@ impl RequestTranslator {
                 }
             }
         }
+        let selector_keys = FamilyId::all()
+            .flat_map(|f| {
+                let s = f.spec();
+                [
+                    s.use_type_annotation,
+                    s.nouse_type_annotation,
+                    s.use_uuid_annotation,
+                    s.nouse_uuid_annotation,
+                ]
+            })
+            .flatten()
+            .collect();
         RequestTranslator {
             names,
             by_resource,
+            selector_keys,
             default_memory: n.default_memory,
             default_cores: n.default_cores,
             default_count: n.default_gpu_num.max(1),
@@ -331,12 +348,11 @@ impl RequestTranslator {
             meta.namespace.clone().unwrap_or_else(|| "default".into()),
             meta.name.clone().unwrap_or_default(),
         );
-        let pod_name = key.to_string();
         let empty = BTreeMap::new();
         let ann = meta.annotations.as_ref().unwrap_or(&empty);
-        let ann_err = |key: &str, value: &str, problem: String| RequestError::Annotation {
-            pod: pod_name.clone(),
-            key: key.to_string(),
+        let ann_err = |k: &str, value: &str, problem: String| RequestError::Annotation {
+            pod: key.to_string(),
+            key: k.to_string(),
             value: value.to_string(),
             problem,
         };
@@ -376,7 +392,8 @@ impl RequestTranslator {
             })?),
         };
         let mut selectors: BTreeMap<FamilyId, Selectors> = BTreeMap::new();
-        for f in FamilyId::all() {
+        let has_selectors = ann.keys().any(|k| self.selector_keys.contains(k.as_str()));
+        for f in FamilyId::all().filter(|_| has_selectors) {
             let spec = f.spec();
             let list = |k: Option<&str>, lower: bool| -> Result<Vec<String>, RequestError> {
                 let Some(k) = k else { return Ok(Vec::new()) };
@@ -423,7 +440,7 @@ impl RequestTranslator {
             .map(|c| (c, true))
             .chain(app.iter().map(|c| (c, false)))
         {
-            let devices = self.container_devices(&pod_name, c, mode, &selectors)?;
+            let devices = self.container_devices(&key, c, mode, &selectors)?;
             containers.push(ContainerRequest {
                 name: c.name.clone(),
                 init: is_init,
@@ -441,7 +458,7 @@ impl RequestTranslator {
             .map(|c| (c, true))
             .chain(app.iter().map(|c| (c, false)))
         {
-            let (cpu, mem) = cpu_mem(&pod_name, c)?;
+            let (cpu, mem) = cpu_mem(&key, c)?;
             if is_init {
                 cpu_init = cpu_init.max(cpu);
                 mem_init = mem_init.max(mem);
@@ -465,7 +482,7 @@ impl RequestTranslator {
 
     fn container_devices(
         &self,
-        pod: &str,
+        pod: &PodKey,
         c: &Container,
         mode: Option<DeviceMode>,
         selectors: &BTreeMap<FamilyId, Selectors>,
@@ -474,11 +491,11 @@ impl RequestTranslator {
         let limits = res.and_then(|r| r.limits.as_ref());
         let requests = res.and_then(|r| r.requests.as_ref());
         // HAMi reads limits first and falls back to requests.
-        let get = |name: &str| -> Option<String> {
+        let get = |name: &str| -> Option<&str> {
             limits
                 .and_then(|l| l.get(name))
                 .or_else(|| requests.and_then(|r| r.get(name)))
-                .map(|q| q.0.clone())
+                .map(|q| q.0.as_str())
         };
         let err = |resource: &str, problem: String| RequestError::Resource {
             pod: pod.to_string(),
@@ -489,9 +506,7 @@ impl RequestTranslator {
         let count_of = |name: &str| -> Result<Option<u64>, RequestError> {
             match get(name) {
                 None => Ok(None),
-                Some(v) => quantity::parse_count(&v)
-                    .map(Some)
-                    .map_err(|p| err(name, p)),
+                Some(v) => quantity::parse_count(v).map(Some).map_err(|p| err(name, p)),
             }
         };
         // Only the families one of whose resources the container lists can ask for anything;
@@ -617,7 +632,7 @@ impl RequestTranslator {
     }
 }
 
-fn cpu_mem(pod: &str, c: &Container) -> Result<(u64, u64), RequestError> {
+fn cpu_mem(pod: &PodKey, c: &Container) -> Result<(u64, u64), RequestError> {
     let res = c.resources.as_ref();
     let pick = |name: &str| {
         res.and_then(|r| r.requests.as_ref())
@@ -626,7 +641,7 @@ fn cpu_mem(pod: &str, c: &Container) -> Result<(u64, u64), RequestError> {
                 res.and_then(|r| r.limits.as_ref())
                     .and_then(|m| m.get(name))
             })
-            .map(|q| q.0.clone())
+            .map(|q| q.0.as_str())
     };
     let err = |resource: &str, problem: String| RequestError::Resource {
         pod: pod.to_string(),
@@ -635,11 +650,11 @@ fn cpu_mem(pod: &str, c: &Container) -> Result<(u64, u64), RequestError> {
         problem,
     };
     let cpu = match pick("cpu") {
-        Some(v) => quantity::parse_cpu_milli(&v).map_err(|p| err("cpu", p))?,
+        Some(v) => quantity::parse_cpu_milli(v).map_err(|p| err("cpu", p))?,
         None => 0,
     };
     let mem = match pick("memory") {
-        Some(v) => quantity::parse_memory_mib(&v).map_err(|p| err("memory", p))?,
+        Some(v) => quantity::parse_memory_mib(v).map_err(|p| err("memory", p))?,
         None => 0,
     };
     Ok((cpu, mem))

@@ -131,7 +131,10 @@ fn overfull(node: &str, d: &Device, (slots, mem, cores): (u32, u64, u32)) -> Opt
 }
 
 /// Add grant `a`'s cards to per-card totals (slots, memory, cores).
-fn add_cards<'g>(sums: &mut BTreeMap<(&'g str, &'g str), (u32, u64, u32)>, a: &'g PodGrant) {
+fn add_cards<'g>(
+    sums: &mut HashMap<(&'g str, &'g str), (u32, u64, u32), FastBuild>,
+    a: &'g PodGrant,
+) {
     for d in a.devices() {
         let e = sums
             .entry((a.node.as_str(), d.uuid.as_str()))
@@ -189,7 +192,7 @@ fn check_all<'a>(
             dump.say(format!("ledger invariant: {v}"));
         }
     }
-    let mut from_ann: BTreeMap<PodKey, (usize, PodGrant)> = BTreeMap::new();
+    let mut from_ann: HashMap<PodKey, (usize, PodGrant), FastBuild> = HashMap::default();
     for (i, p) in pods.enumerate() {
         if p.pending && p.reason.is_none() {
             dump.say(format!("pod #{i} is pending without a reason"));
@@ -210,23 +213,30 @@ fn check_all<'a>(
             Err(e) => dump.say(format!("pod {key}: annotations do not decode: {e}")),
         }
     }
+    // Both maps are hashed (a tree of a million string keys made this check slow); what they
+    // find is sorted before it is shown, so the dump reads in a stable order.
+    let mut found: Vec<String> = Vec::new();
     let grants = ledger.grants();
     for (k, g) in grants {
-        dump.extend(mismatch(k, Some(g), from_ann.get(k).map(|(_, a)| a)));
+        found.extend(mismatch(k, Some(g), from_ann.get(k).map(|(_, a)| a)));
     }
     for (k, (_, a)) in &from_ann {
         if !grants.contains_key(k) {
-            dump.extend(mismatch(k, None, Some(a)));
+            found.extend(mismatch(k, None, Some(a)));
         }
     }
     // Rebuild from annotations alone: the cards' totals must fit (what a restarted scheduler
     // would have to accept).
-    let mut sums: BTreeMap<(&str, &str), (u32, u64, u32)> = BTreeMap::new();
+    let mut sums: HashMap<(&str, &str), (u32, u64, u32), FastBuild> = HashMap::default();
     for (_, a) in from_ann.values() {
         add_cards(&mut sums, a);
     }
     for ((node, uuid), totals) in sums {
-        dump.extend(fits_card(ledger, node, uuid, totals));
+        found.extend(fits_card(ledger, node, uuid, totals));
+    }
+    found.sort_unstable();
+    for f in found {
+        dump.say(f);
     }
     let recorded = from_ann.into_iter().map(|(k, (i, g))| (i, k, g)).collect();
     (dump.finish(), recorded)
