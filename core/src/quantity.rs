@@ -27,19 +27,19 @@ pub fn parse_scaled(
         return Err(format!("{text:?} is not a quantity"));
     }
     let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-    // value = digits / 10^frac_len * multiplier
-    let digits: String = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > 30 {
-        return Err(format!("{text:?} is too large"));
+    // value = digits / 10^frac_len * multiplier; at most 30 significant digits (fits a u128).
+    let mut mantissa: u128 = 0;
+    let mut significant = 0usize;
+    for b in int_part.bytes().chain(frac_part.bytes()) {
+        if significant == 0 && b == b'0' {
+            continue;
+        }
+        significant += 1;
+        if significant > 30 {
+            return Err(format!("{text:?} is too large"));
+        }
+        mantissa = mantissa * 10 + u128::from(b - b'0');
     }
-    let mantissa: u128 = if digits.is_empty() {
-        0
-    } else {
-        digits
-            .parse()
-            .map_err(|_| format!("{text:?} is not a quantity"))?
-    };
     let mut num_mul: u128 = 1;
     let mut den_mul: u128 = 10u128.pow(frac_part.len() as u32);
     match suffix {
@@ -120,6 +120,11 @@ mod tests {
             ("1Gi", parse_memory_mib, 1024),
             ("1G", parse_memory_mib, 954),
             ("512Mi", parse_memory_mib, 512),
+            ("007", parse_count, 7),
+            ("0.000", parse_cpu_milli, 0),
+            ("0.250", parse_cpu_milli, 250),
+            // Leading zeros are not significant digits.
+            ("000000000000000000000000000000000001", parse_count, 1),
         ];
         for (text, f, want) in ok {
             assert_eq!(f(text), Ok(*want), "{text}");
@@ -127,5 +132,8 @@ mod tests {
         for bad in ["-1", "1.5", "abc", "", "1x", "500m", "1e99", "1..2"] {
             assert!(parse_count(bad).is_err(), "{bad} should fail");
         }
+        // 31 significant digits: more than the parser carries.
+        let long = "1234567890123456789012345678901";
+        assert_eq!(parse_count(long), Err(format!("{long:?} is too large")));
     }
 }

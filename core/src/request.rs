@@ -218,6 +218,9 @@ struct FamilyNames {
     priority: Option<String>,
 }
 
+// `container_devices` keeps a bit per family in a u128.
+const _: () = assert!(crate::family::FAMILIES.len() <= 128);
+
 /// The translator: resource names and defaults resolved once from the device configuration.
 #[derive(Debug, Clone)]
 pub struct RequestTranslator {
@@ -511,18 +514,25 @@ impl RequestTranslator {
         };
         // Only the families one of whose resources the container lists can ask for anything;
         // visited in configuration order, as if every family were probed.
-        let mut listed: Vec<usize> = limits
+        // A bit per position in `names` (one per family, far fewer than 128).
+        let mut listed: u128 = 0;
+        for i in limits
             .into_iter()
             .chain(requests)
             .flat_map(|m| m.keys())
             .filter_map(|k| self.by_resource.get(k.as_str()))
             .flatten()
-            .copied()
-            .collect();
-        listed.sort_unstable();
-        listed.dedup();
+        {
+            listed |= 1u128.checked_shl(*i as u32).unwrap_or(0);
+        }
         let mut out = Vec::new();
-        for names in listed.iter().map(|&i| &self.names[i]) {
+        for names in self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| listed & 1u128.checked_shl(*i as u32).unwrap_or(0) != 0)
+            .map(|(_, n)| n)
+        {
             let spec = names.family.spec();
             let count = count_of(&names.count)?;
             let mem = match &names.memory {

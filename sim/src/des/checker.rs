@@ -337,12 +337,16 @@ impl NodeRecord {
             return false;
         }
         let mut matched = 0;
-        for (d, u) in e.node.devices.iter().zip(&e.usage) {
-            let t = self
-                .cards
-                .iter()
-                .find(|(uuid, _)| *uuid == d.uuid)
-                .map_or((0, 0, 0), |c| c.1);
+        for (p, (d, u)) in e.node.devices.iter().zip(&e.usage).enumerate() {
+            // Cards are seeded in the node's order (see `Incremental::record`): try there first.
+            let t = match self.cards.get(p) {
+                Some((uuid, t)) if *uuid == d.uuid => *t,
+                _ => self
+                    .cards
+                    .iter()
+                    .find(|(uuid, _)| *uuid == d.uuid)
+                    .map_or((0, 0, 0), |c| c.1),
+            };
             if t != (u.used, u.used_mem, u.used_cores) {
                 return false;
             }
@@ -363,7 +367,7 @@ impl Incremental {
         self.recorded.clear();
         self.on_node.clear();
         for (i, key, g) in recorded {
-            self.record(i, &key, Some(g));
+            self.record(ledger, i, &key, Some(g));
         }
         self.clock = Some(ledger.clock());
         r
@@ -381,7 +385,7 @@ impl Incremental {
         self.clock = None;
     }
 
-    fn record(&mut self, i: usize, key: &PodKey, g: Option<PodGrant>) {
+    fn record(&mut self, ledger: &Ledger, i: usize, key: &PodKey, g: Option<PodGrant>) {
         if self.recorded.len() <= i {
             self.recorded.resize(i + 1, None);
         }
@@ -395,7 +399,23 @@ impl Incremental {
             match self.on_node.get_mut(&g.node) {
                 Some(rec) => rec.add(i, &g, fp, true),
                 None => {
-                    let mut rec = NodeRecord::default();
+                    // Seeded with the node's cards in order, so that comparing with the
+                    // ledger's usage finds each card at its own position.
+                    let cards = ledger
+                        .node_id(&g.node)
+                        .and_then(|id| ledger.entry(id))
+                        .map(|e| {
+                            e.node
+                                .devices
+                                .iter()
+                                .map(|d| (d.uuid.clone(), (0, 0, 0)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let mut rec = NodeRecord {
+                        cards,
+                        ..NodeRecord::default()
+                    };
                     rec.add(i, &g, fp, true);
                     self.on_node.insert(g.node.clone(), rec);
                 }
@@ -421,12 +441,12 @@ impl Incremental {
     ) -> Result<(), String> {
         let mut dump = Dump::default();
         let since = self.clock.unwrap_or(0);
-        let mut nodes: BTreeSet<NodeId> = ledger
+        let mut nodes: Vec<NodeId> = ledger
             .changes_since(since)
             .map(|c| c.collect())
             .unwrap_or_default();
-        // Node names whose recorded pods changed (before or after): their totals must agree.
-        let mut names: BTreeSet<String> = BTreeSet::new();
+        // Nodes the ledger no longer has whose recorded pods changed (before or after).
+        let mut gone: Vec<String> = Vec::new();
         for t in touched {
             let p = &t.check;
             if p.pending && p.reason.is_none() {
@@ -444,22 +464,29 @@ impl Incremental {
                     },
                 }
             }
-            if let Some(old) = self.recorded(t.index) {
-                names.insert(old.node.clone());
-            }
-            if let Some(new) = &g {
-                names.insert(new.node.clone());
+            // The nodes this pod's recorded grant leaves and joins: their totals must agree.
+            for name in [self.recorded(t.index), g.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|r| &r.node)
+            {
+                match ledger.node_id(name) {
+                    Some(id) => nodes.push(id),
+                    None if !gone.contains(name) => gone.push(name.clone()),
+                    None => {}
+                }
             }
             dump.extend(mismatch(&t.key, ledger.grant(&t.key), g.as_ref()));
             if let Some(v) = ledger.check_listed(&t.key) {
                 dump.say(format!("ledger invariant: {v}"));
             }
-            self.record(t.index, &t.key, g);
+            self.record(ledger, t.index, &t.key, g);
         }
-        for name in &names {
-            if let Some(id) = ledger.node_id(name) {
-                nodes.insert(id);
-            } else if let Some(rec) = self.on_node.get(name) {
+        nodes.sort_unstable();
+        nodes.dedup();
+        gone.sort_unstable();
+        for name in &gone {
+            if let Some(rec) = self.on_node.get(name) {
                 // The node is gone from the ledger, yet annotations still put pods there.
                 for &i in &rec.pods {
                     if let Some(a) = self.recorded(i) {
