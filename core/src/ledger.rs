@@ -734,7 +734,8 @@ impl Ledger {
     }
 
     /// Prove the ledger's invariants: no card over its slots, memory or cores; no overlapping
-    /// MIG instances; usage equal to the sum of grants; node CPU/memory within allocatable.
+    /// MIG instances; usage and grant digests equal to the sums over grants; node CPU/memory
+    /// within allocatable.
     pub fn check_invariants(&self) -> Result<(), Vec<Violation>> {
         let mut out = Vec::new();
         for id in 0..self.nodes.len() {
@@ -747,8 +748,8 @@ impl Ledger {
     }
 
     /// The invariants of node `id` alone (see [`Ledger::check_invariants`]): its cards and
-    /// allocatable not exceeded, and its usage equal to the sum of the grants of the pods it
-    /// lists, each of which names this node. Empty for an id not present. Together with
+    /// allocatable not exceeded, and its usage (and [`NodeEntry::digest`]) equal to the sum of
+    /// the grants (fingerprints) of the pods it lists, each of which names this node. Empty for an id not present. Together with
     /// [`Ledger::check_listed`] for the pods whose grants changed, this proves after a change
     /// what `check_invariants` proves for the whole ledger, in time proportional to the change.
     /// `each` sees every listed pod with its grant (an outside checker compares them on the same
