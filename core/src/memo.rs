@@ -55,6 +55,9 @@ struct ShapeMemo {
     /// The best node under the remembered verdicts, kept current as they change (built on
     /// the first indexed decision; dropped when a verdict changes under another tie order).
     index: Option<BestIndex>,
+    /// Per node id, why it refused this shape (a bit per [`crate::fit::Reason`]) and the node
+    /// version that was at; grown only for shapes that failed somewhere.
+    reasons: Vec<(u64, u32)>,
 }
 
 /// How tied nodes are ordered, as a best-node index needs it: a rank per node id (lower
@@ -368,6 +371,7 @@ impl ScoreMemo {
                     versions: Vec::new(),
                     hot: Vec::new(),
                     index: None,
+                    reasons: Vec::new(),
                 });
                 bucket.len() - 1
             }
@@ -495,6 +499,30 @@ impl<'a> ShapeSlots<'a> {
             best: ix.best(),
             feasible: ix.counts[1],
         })
+    }
+
+    /// Why node `id` refuses this shape at `version`, as a bit per [`crate::fit::Reason`] (by
+    /// declaration position): remembered for that version, or computed with `compute` and
+    /// remembered. The reasons are a function of the shape and the node's state, as verdicts
+    /// are (see the module documentation).
+    pub fn reasons(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> u32) -> u32 {
+        let i = id as usize;
+        if self.memo.reasons.len() <= i {
+            *self.added += i + 1 - self.memo.reasons.len();
+            self.memo.reasons.resize(i + 1, (0, 0));
+        }
+        match self.memo.reasons[i] {
+            (v, mask) if version != 0 && v == version => {
+                *self.hits += 1;
+                mask
+            }
+            _ => {
+                *self.misses += 1;
+                let mask = compute();
+                self.memo.reasons[i] = (version, mask);
+                mask
+            }
+        }
     }
 
     /// After [`ShapeSlots::best`]: the `k`-th node (from 0, in node id order) that passed the

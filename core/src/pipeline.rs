@@ -411,10 +411,11 @@ impl Scheduler {
                 };
             }
         }
-        Decision::Unschedulable(match reasons {
-            Reasons::PerNode => self.failure_summary(ledger, req, candidates, true),
-            Reasons::Totals => self.failure_summary(ledger, req, candidates, false),
-            Reasons::Skip => FailureSummary::default(),
+        Decision::Unschedulable(match (reasons, slots.as_mut()) {
+            (Reasons::PerNode, _) => self.failure_summary(ledger, req, candidates, true),
+            (Reasons::Totals, Some(sl)) => failure_totals(ledger, req, candidates, &env, sl),
+            (Reasons::Totals, None) => self.failure_summary(ledger, req, candidates, false),
+            (Reasons::Skip, _) => FailureSummary::default(),
         })
     }
 
@@ -497,4 +498,45 @@ impl Scheduler {
 /// Reservoir sampling step: keep the new candidate with probability 1/`seen`.
 fn rng_pick(rng: &mut ChaCha8Rng, seen: u32) -> bool {
     seen <= 1 || rng.random_range(0..seen) == 0
+}
+
+// `failure_totals` keeps a bit per reason in a u32.
+const _: () = assert!(Reason::COUNT <= 32);
+
+/// [`Scheduler::failure_summary`]'s totals (no per-node map) for a pod whose shape has memo
+/// `slots`: each node's reasons are remembered per node version, so a failing shape pays only
+/// for the nodes that changed since it last failed.
+fn failure_totals(
+    ledger: &Ledger,
+    req: &PodRequest,
+    candidates: Option<&[NodeId]>,
+    env: &FitEnv<'_>,
+    slots: &mut ShapeSlots<'_>,
+) -> FailureSummary {
+    let mut out = FailureSummary::default();
+    let mut scratch = FitScratch::default();
+    let mut visit = |id: NodeId| {
+        let Some(view) = ledger.view(id) else {
+            return;
+        };
+        let mask = slots.reasons(id, ledger.version(id), || {
+            let mut rc = ReasonCounts::default();
+            if fit_pod(&view, req, env, &mut scratch, Some(&mut rc), false).is_some() {
+                // Feasible, yet not chosen: the node policy vetoed it.
+                return 1 << Reason::NodeUnfitPod as u32;
+            }
+            rc.iter().fold(0, |m, (r, _)| m | 1 << r as u32)
+        });
+        out.nodes += 1;
+        for r in Reason::ALL {
+            if mask & (1 << r as u32) != 0 {
+                *out.totals.entry(r).or_insert(0) += 1;
+            }
+        }
+    };
+    match candidates {
+        Some(ids) => ids.iter().for_each(|&id| visit(id)),
+        None => ledger.views().for_each(|v| visit(v.id)),
+    }
+    out
 }

@@ -168,11 +168,14 @@ fn render(d: &Decision) -> String {
 }
 
 /// Run `steps` twice in lock step, with and without a memo; return the first difference.
+/// `totals`: the memoised run asks for reason totals only (their failure summaries then come
+/// from the memo's remembered reasons), which must read the same.
 fn first_difference(
     kind: NodePolicyKind,
     tie: TieRule,
     cards: &[u32],
     steps: &[Step],
+    totals: bool,
 ) -> Option<String> {
     let sched = scheduler(kind, tie);
     let base = nodes(cards);
@@ -205,7 +208,11 @@ fn first_difference(
                     ids.as_deref(),
                     &mut rng_b,
                     Some(&mut memo),
-                    Reasons::PerNode,
+                    if totals {
+                        Reasons::Totals
+                    } else {
+                        Reasons::PerNode
+                    },
                 );
                 let (ra, rb) = (render(&a), render(&b));
                 if ra != rb {
@@ -288,8 +295,9 @@ proptest! {
         cards in prop::collection::vec(1u32..=8, 2..7),
         steps in prop::collection::vec(step(), 1..60),
         tie in ties(8),
+        totals in any::<bool>(),
     ) {
-        prop_assert_eq!(first_difference(kind, tie, &cards, &steps), None);
+        prop_assert_eq!(first_difference(kind, tie, &cards, &steps, totals), None);
     }
 }
 
