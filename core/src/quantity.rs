@@ -75,8 +75,11 @@ pub fn parse_scaled(
     let denom = den_mul
         .checked_mul(scale_den)
         .ok_or_else(|| format!("{text:?} is too precise"))?;
-    let q = numer / denom;
-    let r = numer % denom;
+    // Dividing u128s is a library call; nearly every quantity fits a u64.
+    let (q, r) = match (u64::try_from(numer), u64::try_from(denom)) {
+        (Ok(n), Ok(d)) => (u128::from(n / d), u128::from(n % d)),
+        _ => (numer / denom, numer % denom),
+    };
     let v = if r == 0 {
         q
     } else if round_up {

@@ -31,13 +31,22 @@ pub type PodDevices = Vec<ContainerDevices>;
 /// Encode one container's devices, each terminated by `:` (HAMi `EncodeContainerDevices`).
 pub fn encode_container_devices(devices: &[ContainerDevice]) -> String {
     let mut out = String::new();
-    for d in devices {
-        out.push_str(&format!(
-            "{},{},{},{}:",
-            d.uuid, d.type_keyword, d.usedmem, d.usedcores
-        ));
-    }
+    push_container_devices(&mut out, devices);
     out
+}
+
+/// [`encode_container_devices`] appended to `out`.
+fn push_container_devices(out: &mut String, devices: &[ContainerDevice]) {
+    for d in devices {
+        out.push_str(&d.uuid);
+        out.push(',');
+        out.push_str(&d.type_keyword);
+        out.push(',');
+        super::push_decimal(out, i64::from(d.usedmem));
+        out.push(',');
+        super::push_decimal(out, i64::from(d.usedcores));
+        out.push(':');
+    }
 }
 
 /// Encode a pod's device list: each container terminated by `;` (HAMi `EncodePodSingleDevice`).
@@ -46,7 +55,7 @@ pub fn encode_container_devices(devices: &[ContainerDevice]) -> String {
 pub fn encode_pod_devices(pod: &[ContainerDevices]) -> String {
     let mut out = String::new();
     for c in pod {
-        out.push_str(&encode_container_devices(c));
+        push_container_devices(&mut out, c);
         out.push(';');
     }
     out

@@ -122,3 +122,38 @@ pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+/// Append the decimal digits of `v` to `out`, exactly as `v.to_string()` writes them, without
+/// the formatting machinery: the annotation encoders run for every placement.
+pub fn push_decimal(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut n = v.unsigned_abs();
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written, so this never falls back.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::push_decimal;
+
+    #[test]
+    fn push_decimal_writes_what_to_string_writes() {
+        for v in [0, 1, -1, 9, 10, 99, 100, -100, 81920, i64::MAX, i64::MIN] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, v);
+            assert_eq!(s, format!("x{v}"));
+        }
+    }
+}

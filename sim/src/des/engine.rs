@@ -19,6 +19,7 @@ use super::scenario::{ArrivalKind, DurationKind, DurationSpec, FaultKind, TieSpe
 use hami_core::annotations::default_templates;
 use hami_core::build::k8s_node;
 use hami_core::codec::keys;
+use hami_core::codec::push_decimal;
 use hami_core::codec::score::{DevicePairScore, encode_pair_scores};
 use hami_core::control::{Action, Controller, Event};
 use hami_core::fit::Reason;
@@ -332,6 +333,16 @@ pub fn node_object(node: &Node) -> K8sNode {
             );
     }
     k
+}
+
+/// The name of pod `id` of class `class`: `{class}-{id}` (built per arrival and per checked
+/// pod, so without the formatting machinery).
+fn pod_name(class: &str, id: u32) -> String {
+    let mut name = String::with_capacity(class.len() + 11);
+    name.push_str(class);
+    name.push('-');
+    push_decimal(&mut name, i64::from(id));
+    name
 }
 
 fn exp_sample(rng: &mut ChaCha8Rng, mean: f64) -> f64 {
@@ -744,8 +755,11 @@ impl<'a> Engine<'a> {
             .get_mut(class as usize)
             .and_then(Vec::pop)
             .unwrap_or_else(|| Box::new(c.template.clone()));
-        let name = format!("{}-{id}", c.name);
-        pod.metadata.uid = Some(format!("uid-{id}"));
+        let name = pod_name(&c.name, id);
+        let mut uid = String::with_capacity(16);
+        uid.push_str("uid-");
+        push_decimal(&mut uid, i64::from(id));
+        pod.metadata.uid = Some(uid);
         let want = self.opts.explain_pod.as_deref();
         if want == Some(name.as_str())
             || (want == Some(c.name.as_str()) && self.explain_id.is_none())
@@ -1635,7 +1649,7 @@ impl<'a> Engine<'a> {
                 .iter()
                 .map(|&id| {
                     let p = &self.pods[id as usize];
-                    let name = format!("{}-{id}", self.var.classes[p.class as usize].name);
+                    let name = pod_name(&self.var.classes[p.class as usize].name, id);
                     checker::Touched {
                         index: id as usize,
                         key: PodKey::new("sim", name),
