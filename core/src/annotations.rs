@@ -233,11 +233,11 @@ pub fn grant_from_annotations(
         if containers.len() < pod.len() {
             containers.resize(pod.len(), Vec::new());
         }
-        for (i, c) in pod.iter().enumerate() {
+        for (i, c) in pod.into_iter().enumerate() {
             for d in c {
                 any = true;
                 containers[i].push(DeviceGrant {
-                    uuid: d.uuid.clone(),
+                    uuid: d.uuid,
                     family: f,
                     memory_mib: u64::try_from(d.usedmem).unwrap_or(0),
                     cores: u32::try_from(d.usedcores).unwrap_or(0),

@@ -78,10 +78,10 @@ pub fn decode_container_devices(
         if dev.is_empty() {
             continue;
         }
-        let f: Vec<&str> = dev.split(',').collect();
+        let mut f = dev.split(',');
         let place = || format!("container {container}, device {i}");
         let (Some(uuid), Some(ty), Some(mem), Some(cores)) =
-            (f.first(), f.get(1), f.get(2), f.get(3))
+            (f.next(), f.next(), f.next(), f.next())
         else {
             return Err(CodecError::new(
                 key,
@@ -89,7 +89,7 @@ pub fn decode_container_devices(
                 dev,
                 format!(
                     "at least 4 comma-separated fields UUID,TYPE,MEM,CORES, got {}",
-                    f.len()
+                    dev.split(',').count()
                 ),
             ));
         };
@@ -104,8 +104,8 @@ pub fn decode_container_devices(
             })
         };
         out.push(ContainerDevice {
-            uuid: (*uuid).to_string(),
-            type_keyword: (*ty).to_string(),
+            uuid: uuid.to_string(),
+            type_keyword: ty.to_string(),
             usedmem: num(mem, "usedmem")?,
             usedcores: num(cores, "usedcores")?,
         });
