@@ -6,6 +6,9 @@
 //! /usr/bin/time -v cargo bench -p hami-sim --bench des -- scenarios/bench-1m.yaml binpack
 //! ```
 //! Arguments: scenario file, then optionally policy names to run (default: all).
+//!
+//! `REPEAT=N` runs each policy N times and adds a line with the median wall time and rates:
+//! on a shared or throttled machine single runs of a second or less vary by tens of percent.
 
 use hami_sim::des::engine::{Engine, RunOptions};
 use hami_sim::des::model::Scenario;
@@ -39,6 +42,16 @@ fn main() {
         path.display(),
         t.elapsed().as_secs_f64()
     );
+    let repeat = match std::env::var("REPEAT") {
+        Err(_) => 1,
+        Ok(r) => match r.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                eprintln!("REPEAT: expected a whole number of runs ≥ 1, got {r:?}");
+                std::process::exit(2);
+            }
+        },
+    };
     let want: Vec<&String> = args.iter().skip(1).collect();
     for v in &sc.variants {
         for p in sc
@@ -47,30 +60,49 @@ fn main() {
             .filter(|p| want.is_empty() || want.contains(&&p.name))
         {
             let seed = sc.seeds[0];
-            let t = Instant::now();
-            match Engine::new(&sc, v, p, seed, RunOptions::default()).run() {
-                Ok(o) => {
-                    let wall = t.elapsed().as_secs_f64();
-                    let m = &o.metrics;
-                    println!(
-                        "{:<28} {:<10} nodes {:>6}  pods {:>8}  placed {:>8}  events {:>9}  wall {:>7.2}s  placements/s {:>9.0}  events/s {:>9.0}  alloc {:.3}  pending_end {}",
-                        v.name,
-                        p.name,
-                        v.nodes.len(),
-                        m["arrived"],
-                        m["placed"],
-                        o.events,
-                        wall,
-                        m["placed"] / wall,
-                        o.events as f64 / wall,
-                        m["allocation_ratio"],
-                        m["pending_end"],
-                    );
+            let mut walls = Vec::with_capacity(repeat);
+            let mut counts = (0.0, 0u64);
+            for _ in 0..repeat {
+                let t = Instant::now();
+                match Engine::new(&sc, v, p, seed, RunOptions::default()).run() {
+                    Ok(o) => {
+                        let wall = t.elapsed().as_secs_f64();
+                        walls.push(wall);
+                        let m = &o.metrics;
+                        counts = (m["placed"], o.events);
+                        println!(
+                            "{:<28} {:<10} nodes {:>6}  pods {:>8}  placed {:>8}  events {:>9}  wall {:>7.2}s  placements/s {:>9.0}  events/s {:>9.0}  alloc {:.3}  pending_end {}",
+                            v.name,
+                            p.name,
+                            v.nodes.len(),
+                            m["arrived"],
+                            m["placed"],
+                            o.events,
+                            wall,
+                            m["placed"] / wall,
+                            o.events as f64 / wall,
+                            m["allocation_ratio"],
+                            m["pending_end"],
+                        );
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        std::process::exit(1);
+                    }
                 }
-                Err(e) => {
-                    eprintln!("{e}");
-                    std::process::exit(1);
-                }
+            }
+            if repeat > 1 {
+                walls.sort_by(f64::total_cmp);
+                let median = walls[walls.len() / 2];
+                println!(
+                    "{:<28} {:<10} median of {repeat}: wall {median:>7.2}s  placements/s {:>9.0}  events/s {:>9.0}  (wall {:.2}–{:.2}s)",
+                    v.name,
+                    p.name,
+                    counts.0 / median,
+                    counts.1 as f64 / median,
+                    walls[0],
+                    walls[walls.len() - 1],
+                );
             }
         }
     }
