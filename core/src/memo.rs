@@ -504,7 +504,7 @@ impl<'a> ShapeSlots<'a> {
     /// Why node `id` refuses this shape at `version`, as a bit per [`crate::fit::Reason`] (by
     /// declaration position): remembered for that version, or computed with `compute` and
     /// remembered. The reasons are a function of the shape and the node's state, as verdicts
-    /// are (see the module documentation).
+    /// are (see the module documentation). Not counted in [`MemoStats`], which counts verdicts.
     pub fn reasons(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> u32) -> u32 {
         let i = id as usize;
         if self.memo.reasons.len() <= i {
@@ -512,12 +512,8 @@ impl<'a> ShapeSlots<'a> {
             self.memo.reasons.resize(i + 1, (0, 0));
         }
         match self.memo.reasons[i] {
-            (v, mask) if version != 0 && v == version => {
-                *self.hits += 1;
-                mask
-            }
+            (v, mask) if version != 0 && v == version => mask,
             _ => {
-                *self.misses += 1;
                 let mask = compute();
                 self.memo.reasons[i] = (version, mask);
                 mask

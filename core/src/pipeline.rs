@@ -432,22 +432,11 @@ impl Scheduler {
         let chain = self.device_policy_for(req);
         let env = self.fit_env(chain, ledger.quota_left(&req.key.namespace));
         let mut scratch = FitScratch::default();
-        let ids: Vec<NodeId> = match candidates {
-            Some(ids) => ids.to_vec(),
-            None => ledger.views().map(|v| v.id).collect(),
-        };
-        for id in ids {
+        let mut visit = |id: NodeId| {
             let Some(view) = ledger.view(id) else {
-                continue;
+                return;
             };
-            let mut rc = ReasonCounts::default();
-            let fits = fit_pod(&view, req, &env, &mut scratch, Some(&mut rc), false);
-            if fits.is_some() {
-                // Feasible, yet not chosen: the node policy vetoed it.
-                rc = ReasonCounts::default();
-                rc.add(Reason::NodeUnfitPod);
-                rc.cards = 1;
-            }
+            let rc = refusal(&view, req, &env, &mut scratch);
             out.nodes += 1;
             for (r, _) in rc.iter() {
                 *out.totals.entry(r).or_insert(0) += 1;
@@ -455,6 +444,10 @@ impl Scheduler {
             if per_node {
                 out.per_node.insert(view.node.name.clone(), rc);
             }
+        };
+        match candidates {
+            Some(ids) => ids.iter().for_each(|&id| visit(id)),
+            None => ledger.views().for_each(|v| visit(v.id)),
         }
         out
     }
@@ -500,6 +493,23 @@ fn rng_pick(rng: &mut ChaCha8Rng, seen: u32) -> bool {
     seen <= 1 || rng.random_range(0..seen) == 0
 }
 
+/// Why node `view` refuses `req`: the filter's reason counts, or `NodeUnfitPod` (one card)
+/// when the pod fits, since a feasible node that was not chosen was vetoed by the node policy.
+fn refusal(
+    view: &NodeView<'_>,
+    req: &PodRequest,
+    env: &FitEnv<'_>,
+    scratch: &mut FitScratch,
+) -> ReasonCounts {
+    let mut rc = ReasonCounts::default();
+    if fit_pod(view, req, env, scratch, Some(&mut rc), false).is_some() {
+        rc = ReasonCounts::default();
+        rc.add(Reason::NodeUnfitPod);
+        rc.cards = 1;
+    }
+    rc
+}
+
 // `failure_totals` keeps a bit per reason in a u32.
 const _: () = assert!(Reason::COUNT <= 32);
 
@@ -520,12 +530,9 @@ fn failure_totals(
             return;
         };
         let mask = slots.reasons(id, ledger.version(id), || {
-            let mut rc = ReasonCounts::default();
-            if fit_pod(&view, req, env, &mut scratch, Some(&mut rc), false).is_some() {
-                // Feasible, yet not chosen: the node policy vetoed it.
-                return 1 << Reason::NodeUnfitPod as u32;
-            }
-            rc.iter().fold(0, |m, (r, _)| m | 1 << r as u32)
+            refusal(&view, req, env, &mut scratch)
+                .iter()
+                .fold(0, |m, (r, _)| m | 1 << r as u32)
         });
         out.nodes += 1;
         for r in Reason::ALL {

@@ -395,6 +395,7 @@ impl RequestTranslator {
             })?),
         };
         let mut selectors: BTreeMap<FamilyId, Selectors> = BTreeMap::new();
+        // Without any selector annotation no family has selectors: skip probing their keys.
         let has_selectors = ann.keys().any(|k| self.selector_keys.contains(k.as_str()));
         for f in FamilyId::all().filter(|_| has_selectors) {
             let spec = f.spec();

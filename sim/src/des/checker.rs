@@ -486,30 +486,14 @@ impl Incremental {
         nodes.dedup();
         gone.sort_unstable();
         for name in &gone {
-            if let Some(rec) = self.on_node.get(name) {
-                // The node is gone from the ledger, yet annotations still put pods there.
-                for &i in &rec.pods {
-                    if let Some(a) = self.recorded(i) {
-                        dump.say(format!(
-                            "pod #{i} annotations record {} but the ledger holds nothing",
-                            show(a)
-                        ));
-                    }
-                }
-            }
+            // The node is gone from the ledger, yet annotations still put pods there.
+            self.orphans(name, "but the ledger holds nothing", &mut dump);
         }
         for id in nodes {
             let Some(entry) = ledger.entry(id) else {
                 // Removed: no pod's annotations may still put it there.
-                let gone = self.names.get(id as usize).and_then(|n| n.as_ref());
-                let pods = gone.and_then(|n| self.on_node.get(n)).map(|r| &r.pods);
-                for &i in pods.into_iter().flatten() {
-                    if let Some(a) = self.recorded(i) {
-                        dump.say(format!(
-                            "pod #{i} annotations record {} on a node the ledger removed",
-                            show(a)
-                        ));
-                    }
+                if let Some(name) = self.names.get(id as usize).and_then(|n| n.as_ref()) {
+                    self.orphans(name, "on a node the ledger removed", &mut dump);
                 }
                 continue;
             };
@@ -549,6 +533,22 @@ impl Incremental {
         }
         self.clock = Some(ledger.clock());
         dump.finish()
+    }
+
+    /// Report every pod whose annotations put it on node `name`, which the ledger does not
+    /// hold (`why` ends the message).
+    fn orphans(&self, name: &str, why: &str, dump: &mut Dump) {
+        for &i in self
+            .on_node
+            .get(name)
+            .map(|r| &r.pods)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(a) = self.recorded(i) {
+                dump.say(format!("pod #{i} annotations record {} {why}", show(a)));
+            }
+        }
     }
 
     /// Node `id` pod by pod: the ledger's own node invariants, every listed grant against the

@@ -335,8 +335,8 @@ pub fn node_object(node: &Node) -> K8sNode {
     k
 }
 
-/// The name of pod `id` of class `class`: `{class}-{id}` (built per arrival and per checked
-/// pod, so without the formatting machinery).
+/// The name of pod `id` of class `class`: `{class}-{id}` (also its uid, with class `uid`;
+/// built per arrival and per checked pod, so without the formatting machinery).
 fn pod_name(class: &str, id: u32) -> String {
     let mut name = String::with_capacity(class.len() + 11);
     name.push_str(class);
@@ -756,10 +756,7 @@ impl<'a> Engine<'a> {
             .and_then(Vec::pop)
             .unwrap_or_else(|| Box::new(c.template.clone()));
         let name = pod_name(&c.name, id);
-        let mut uid = String::with_capacity(16);
-        uid.push_str("uid-");
-        push_decimal(&mut uid, i64::from(id));
-        pod.metadata.uid = Some(uid);
+        pod.metadata.uid = Some(pod_name("uid", id));
         let want = self.opts.explain_pod.as_deref();
         if want == Some(name.as_str())
             || (want == Some(c.name.as_str()) && self.explain_id.is_none())
