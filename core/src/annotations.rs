@@ -220,15 +220,15 @@ pub fn grant_from_annotations(
     };
     let mut containers: Vec<Vec<DeviceGrant>> = Vec::new();
     let mut any = false;
-    for f in FamilyId::all() {
-        let spec = f.spec();
-        let key = spec.allocated_annotation;
-        if key.is_empty() {
-            continue;
+    // The grant annotations present, in family table order (the order cards are listed in).
+    let mut present: Vec<(FamilyId, &str, &String)> = Vec::new();
+    for (key, v) in annotations {
+        for &f in FamilyId::by_allocated_annotation(key) {
+            present.push((f, key, v));
         }
-        let Some(v) = annotations.get(key) else {
-            continue;
-        };
+    }
+    present.sort_unstable_by_key(|p| p.0);
+    for (f, key, v) in present {
         let pod = decode_pod_devices(key, v)?;
         if containers.len() < pod.len() {
             containers.resize(pod.len(), Vec::new());

@@ -6,6 +6,10 @@
 //! a vendor; it reads the row. Vendor quirks that are more than data (Ascend memory templates,
 //! MIG profiles) are small [`Quirk`] values interpreted in one place.
 
+use crate::hash::FastBuild;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 /// A device family: one row of the vendor table.
 ///
 /// Contract: every string is exactly what HAMi uses on the wire for this family (resource names,
@@ -124,6 +128,24 @@ impl FamilyId {
     /// Every family, in table order.
     pub fn all() -> impl Iterator<Item = FamilyId> {
         (0..FAMILIES.len()).map(|i| FamilyId(i as u8))
+    }
+
+    /// The families whose grant annotation ([`FamilySpec::allocated_annotation`]) is `key`,
+    /// in table order (none for any other key). One hashed lookup: decoding a pod's grant
+    /// asks this for each of its few annotations instead of probing one key per family.
+    pub fn by_allocated_annotation(key: &str) -> &'static [FamilyId] {
+        static BY_KEY: LazyLock<HashMap<&'static str, Vec<FamilyId>, FastBuild>> =
+            LazyLock::new(|| {
+                let mut m: HashMap<&'static str, Vec<FamilyId>, FastBuild> = HashMap::default();
+                for f in FamilyId::all() {
+                    let key = f.spec().allocated_annotation;
+                    if !key.is_empty() {
+                        m.entry(key).or_default().push(f);
+                    }
+                }
+                m
+            });
+        BY_KEY.get(key).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -675,6 +697,20 @@ mod tests {
             assert!(f.memory_unit_mib >= 1);
         }
         assert!(FAMILIES.len() < u8::MAX as usize);
+    }
+
+    #[test]
+    fn grant_annotation_keys_find_their_family() {
+        for id in FamilyId::all() {
+            let key = id.spec().allocated_annotation;
+            assert_eq!(FamilyId::by_allocated_annotation(key), [id], "{key}");
+        }
+        for other in ["", "hami.io/vgpu-node", "hami.io/VGPU-devices-allocated"] {
+            assert!(
+                FamilyId::by_allocated_annotation(other).is_empty(),
+                "{other}"
+            );
+        }
     }
 
     #[test]

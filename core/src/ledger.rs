@@ -12,7 +12,7 @@ use crate::model::{DeviceUsage, Node, NodeUsage};
 use crate::policy::Placement;
 use crate::policy::hami::node_usage_score;
 use crate::request::PodKey;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// Dense id of a node in one ledger (stable while the ledger lives; not persisted).
@@ -88,8 +88,10 @@ pub struct NodeEntry {
     pub usage: Vec<DeviceUsage>,
     /// CPU and memory in use.
     pub used: NodeUsage,
-    /// Pods holding grants here.
-    pub pods: BTreeSet<PodKey>,
+    /// Pods holding grants here, in no particular order (a hashed set: inserting and removing
+    /// one of a node's many pods costs no string compares; whoever shows or acts on them in
+    /// turn sorts them first, as [`Ledger::remove_node`] does).
+    pub pods: HashSet<PodKey, FastBuild>,
     /// HAMi's node usage score for the current usage (cached: node policies read it per pod).
     pub usage_score: i64,
     /// Compact per-card numbers for the filter's hot loop, by position.
@@ -460,7 +462,7 @@ impl Ledger {
             usage: vec![DeviceUsage::default(); node.devices.len()],
             node,
             used: NodeUsage::default(),
-            pods: BTreeSet::new(),
+            pods: HashSet::default(),
             usage_score: 0,
             caps: Vec::new(),
             digest: 0,
@@ -478,7 +480,8 @@ impl Ledger {
         id
     }
 
-    /// Remove a node; returns the pods that held grants there (their grants are dropped).
+    /// Remove a node; returns the pods that held grants there, in key order (their grants are
+    /// dropped).
     pub fn remove_node(&mut self, name: &str) -> Vec<PodKey> {
         let Some(id) = self.by_name.remove(name) else {
             return Vec::new();
@@ -488,7 +491,8 @@ impl Ledger {
             return Vec::new();
         };
         self.touch(id);
-        let pods: Vec<PodKey> = entry.pods.into_iter().collect();
+        let mut pods: Vec<PodKey> = entry.pods.into_iter().collect();
+        pods.sort_unstable();
         for k in &pods {
             self.pods.remove(k);
         }

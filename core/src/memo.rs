@@ -9,14 +9,21 @@
 //! [`crate::policy::NodePolicy::memoizable`]) and pods whose namespace has a device quota (its
 //! remaining room changes with other nodes' grants).
 //!
+//! Under the verdicts sits a second, shared level: whether the node's cards can take the pod's
+//! *device* requests (the filter without the node's CPU and memory), remembered per device
+//! shape and node version. Pod shapes that differ only in CPU or memory, or in the node
+//! policy, share it: a shape seen for the first time filters every node again, but its card
+//! fits are mostly known already (the Alibaba trace has 151 pod shapes over 25 device shapes).
+//!
 //! A memo belongs to one [`crate::pipeline::Scheduler`] and one [`Ledger`] lineage (the ledger
 //! and its clones from the moment the memo is first used): the owner keeps them together.
 
+use crate::hash::{FastBuild, FastHasher};
 use crate::ledger::{Ledger, NodeId};
 use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored, TieRule};
 use crate::request::{ContainerRequest, PodRequest};
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 /// What the pipeline concluded about one node for one pod shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +65,72 @@ struct ShapeMemo {
     /// Per node id, why it refused this shape (a bit per [`crate::fit::Reason`]) and the node
     /// version that was at; grown only for shapes that failed somewhere.
     reasons: Vec<(u64, u32)>,
+    /// Position of this shape's device shape in [`ScoreMemo::devices`].
+    device: usize,
+}
+
+/// The remembered card fits of one device shape: per node id, the node version and whether
+/// the node's cards could take the requests at that version.
+#[derive(Debug, Clone)]
+struct DeviceFits {
+    shape: DeviceShape,
+    fits: Vec<(u64, bool)>,
+}
+
+/// A pod's device requests without its identity, CPU, memory or node policy: what the card
+/// half of the filter reads (with the device policy chain, which orders the cards).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DeviceShape {
+    containers: Vec<ContainerRequest>,
+    numa_bind: bool,
+    chain: DevicePolicyChain,
+}
+
+impl DeviceShape {
+    fn of(shape: &Shape) -> DeviceShape {
+        DeviceShape {
+            containers: shape.containers.clone(),
+            numa_bind: shape.numa_bind,
+            chain: shape.chain.clone(),
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        let mut h = FastHasher::default();
+        Hash::hash(self, &mut h);
+        h.finish()
+    }
+}
+
+/// The card fits of one device shape, lent to a verdict computation (see
+/// [`ShapeSlots::refresh`]).
+#[derive(Debug)]
+pub struct DeviceSlots<'a> {
+    fits: &'a mut DeviceFits,
+    added: &'a mut usize,
+}
+
+impl DeviceSlots<'_> {
+    /// Whether node `id`'s cards take the shape's device requests at `version`: remembered
+    /// for that version, or computed with `compute` and remembered. The answer must not
+    /// depend on the pod's CPU, memory or node policy (the slots are shared across them).
+    #[inline]
+    pub fn fits(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> bool) -> bool {
+        let i = id as usize;
+        if self.fits.fits.len() <= i {
+            *self.added += i + 1 - self.fits.fits.len();
+            self.fits.fits.resize(i + 1, (0, false));
+        }
+        match self.fits.fits[i] {
+            // Version 0 never matches a present node.
+            (v, fit) if version != 0 && v == version => fit,
+            _ => {
+                let fit = compute();
+                self.fits.fits[i] = (version, fit);
+                fit
+            }
+        }
+    }
 }
 
 /// How tied nodes are ordered, as a best-node index needs it: a rank per node id (lower
@@ -227,7 +300,7 @@ impl Shape {
 
     /// The hash of `Shape::of(req, policy, chain)`, without building it (no clone per pod).
     fn hash_of(req: &PodRequest, policy: NodePolicyKind, chain: &DevicePolicyChain) -> u64 {
-        let mut h = DefaultHasher::new();
+        let mut h = FastHasher::default();
         // Field by field as the derived `Hash` of `Shape` does; names hash as empty strings.
         req.containers.len().hash(&mut h);
         for c in &req.containers {
@@ -264,7 +337,13 @@ impl Shape {
 /// slower for a while).
 #[derive(Debug, Clone, Default)]
 pub struct ScoreMemo {
-    shapes: HashMap<u64, Vec<ShapeMemo>>,
+    shapes: HashMap<u64, Vec<ShapeMemo>, FastBuild>,
+    /// Card fits per device shape, shared by the pod shapes in `shapes` that point here.
+    devices: Vec<DeviceFits>,
+    /// Positions in `devices` by device shape hash.
+    device_index: HashMap<u64, Vec<usize>, FastBuild>,
+    /// Node slots held in `devices` (counted against [`ScoreMemo::MAX_SLOTS`] with `slots`).
+    device_slots: usize,
     slots: usize,
     hits: u64,
     misses: u64,
@@ -287,6 +366,7 @@ pub struct MemoStats {
 #[derive(Debug)]
 pub struct ShapeSlots<'a> {
     memo: &'a mut ShapeMemo,
+    device: DeviceSlots<'a>,
     hits: &'a mut u64,
     misses: &'a mut u64,
     added: &'a mut usize,
@@ -294,7 +374,8 @@ pub struct ShapeSlots<'a> {
 }
 
 impl ScoreMemo {
-    /// Upper bound on remembered (shape, node) verdicts before the memo resets.
+    /// Upper bound on remembered (shape, node) verdicts and (device shape, node) card fits
+    /// before the memo resets.
     pub const MAX_SLOTS: usize = 1 << 22;
 
     /// An empty memo.
@@ -315,6 +396,9 @@ impl ScoreMemo {
     /// weights or tie ranks): the memo trusts them to stay as they were.
     pub fn clear(&mut self) {
         self.shapes.clear();
+        self.devices.clear();
+        self.device_index.clear();
+        self.device_slots = 0;
         self.slots = 0;
         self.name_ranks = None;
     }
@@ -330,7 +414,7 @@ impl ScoreMemo {
         tie: &'a TieRule,
     ) -> ShapeSlots<'a> {
         let bound = ledger.node_id_bound();
-        if self.slots + bound > Self::MAX_SLOTS {
+        if self.slots + self.device_slots + bound > Self::MAX_SLOTS {
             self.clear();
         }
         if matches!(tie, TieRule::NameOrder)
@@ -366,12 +450,31 @@ impl ScoreMemo {
         {
             Some(p) => p,
             None => {
+                let shape = Shape::of(req, policy, chain);
+                let device_shape = DeviceShape::of(&shape);
+                let same = self.device_index.entry(device_shape.hash()).or_default();
+                let device = match same
+                    .iter()
+                    .copied()
+                    .find(|&d| self.devices[d].shape == device_shape)
+                {
+                    Some(d) => d,
+                    None => {
+                        same.push(self.devices.len());
+                        self.devices.push(DeviceFits {
+                            shape: device_shape,
+                            fits: Vec::new(),
+                        });
+                        self.devices.len() - 1
+                    }
+                };
                 bucket.push(ShapeMemo {
-                    shape: Shape::of(req, policy, chain),
+                    shape,
                     versions: Vec::new(),
                     hot: Vec::new(),
                     index: None,
                     reasons: Vec::new(),
+                    device,
                 });
                 bucket.len() - 1
             }
@@ -379,6 +482,10 @@ impl ScoreMemo {
         let memo = &mut bucket[pos];
         self.slots += memo.grow(bound);
         ShapeSlots {
+            device: DeviceSlots {
+                fits: &mut self.devices[memo.device],
+                added: &mut self.device_slots,
+            },
             memo,
             hits: &mut self.hits,
             misses: &mut self.misses,
@@ -400,15 +507,21 @@ impl<'a> ShapeSlots<'a> {
 
     /// Make node `id`'s remembered verdict current for `version`, computing it with `compute`
     /// when the one remembered is for another version (or none is), and return its compact
-    /// part.
+    /// part. `compute` is lent the shape's card fits ([`DeviceSlots::fits`]).
     #[inline]
-    pub fn refresh(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> Verdict) -> Hot {
+    pub fn refresh(
+        &mut self,
+        id: NodeId,
+        version: u64,
+        compute: impl FnOnce(&mut DeviceSlots<'_>) -> Verdict,
+    ) -> Hot {
         let i = id as usize;
         if version != 0 && self.memo.versions.get(i) == Some(&version) {
             *self.hits += 1;
             return self.memo.hot[i];
         }
-        self.recompute(i, version, compute())
+        let verdict = compute(&mut self.device);
+        self.recompute(i, version, verdict)
     }
 
     /// The slow path of [`ShapeSlots::refresh`]: remember `verdict` for node `i` at `version`.
@@ -450,7 +563,7 @@ impl<'a> ShapeSlots<'a> {
     pub fn best(
         &mut self,
         ledger: &Ledger,
-        mut compute: impl FnMut(NodeId) -> Verdict,
+        mut compute: impl FnMut(NodeId, &mut DeviceSlots<'_>) -> Verdict,
     ) -> Option<IndexedBest> {
         let order = self.order?;
         let bound = ledger.node_id_bound();
@@ -459,7 +572,7 @@ impl<'a> ShapeSlots<'a> {
                 match ledger.changes_since(ix.synced) {
                     Some(changed) if changed.len() <= bound => {
                         for id in changed {
-                            self.refresh(id, ledger.version(id), || compute(id));
+                            self.refresh(id, ledger.version(id), |d| compute(id, d));
                         }
                         true
                     }
@@ -472,7 +585,7 @@ impl<'a> ShapeSlots<'a> {
             self.memo.index = None;
             for i in 0..bound {
                 let id = i as NodeId;
-                self.refresh(id, ledger.version(id), || compute(id));
+                self.refresh(id, ledger.version(id), |d| compute(id, d));
             }
             let cap = bound.max(1).next_power_of_two();
             let mut ix = BestIndex {
@@ -579,7 +692,7 @@ mod tests {
         );
         let shape = Shape::of(&a, kind, &chain);
         let derived = {
-            let mut h = DefaultHasher::new();
+            let mut h = FastHasher::default();
             shape.hash(&mut h);
             h.finish()
         };

@@ -3,9 +3,9 @@
 //! selection (the device policy), then reserve in the ledger. Failed pods get HAMi-style
 //! per-node reason summaries.
 
-use crate::fit::{Reason, ReasonCounts};
+use crate::fit::{Reason, ReasonCounts, check_node_resources};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
-use crate::memo::{Hot, ScoreMemo, ShapeSlots, Verdict};
+use crate::memo::{DeviceSlots, Hot, ScoreMemo, ShapeSlots, Verdict};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{
     DevicePolicyChain, NodePolicy, NodePolicyKind, Placement, ScoreContext, TieRule, hami,
@@ -220,12 +220,30 @@ impl Scheduler {
             };
             policy.score(&mut cx, view, req)
         };
+        // The card half of the filter, which the memo shares between shapes: `fit_pod`
+        // without the node's CPU and memory (checked here first, as `fit_pod` does).
+        let cards_env = FitEnv {
+            check_node: false,
+            ..env
+        };
         // What the memo remembers about one node for this pod's shape.
-        let verdict = |id: NodeId, rng: &mut ChaCha8Rng, scratch: &mut FitScratch| {
+        let verdict = |id: NodeId,
+                       rng: &mut ChaCha8Rng,
+                       scratch: &mut FitScratch,
+                       cards: &mut DeviceSlots<'_>| {
             let Some(view) = ledger.view(id) else {
                 return Verdict::Infeasible;
             };
-            if fit_pod(&view, req, &env, scratch, None, false).is_none() {
+            if env.check_node
+                && check_node_resources(view.node, view.used, req.cpu_milli, req.memory_mib)
+                    .is_err()
+            {
+                return Verdict::Infeasible;
+            }
+            let fits = cards.fits(id, ledger.version(id), || {
+                fit_pod(&view, req, &cards_env, scratch, None, false).is_some()
+            });
+            if !fits {
                 return Verdict::Infeasible;
             }
             if !remember_scores {
@@ -247,9 +265,9 @@ impl Scheduler {
         // Over all nodes with deterministic scores and a total tie order, the memo's index
         // knows the winner after recomputing only the nodes that changed.
         let indexed = match (slots.as_mut(), candidates) {
-            (Some(sl), None) if remember_scores || uniform => {
-                sl.best(ledger, |id| verdict(id, &mut *rng, &mut scratch))
-            }
+            (Some(sl), None) if remember_scores || uniform => sl.best(ledger, |id, cards| {
+                verdict(id, &mut *rng, &mut scratch, cards)
+            }),
             _ => None,
         };
         // Name order ties compare positions instead of names when the memo has them.
@@ -257,8 +275,8 @@ impl Scheduler {
         let mut visit = |id: NodeId, rng: &mut ChaCha8Rng| {
             let (score, cards) = match slots.as_mut() {
                 Some(sl) => {
-                    let hot = sl.refresh(id, ledger.version(id), || {
-                        verdict(id, &mut *rng, &mut scratch)
+                    let hot = sl.refresh(id, ledger.version(id), |cards| {
+                        verdict(id, &mut *rng, &mut scratch, cards)
                     });
                     match hot {
                         Hot::Infeasible => return,
@@ -525,25 +543,31 @@ fn failure_totals(
 ) -> FailureSummary {
     let mut out = FailureSummary::default();
     let mut scratch = FitScratch::default();
+    // Counted per reason position first: one map insert per reason shown, not per node.
+    let mut counts = [0u32; Reason::COUNT];
     let mut visit = |id: NodeId| {
         let Some(view) = ledger.view(id) else {
             return;
         };
-        let mask = slots.reasons(id, ledger.version(id), || {
+        let mut mask = slots.reasons(id, ledger.version(id), || {
             refusal(&view, req, env, &mut scratch)
                 .iter()
                 .fold(0, |m, (r, _)| m | 1 << r as u32)
         });
         out.nodes += 1;
-        for r in Reason::ALL {
-            if mask & (1 << r as u32) != 0 {
-                *out.totals.entry(r).or_insert(0) += 1;
-            }
+        while mask != 0 {
+            counts[mask.trailing_zeros() as usize] += 1;
+            mask &= mask - 1;
         }
     };
     match candidates {
         Some(ids) => ids.iter().for_each(|&id| visit(id)),
         None => ledger.views().for_each(|v| visit(v.id)),
+    }
+    for r in Reason::ALL {
+        if counts[r as usize] > 0 {
+            out.totals.insert(r, counts[r as usize]);
+        }
     }
     out
 }

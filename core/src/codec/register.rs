@@ -217,6 +217,21 @@ const DEVICE_FIELDS: &[&str] = &[
 /// missing fields default to zero, unknown fields are ignored, keys match case-insensitively,
 /// `null` is an empty list.
 pub fn decode_register_json(key: &str, value: &str) -> Result<Vec<RegisteredDevice>, CodecError> {
+    // Registrations are decoded per node change: straight from the text when it is well
+    // formed; anything else (and any doubt) goes through the tree decoder, which names the
+    // fault. Both give the same devices for every value the fast path accepts.
+    let mut de = serde_json::Deserializer::from_str(value);
+    if let Ok(devices) = serde::Deserializer::deserialize_any(&mut de, fast::List)
+        && de.end().is_ok()
+    {
+        return Ok(devices);
+    }
+    decode_register_tree(key, value)
+}
+
+/// [`decode_register_json`] through a `serde_json::Value` tree: slower, and the source of
+/// every error message.
+fn decode_register_tree(key: &str, value: &str) -> Result<Vec<RegisteredDevice>, CodecError> {
     let root = json::parse(key, value)?;
     let top = Ctx {
         key,
@@ -259,6 +274,141 @@ pub fn decode_register_json(key: &str, value: &str) -> Result<Vec<RegisteredDevi
         out.push(d);
     }
     Ok(out)
+}
+
+/// The fast path of [`decode_register_json`]: devices decoded as the text streams by, with no
+/// tree and no key strings. It gives up (any error) on what it cannot decode exactly as the
+/// tree decoder does: a value the field refuses, a device that is not an object or `null`,
+/// a field given twice (the tree decoder keeps the last in byte order of the keys, not in
+/// document order), or a top level that is not an array or `null`.
+mod fast {
+    use super::{DEVICE_FIELDS, RegisteredDevice, decode_profiles, decode_templates};
+    use crate::codec::json::{self, Ctx};
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+    use std::fmt;
+
+    // `seen` keeps a bit per field.
+    const _: () = assert!(DEVICE_FIELDS.len() <= 32);
+
+    /// The device list (top level).
+    pub(super) struct List;
+
+    impl<'de> Visitor<'de> for List {
+        type Value = Vec<RegisteredDevice>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a device list")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+            while let Some(d) = seq.next_element_seed(Device)? {
+                out.push(d);
+            }
+            Ok(out)
+        }
+    }
+
+    /// One element of the list: an object, or `null` (an all-zero device).
+    struct Device;
+
+    impl<'de> DeserializeSeed<'de> for Device {
+        type Value = RegisteredDevice;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Device {
+        type Value = RegisteredDevice;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a device object")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(RegisteredDevice::default())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            // Errors here only make the caller fall back; the tree decoder words them.
+            let ctx = Ctx {
+                key: "",
+                segment: String::new(),
+            };
+            let fail = |_| de::Error::custom("");
+            let mut d = RegisteredDevice::default();
+            let mut seen = 0u32;
+            while let Some(field) = map.next_key_seed(Field)? {
+                let Some(i) = field else {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                };
+                if seen & (1 << i) != 0 {
+                    return Err(de::Error::custom(""));
+                }
+                seen |= 1 << i;
+                let v: Value = map.next_value()?;
+                match DEVICE_FIELDS[i] {
+                    "id" => d.id = ctx.string("id", &v).map_err(fail)?,
+                    "index" => d.index = ctx.u64("index", &v).map_err(fail)?,
+                    "count" => d.count = ctx.i32("count", &v).map_err(fail)?,
+                    "devmem" => d.devmem = ctx.i32("devmem", &v).map_err(fail)?,
+                    "devcore" => d.devcore = ctx.i32("devcore", &v).map_err(fail)?,
+                    "type" => d.device_type = ctx.string("type", &v).map_err(fail)?,
+                    "numa" => d.numa = ctx.i64_in("numa", &v, i64::MIN, i64::MAX).map_err(fail)?,
+                    "mode" => d.mode = ctx.string("mode", &v).map_err(fail)?,
+                    "migprofiles" => d.mig_profiles = decode_profiles(&ctx, &v).map_err(fail)?,
+                    "migtemplate" => d.mig_template = decode_templates(&ctx, &v).map_err(fail)?,
+                    "health" => d.health = ctx.bool("health", &v).map_err(fail)?,
+                    "devicevendor" => {
+                        d.device_vendor = ctx.string("devicevendor", &v).map_err(fail)?
+                    }
+                    "custominfo" => {
+                        d.custom_info = ctx
+                            .object("custominfo", &v)
+                            .map_err(fail)?
+                            .cloned()
+                            .unwrap_or_default()
+                    }
+                    // Every field is matched above; a new one must be added there too.
+                    _ => return Err(de::Error::custom("")),
+                }
+            }
+            Ok(d)
+        }
+    }
+
+    /// An object key: the position of the field it names in [`DEVICE_FIELDS`] (Go's
+    /// case-insensitive match), `None` for a key no field has.
+    struct Field;
+
+    impl<'de> DeserializeSeed<'de> for Field {
+        type Value = Option<usize>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Field {
+        type Value = Option<usize>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a field name")
+        }
+
+        fn visit_str<E: de::Error>(self, k: &str) -> Result<Self::Value, E> {
+            Ok(json::field_name(k, DEVICE_FIELDS)
+                .and_then(|name| DEVICE_FIELDS.iter().position(|f| *f == name)))
+        }
+    }
 }
 
 fn decode_profiles(dev: &Ctx<'_>, v: &Value) -> Result<Vec<MigProfile>, CodecError> {
@@ -420,5 +570,68 @@ pub fn decode_register(key: &str, value: &str) -> Result<Vec<RegisteredDevice>, 
         decode_register_json(key, value)
     } else {
         decode_legacy_register(key, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path's own answer (`None`: it gave up and the tree decoder would answer).
+    fn fast_only(value: &str) -> Option<Vec<RegisteredDevice>> {
+        let mut de = serde_json::Deserializer::from_str(value);
+        let out = serde::Deserializer::deserialize_any(&mut de, fast::List).ok()?;
+        de.end().ok().map(|()| out)
+    }
+
+    #[test]
+    fn fast_path_decodes_exactly_as_the_tree_decoder_or_gives_up() {
+        let mig = r#"{"migprofiles":[{"Name":"1g.10gb","MemoryMB":9984,"Core":14,"SliceCount":1,"placements":[{"start":0,"size":1}]}]}"#;
+        // (value, whether the fast path must take it)
+        let cases: &[(&str, bool)] = &[
+            ("null", true),
+            ("[]", true),
+            ("[null]", true),
+            (
+                r#"[{"id":"GPU-0","index":0,"count":10,"devmem":81920,"devcore":100,"type":"NVIDIA-A100","numa":1,"mode":"hami-core","health":true}]"#,
+                true,
+            ),
+            // Go matches keys ignoring case and skips unknown ones.
+            (
+                r#"[{"ID":"GPU-1","DevMem":1024,"Health":true,"extra":{"a":[1,2]}}]"#,
+                true,
+            ),
+            (&format!("[{mig}, null]"), true),
+            (
+                r#"[{"custominfo":{"b":1,"a":"x"},"devicevendor":"NVIDIA"}]"#,
+                true,
+            ),
+            (r#"[{"id":null,"count":null,"health":null}]"#, true),
+            (r#"[{"id":"GPU-\u0041"}]"#, true),
+            (r#"[{"\u0069d":"escaped key"}]"#, true),
+            // The same field twice: the tree decoder's answer (keys in byte order) stands.
+            (r#"[{"id":"a","ID":"b"}]"#, false),
+            (r#"[{"id":"a","id":"b"}]"#, false),
+            // Refused values and shapes: the tree decoder names the fault.
+            (r#"[{"count":1.5}]"#, false),
+            (r#"[{"count":4294967296}]"#, false),
+            (r#"[{"index":-1}]"#, false),
+            (r#"[{"health":"yes"}]"#, false),
+            (r#"[{"migprofiles":{}}]"#, false),
+            ("[1]", false),
+            (r#"{"id":"GPU-0"}"#, false),
+            ("[] x", false),
+            ("[", false),
+        ];
+        for &(value, fast_takes) in cases {
+            let fast = fast_only(value);
+            assert_eq!(fast.is_some(), fast_takes, "{value}");
+            let tree = decode_register_tree("k", value);
+            let both = decode_register_json("k", value);
+            assert_eq!(both, tree, "{value}");
+            if let Some(devices) = fast {
+                assert_eq!(Ok(devices), tree, "{value}");
+            }
+        }
     }
 }

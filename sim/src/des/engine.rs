@@ -1475,13 +1475,15 @@ impl<'a> Engine<'a> {
             FaultKind::NodeLoss => {
                 for ni in self.pick_nodes(&f, true) {
                     let name = self.nodes[ni as usize].node.name.clone();
-                    let on: Vec<PodKey> = self
+                    let mut on: Vec<PodKey> = self
                         .ctl
                         .ledger()
                         .node_id(&name)
                         .and_then(|id| self.ctl.ledger().entry(id))
                         .map(|e| e.pods.iter().cloned().collect())
                         .unwrap_or_default();
+                    // Evicted in key order: the ledger's set has none.
+                    on.sort_unstable();
                     self.handle(Event::NodeRemoved(name));
                     for k in &on {
                         self.handle(Event::PodDeleted(k.clone()));

@@ -657,7 +657,7 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
         let _ = writeln!(md, "{}\n", res.description.trim());
     }
     let checked = if sc.check_every <= 1 {
-        "the checker ran after every 1 event(s)".to_string()
+        "the checker ran in full after every event".to_string()
     } else {
         format!(
             "the checker ran after every event (in full every {} events, on what each event \

@@ -625,7 +625,8 @@ pub struct DesFile {
     /// Interval between metric samples (default: 1/200 of the run).
     #[serde(default)]
     pub sample_every: Option<Dur>,
-    /// Run the checker every N events (default 1 = after every event).
+    /// Run the full checker every N events (default [`super::model::DEFAULT_CHECK_EVERY`]);
+    /// the incremental checker runs after every event regardless. 1 = the full one every event.
     #[serde(default)]
     pub check_every: Option<u64>,
     /// kube-scheduler's `percentageOfNodesToScore`: when set, each pod goes through the
