@@ -41,7 +41,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0usize..6, any::<bool>(), prop::option::weighted(0.2, 0u32..3))
+        6 => (0usize..8, any::<bool>(), prop::option::weighted(0.2, 0u32..3))
             .prop_map(|(shape, namespace, listed)| Step::Pod { shape, namespace, listed }),
         1 => (0usize..64).prop_map(Step::Remove),
         1 => (0usize..64).prop_map(Step::Join),
@@ -69,7 +69,9 @@ fn nodes(cards: &[u32]) -> Vec<Node> {
         .collect()
 }
 
-/// A pool of six shapes: sharing, whole-card, multi-card, typed and percentage pods.
+/// A pool of eight shapes: sharing, whole-card, multi-card, typed and percentage pods, and two
+/// that ask shape 0's cards with node CPU and memory (the memo shares card fits between them;
+/// 40 CPUs fill a 64-CPU node with one pod, so the node check decides apart from the cards).
 fn shape_pod(shape: usize, i: usize, ns: bool) -> PodRequest {
     let limits: Vec<(&str, &str)> = match shape {
         0 => vec![
@@ -89,6 +91,19 @@ fn shape_pod(shape: usize, i: usize, ns: bool) -> PodRequest {
         ],
         3 => vec![("nvidia.com/gpu", "2"), ("nvidia.com/gpumem", "9000")],
         4 => vec![("nvidia.com/gpu", "1"), ("nvidia.com/gpumem", "2000")],
+        6 => vec![
+            ("nvidia.com/gpu", "1"),
+            ("nvidia.com/gpumem", "4000"),
+            ("nvidia.com/gpucores", "25"),
+            ("cpu", "8"),
+            ("memory", "64Gi"),
+        ],
+        7 => vec![
+            ("nvidia.com/gpu", "1"),
+            ("nvidia.com/gpumem", "4000"),
+            ("nvidia.com/gpucores", "25"),
+            ("cpu", "40"),
+        ],
         _ => vec![
             ("nvidia.com/gpu", "4"),
             ("nvidia.com/gpumem-percentage", "100"),
