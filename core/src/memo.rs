@@ -73,7 +73,6 @@ struct ShapeMemo {
 /// the node's cards could take the requests at that version.
 #[derive(Debug, Clone)]
 struct DeviceFits {
-    shape: DeviceShape,
     fits: Vec<(u64, bool)>,
 }
 
@@ -94,11 +93,30 @@ impl DeviceShape {
             chain: shape.chain.clone(),
         }
     }
+}
 
-    fn hash(&self) -> u64 {
-        let mut h = FastHasher::default();
-        Hash::hash(self, &mut h);
-        h.finish()
+/// The value remembered in `slots` for node `id` at `version`, or `compute`'s, then
+/// remembered; `added` counts the slots grown. Version 0 never matches a present node.
+#[inline]
+fn remembered<T: Copy + Default>(
+    slots: &mut Vec<(u64, T)>,
+    added: &mut usize,
+    id: NodeId,
+    version: u64,
+    compute: impl FnOnce() -> T,
+) -> T {
+    let i = id as usize;
+    if slots.len() <= i {
+        *added += i + 1 - slots.len();
+        slots.resize(i + 1, (0, T::default()));
+    }
+    match slots[i] {
+        (v, value) if version != 0 && v == version => value,
+        _ => {
+            let value = compute();
+            slots[i] = (version, value);
+            value
+        }
     }
 }
 
@@ -116,20 +134,7 @@ impl DeviceSlots<'_> {
     /// depend on the pod's CPU, memory or node policy (the slots are shared across them).
     #[inline]
     pub fn fits(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> bool) -> bool {
-        let i = id as usize;
-        if self.fits.fits.len() <= i {
-            *self.added += i + 1 - self.fits.fits.len();
-            self.fits.fits.resize(i + 1, (0, false));
-        }
-        match self.fits.fits[i] {
-            // Version 0 never matches a present node.
-            (v, fit) if version != 0 && v == version => fit,
-            _ => {
-                let fit = compute();
-                self.fits.fits[i] = (version, fit);
-                fit
-            }
-        }
+        remembered(&mut self.fits.fits, self.added, id, version, compute)
     }
 }
 
@@ -340,8 +345,8 @@ pub struct ScoreMemo {
     shapes: HashMap<u64, Vec<ShapeMemo>, FastBuild>,
     /// Card fits per device shape, shared by the pod shapes in `shapes` that point here.
     devices: Vec<DeviceFits>,
-    /// Positions in `devices` by device shape hash.
-    device_index: HashMap<u64, Vec<usize>, FastBuild>,
+    /// Positions in `devices` by device shape.
+    device_index: HashMap<DeviceShape, usize, FastBuild>,
     /// Node slots held in `devices` (counted against [`ScoreMemo::MAX_SLOTS`] with `slots`).
     device_slots: usize,
     slots: usize,
@@ -451,23 +456,14 @@ impl ScoreMemo {
             Some(p) => p,
             None => {
                 let shape = Shape::of(req, policy, chain);
-                let device_shape = DeviceShape::of(&shape);
-                let same = self.device_index.entry(device_shape.hash()).or_default();
-                let device = match same
-                    .iter()
-                    .copied()
-                    .find(|&d| self.devices[d].shape == device_shape)
-                {
-                    Some(d) => d,
-                    None => {
-                        same.push(self.devices.len());
-                        self.devices.push(DeviceFits {
-                            shape: device_shape,
-                            fits: Vec::new(),
-                        });
-                        self.devices.len() - 1
-                    }
-                };
+                let devices = &mut self.devices;
+                let device = *self
+                    .device_index
+                    .entry(DeviceShape::of(&shape))
+                    .or_insert_with(|| {
+                        devices.push(DeviceFits { fits: Vec::new() });
+                        devices.len() - 1
+                    });
                 bucket.push(ShapeMemo {
                     shape,
                     versions: Vec::new(),
@@ -619,19 +615,7 @@ impl<'a> ShapeSlots<'a> {
     /// remembered. The reasons are a function of the shape and the node's state, as verdicts
     /// are (see the module documentation). Not counted in [`MemoStats`], which counts verdicts.
     pub fn reasons(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> u32) -> u32 {
-        let i = id as usize;
-        if self.memo.reasons.len() <= i {
-            *self.added += i + 1 - self.memo.reasons.len();
-            self.memo.reasons.resize(i + 1, (0, 0));
-        }
-        match self.memo.reasons[i] {
-            (v, mask) if version != 0 && v == version => mask,
-            _ => {
-                let mask = compute();
-                self.memo.reasons[i] = (version, mask);
-                mask
-            }
-        }
+        remembered(&mut self.memo.reasons, self.added, id, version, compute)
     }
 
     /// After [`ShapeSlots::best`]: the `k`-th node (from 0, in node id order) that passed the

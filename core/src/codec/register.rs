@@ -249,23 +249,8 @@ fn decode_register_tree(key: &str, value: &str) -> Result<Vec<RegisteredDevice>,
         let mut d = RegisteredDevice::default();
         if let Some(obj) = ctx.object("", item)? {
             for (k, v) in obj {
-                match json::field_name(k, DEVICE_FIELDS) {
-                    Some("id") => d.id = ctx.string("id", v)?,
-                    Some("index") => d.index = ctx.u64("index", v)?,
-                    Some("count") => d.count = ctx.i32("count", v)?,
-                    Some("devmem") => d.devmem = ctx.i32("devmem", v)?,
-                    Some("devcore") => d.devcore = ctx.i32("devcore", v)?,
-                    Some("type") => d.device_type = ctx.string("type", v)?,
-                    Some("numa") => d.numa = ctx.i64_in("numa", v, i64::MIN, i64::MAX)?,
-                    Some("mode") => d.mode = ctx.string("mode", v)?,
-                    Some("migprofiles") => d.mig_profiles = decode_profiles(&ctx, v)?,
-                    Some("migtemplate") => d.mig_template = decode_templates(&ctx, v)?,
-                    Some("health") => d.health = ctx.bool("health", v)?,
-                    Some("devicevendor") => d.device_vendor = ctx.string("devicevendor", v)?,
-                    Some("custominfo") => {
-                        d.custom_info = ctx.object("custominfo", v)?.cloned().unwrap_or_default()
-                    }
-                    _ => {}
+                if let Some(field) = json::field_name(k, DEVICE_FIELDS) {
+                    set_field(&mut d, &ctx, field, v)?;
                 }
             }
         }
@@ -276,13 +261,40 @@ fn decode_register_tree(key: &str, value: &str) -> Result<Vec<RegisteredDevice>,
     Ok(out)
 }
 
+/// Set `d`'s `field` (one of [`DEVICE_FIELDS`]) from `v`, as Go's decoder would; both
+/// decoders go through here.
+fn set_field(
+    d: &mut RegisteredDevice,
+    ctx: &Ctx<'_>,
+    field: &str,
+    v: &Value,
+) -> Result<(), CodecError> {
+    match field {
+        "id" => d.id = ctx.string("id", v)?,
+        "index" => d.index = ctx.u64("index", v)?,
+        "count" => d.count = ctx.i32("count", v)?,
+        "devmem" => d.devmem = ctx.i32("devmem", v)?,
+        "devcore" => d.devcore = ctx.i32("devcore", v)?,
+        "type" => d.device_type = ctx.string("type", v)?,
+        "numa" => d.numa = ctx.i64_in("numa", v, i64::MIN, i64::MAX)?,
+        "mode" => d.mode = ctx.string("mode", v)?,
+        "migprofiles" => d.mig_profiles = decode_profiles(ctx, v)?,
+        "migtemplate" => d.mig_template = decode_templates(ctx, v)?,
+        "health" => d.health = ctx.bool("health", v)?,
+        "devicevendor" => d.device_vendor = ctx.string("devicevendor", v)?,
+        "custominfo" => d.custom_info = ctx.object("custominfo", v)?.cloned().unwrap_or_default(),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The fast path of [`decode_register_json`]: devices decoded as the text streams by, with no
 /// tree and no key strings. It gives up (any error) on what it cannot decode exactly as the
 /// tree decoder does: a value the field refuses, a device that is not an object or `null`,
 /// a field given twice (the tree decoder keeps the last in byte order of the keys, not in
 /// document order), or a top level that is not an array or `null`.
 mod fast {
-    use super::{DEVICE_FIELDS, RegisteredDevice, decode_profiles, decode_templates};
+    use super::{DEVICE_FIELDS, RegisteredDevice, set_field};
     use crate::codec::json::{self, Ctx};
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::Value;
@@ -355,31 +367,7 @@ mod fast {
                 }
                 seen |= 1 << i;
                 let v: Value = map.next_value()?;
-                match DEVICE_FIELDS[i] {
-                    "id" => d.id = ctx.string("id", &v).map_err(fail)?,
-                    "index" => d.index = ctx.u64("index", &v).map_err(fail)?,
-                    "count" => d.count = ctx.i32("count", &v).map_err(fail)?,
-                    "devmem" => d.devmem = ctx.i32("devmem", &v).map_err(fail)?,
-                    "devcore" => d.devcore = ctx.i32("devcore", &v).map_err(fail)?,
-                    "type" => d.device_type = ctx.string("type", &v).map_err(fail)?,
-                    "numa" => d.numa = ctx.i64_in("numa", &v, i64::MIN, i64::MAX).map_err(fail)?,
-                    "mode" => d.mode = ctx.string("mode", &v).map_err(fail)?,
-                    "migprofiles" => d.mig_profiles = decode_profiles(&ctx, &v).map_err(fail)?,
-                    "migtemplate" => d.mig_template = decode_templates(&ctx, &v).map_err(fail)?,
-                    "health" => d.health = ctx.bool("health", &v).map_err(fail)?,
-                    "devicevendor" => {
-                        d.device_vendor = ctx.string("devicevendor", &v).map_err(fail)?
-                    }
-                    "custominfo" => {
-                        d.custom_info = ctx
-                            .object("custominfo", &v)
-                            .map_err(fail)?
-                            .cloned()
-                            .unwrap_or_default()
-                    }
-                    // Every field is matched above; a new one must be added there too.
-                    _ => return Err(de::Error::custom("")),
-                }
+                set_field(&mut d, &ctx, DEVICE_FIELDS[i], &v).map_err(fail)?;
             }
             Ok(d)
         }
