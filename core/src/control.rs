@@ -14,6 +14,7 @@ use crate::memo::ScoreMemo;
 use crate::pipeline::{Decision, FailureSummary, Reasons, Scheduler};
 use crate::request::{PodKey, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -494,11 +495,13 @@ impl Controller {
 
 /// The key of a pod object.
 pub fn key_of(pod: &Pod) -> PodKey {
+    key_of_meta(&pod.metadata)
+}
+
+/// [`key_of`] from a pod's metadata alone.
+pub fn key_of_meta(meta: &ObjectMeta) -> PodKey {
     PodKey::new(
-        pod.metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        pod.metadata.name.clone().unwrap_or_default(),
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
     )
 }

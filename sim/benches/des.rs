@@ -15,6 +15,10 @@ use hami_sim::des::model::Scenario;
 use std::path::PathBuf;
 use std::time::Instant;
 
+// The `hami` binary's allocator, so the figures are the ones users get.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -78,9 +78,9 @@ fn same_seed_same_event_log_other_seed_differs() {
 }
 
 /// Make the pod's allocated list claim 900 GiB on its first card (the real codec writes it).
-fn forge_memory(pod: &mut k8s_openapi::api::core::v1::Pod) {
+fn forge_memory(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     let key = "hami.io/vgpu-devices-allocated";
-    let Some(ann) = pod.metadata.annotations.as_mut() else {
+    let Some(ann) = meta.annotations.as_mut() else {
         return;
     };
     let Some(v) = ann.get(key) else { return };
@@ -194,7 +194,7 @@ fn index_of(k: &PodKey) -> Option<usize> {
 
 fn holding(pod: &Pod) -> PodCheck<'_> {
     PodCheck {
-        pod: Some(pod),
+        meta: Some(&pod.metadata),
         holds: true,
         pending: false,
         reason: None,
@@ -228,7 +228,7 @@ fn incremental_checker_compares_grant_sets_by_digest_and_card_totals() {
         index: 0,
         key: keys[0].clone(),
         check: PodCheck {
-            pod: Some(&pods[0]),
+            meta: Some(&pods[0].metadata),
             holds: false,
             pending: false,
             reason: None,
@@ -266,7 +266,7 @@ fn checker_catches_a_corrupted_ledger() {
     let e = checker::check(
         &hami_core::ledger::Ledger::new(),
         std::iter::once(PodCheck {
-            pod: None,
+            meta: None,
             holds: false,
             pending: true,
             reason: None,

@@ -13,20 +13,20 @@
 //! `check_every` events and at the end, and the two must agree.
 
 use hami_core::annotations::grant_from_annotations;
-use hami_core::control::key_of;
+use hami_core::control::key_of_meta;
 use hami_core::hash::FastBuild;
 use hami_core::ledger::{DeviceGrant, Ledger, NodeEntry, NodeId, PodGrant};
 use hami_core::model::{Device, DeviceMode};
 use hami_core::request::PodKey;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 /// What the checker needs to know about one simulated pod.
 #[derive(Debug, Clone, Copy)]
 pub struct PodCheck<'a> {
-    /// The Pod object (None once finished).
-    pub pod: Option<&'a Pod>,
+    /// The Pod object's metadata (None once finished).
+    pub meta: Option<&'a ObjectMeta>,
     /// Whether it holds cards (running or binding on a node).
     pub holds: bool,
     /// Whether it waits.
@@ -146,9 +146,9 @@ fn add_cards<'g>(
 }
 
 /// The grant pod `pod`'s annotations record (`Ok(None)`: none), decoded by the production codec.
-fn decode(pod: &Pod) -> Result<Option<PodGrant>, String> {
+fn decode(meta: &ObjectMeta) -> Result<Option<PodGrant>, String> {
     let empty = BTreeMap::new();
-    let ann = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let ann = meta.annotations.as_ref().unwrap_or(&empty);
     grant_from_annotations(ann, 0, 0).map_err(|e| e.to_string())
 }
 
@@ -200,12 +200,12 @@ fn check_all<'a>(
         if !p.holds {
             continue;
         }
-        let Some(pod) = p.pod else {
+        let Some(meta) = p.meta else {
             dump.say(format!("pod #{i} holds cards but has no object"));
             continue;
         };
-        let key = key_of(pod);
-        match decode(pod) {
+        let key = key_of_meta(meta);
+        match decode(meta) {
             Ok(Some(g)) => {
                 from_ann.insert(key, (i, g));
             }
@@ -454,9 +454,9 @@ impl Incremental {
             }
             let mut g = None;
             if p.holds {
-                match p.pod {
+                match p.meta {
                     None => dump.say(format!("pod #{} holds cards but has no object", t.index)),
-                    Some(pod) => match decode(pod) {
+                    Some(meta) => match decode(meta) {
                         Ok(d) => g = d,
                         Err(e) => {
                             dump.say(format!("pod {}: annotations do not decode: {e}", t.key))

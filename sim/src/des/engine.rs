@@ -30,6 +30,7 @@ use hami_core::policy::fgd::Fgd;
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
 use hami_core::request::{PodKey, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -157,7 +158,10 @@ pub enum PodState {
 
 #[derive(Debug, Clone)]
 struct SimPod {
-    pod: Option<Box<Pod>>,
+    /// The pod object's metadata (None once finished). Its spec is the class template's,
+    /// never changed by a simulated pod, so it is kept once per class in [`Engine::stage`]:
+    /// a million pods kept a million copies of it (most of a large run's memory).
+    meta: Option<Box<ObjectMeta>>,
     class: u32,
     arrival: u64,
     duration: Option<u64>,
@@ -251,8 +255,8 @@ pub struct RunOutput {
     pub log: Vec<LogEntry>,
 }
 
-/// A test hook that changes a pod object (see [`RunOptions::forge_at`]).
-pub type Forge = fn(&mut Pod);
+/// A test hook that changes a pod object's metadata (see [`RunOptions::forge_at`]).
+pub type Forge = fn(&mut ObjectMeta);
 
 /// Options of one run besides the scenario.
 #[derive(Debug, Clone, Default)]
@@ -476,8 +480,9 @@ pub struct Engine<'a> {
     /// Per class, Pod objects of finished pods, reset to the class template but for name and
     /// uid, for the next arrival of the class to reuse: cloning and freeing a Pod's spec was a
     /// tenth of a million-pod run.
-    #[allow(clippy::vec_box)] // the boxes move to and from `SimPod::pod` without a copy
-    spare: Vec<Vec<Box<Pod>>>,
+    /// Per class, a Pod with the class template's spec. The controller reads a pod through
+    /// it: the pod's metadata is swapped in for the call and out after (see [`Engine::staged`]).
+    stage: Vec<Pod>,
 }
 
 impl<'a> Engine<'a> {
@@ -612,7 +617,14 @@ impl<'a> Engine<'a> {
             lid_of_node: vec![NO_NODE; var.nodes.len()],
             touched: Vec::new(),
             checker: checker::Incremental::default(),
-            spare: Vec::new(),
+            stage: var
+                .classes
+                .iter()
+                .map(|c| Pod {
+                    metadata: ObjectMeta::default(),
+                    ..c.template.clone()
+                })
+                .collect(),
         }
     }
 
@@ -631,9 +643,9 @@ impl<'a> Engine<'a> {
 
     fn key(&self, id: u32) -> PodKey {
         let name = self.pods[id as usize]
-            .pod
+            .meta
             .as_ref()
-            .and_then(|p| p.metadata.name.clone())
+            .and_then(|m| m.name.clone())
             .unwrap_or_default();
         PodKey::new("sim", name)
     }
@@ -750,13 +762,9 @@ impl<'a> Engine<'a> {
     fn create_pod(&mut self, class: u32, duration: Option<u64>) {
         let id = self.pods.len() as u32;
         let c = &self.var.classes[class as usize];
-        let mut pod = self
-            .spare
-            .get_mut(class as usize)
-            .and_then(Vec::pop)
-            .unwrap_or_else(|| Box::new(c.template.clone()));
+        let mut meta = Box::new(c.template.metadata.clone());
         let name = pod_name(&c.name, id);
-        pod.metadata.uid = Some(pod_name("uid", id));
+        meta.uid = Some(pod_name("uid", id));
         let want = self.opts.explain_pod.as_deref();
         if want == Some(name.as_str())
             || (want == Some(c.name.as_str()) && self.explain_id.is_none())
@@ -770,11 +778,11 @@ impl<'a> Engine<'a> {
                 class,
             });
         }
-        pod.metadata.name = Some(name);
+        meta.name = Some(name);
         let prio = c.request.priority;
         self.touched.push(id);
         self.pods.push(SimPod {
-            pod: Some(pod),
+            meta: Some(meta),
             class,
             arrival: self.now,
             duration,
@@ -1168,13 +1176,35 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Swap pod `id`'s metadata with its class's staged Pod's and return the class: after one
+    /// call the staged Pod is the pod's object, after a second call both are back. None for a
+    /// finished pod.
+    fn staged(&mut self, id: u32) -> Option<usize> {
+        let p = &mut self.pods[id as usize];
+        let meta = p.meta.as_deref_mut()?;
+        let c = p.class as usize;
+        std::mem::swap(&mut self.stage[c].metadata, meta);
+        Some(c)
+    }
+
+    /// A copy of pod `id`'s whole object (None once finished), for the rare paths that keep
+    /// one: a scheduler restart's observation, an explanation.
+    fn pod_object(&self, id: u32) -> Option<Pod> {
+        let p = &self.pods[id as usize];
+        let meta = p.meta.as_deref()?;
+        Some(Pod {
+            metadata: meta.clone(),
+            ..self.stage[p.class as usize].clone()
+        })
+    }
+
     fn try_schedule(&mut self, id: u32) {
         self.touched.push(id);
-        if self.pods[id as usize].pod.is_none() {
+        if self.pods[id as usize].meta.is_none() {
             return;
         }
         if Some(id) == self.explain_id
-            && let Some(pod) = self.pods[id as usize].pod.clone()
+            && let Some(pod) = self.pod_object(id)
         {
             self.explain_before(id, &pod);
         }
@@ -1183,14 +1213,17 @@ impl<'a> Engine<'a> {
             .nodes_to_score_pct
             .map(|pct| self.candidates(self.pods[id as usize].class, pct));
         let now = self.now_unix();
-        // The controller reads the pod where it lives; nothing is copied per attempt.
-        let Some(pod) = self.pods[id as usize].pod.as_deref() else {
+        // The controller reads the pod through its class's staged object; nothing is copied
+        // per attempt. The metadata goes back before any action changes it.
+        let Some(c) = self.staged(id) else {
             return;
         };
+        let pod = &self.stage[c];
         let actions = match candidates {
             None => self.ctl.pod_pending(now, pod),
             Some(nodes) => self.ctl.filter_ids(now, pod, nodes),
         };
+        self.staged(id);
         let mut bound_to: Option<u32> = None;
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
@@ -1286,9 +1319,9 @@ impl<'a> Engine<'a> {
     fn record_placed(&mut self, id: u32, ni: u32) {
         let pod = self.key(id).name;
         let devices: BTreeMap<String, String> = self.pods[id as usize]
-            .pod
+            .meta
             .as_ref()
-            .and_then(|p| p.metadata.annotations.as_ref())
+            .and_then(|m| m.annotations.as_ref())
             .map(|a| {
                 hami_core::family::FamilyId::all()
                     .map(|f| f.spec().allocated_annotation)
@@ -1306,8 +1339,8 @@ impl<'a> Engine<'a> {
 
     fn patch(&mut self, id: u32, annotations: BTreeMap<String, Option<String>>) {
         self.touched.push(id);
-        if let Some(pod) = self.pods[id as usize].pod.as_mut() {
-            let ann = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        if let Some(meta) = self.pods[id as usize].meta.as_mut() {
+            let ann = meta.annotations.get_or_insert_with(BTreeMap::new);
             for (k, v) in annotations {
                 match v {
                     Some(v) => {
@@ -1392,54 +1425,30 @@ impl<'a> Engine<'a> {
         }
         let p = &mut self.pods[id as usize];
         p.state = PodState::Finished;
-        let (class, pod) = (p.class as usize, p.pod.take());
+        p.meta = None;
         p.node = NO_NODE;
         self.running -= 1;
-        if let Some(pod) = pod {
-            self.recycle(class, pod);
-        }
         if ni != NO_NODE {
             self.refresh(ni);
             self.wake_node(ni);
         }
     }
 
-    /// Keep a finished pod's object for the next arrival of its class, reset to the class
-    /// template: only metadata annotations, name and uid ever change on a simulated pod.
-    fn recycle(&mut self, class: usize, mut pod: Box<Pod>) {
-        let template = &self.var.classes[class].template;
-        debug_assert!(
-            pod.spec == template.spec
-                && pod.status == template.status
-                && pod.metadata.labels == template.metadata.labels,
-            "a simulated pod changed beyond its metadata"
-        );
-        pod.metadata
-            .annotations
-            .clone_from(&template.metadata.annotations);
-        if self.spare.len() <= class {
-            self.spare.resize_with(class + 1, Vec::new);
-        }
-        self.spare[class].push(pod);
-    }
-
     /// A running or binding pod whose node is lost: it fails and is resubmitted as a fresh
     /// pod object (the controller that owns it creates a new one).
     fn evict(&mut self, id: u32) {
         self.touched.push(id);
-        let template = self.var.classes[self.pods[id as usize].class as usize]
-            .template
-            .clone();
+        let template = &self.var.classes[self.pods[id as usize].class as usize].template;
         let p = &mut self.pods[id as usize];
         match p.state {
             PodState::Running => self.running -= 1,
             PodState::Binding => self.binding -= 1,
             _ => return,
         }
-        if let Some(old) = p.pod.as_mut() {
-            let mut fresh = template;
-            fresh.metadata.name = old.metadata.name.take();
-            fresh.metadata.uid = old.metadata.uid.take();
+        if let Some(old) = p.meta.as_mut() {
+            let mut fresh = template.metadata.clone();
+            fresh.name = old.name.take();
+            fresh.uid = old.uid.take();
             **old = fresh;
         }
         p.inc += 1;
@@ -1562,8 +1571,10 @@ impl<'a> Engine<'a> {
         for id in 0..self.pods.len() {
             let p = &self.pods[id];
             if matches!(p.state, PodState::Running | PodState::Binding) && p.node != NO_NODE {
-                let Some(pod) = p.pod.clone() else { continue };
-                for a in self.handle(Event::PodObserved(pod)) {
+                let Some(pod) = self.pod_object(id as u32) else {
+                    continue;
+                };
+                for a in self.handle(Event::PodObserved(Box::new(pod))) {
                     if let Action::Rejected { pod, error } = a {
                         return Err(format!(
                             "scheduler restart: pod {pod} could not be rebuilt from its annotations: {error}"
@@ -1615,7 +1626,7 @@ impl<'a> Engine<'a> {
 
     fn pod_check(p: &SimPod) -> PodCheck<'_> {
         PodCheck {
-            pod: p.pod.as_deref(),
+            meta: p.meta.as_deref(),
             holds: matches!(p.state, PodState::Running | PodState::Binding) && p.node != NO_NODE,
             pending: matches!(
                 p.state,
@@ -1676,14 +1687,14 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn forge(&mut self, f: fn(&mut Pod)) {
+    fn forge(&mut self, f: Forge) {
         if let Some(id) = self
             .pods
             .iter()
             .position(|p| p.state == PodState::Running && p.node != NO_NODE)
-            && let Some(pod) = self.pods[id].pod.as_mut()
+            && let Some(meta) = self.pods[id].meta.as_mut()
         {
-            f(pod);
+            f(meta);
             self.touched.push(id as u32);
         }
     }
@@ -1823,7 +1834,6 @@ impl<'a> Engine<'a> {
         // thread can be started: the closure is dropped here then).
         let heavy = (
             std::mem::take(&mut self.pods),
-            std::mem::take(&mut self.spare),
             std::mem::take(&mut self.checker),
             std::mem::replace(&mut self.ctl, controller(&self.scheduler, self.seed)),
         );
