@@ -57,8 +57,9 @@ pub enum Hot {
 #[derive(Debug, Clone)]
 struct ShapeMemo {
     shape: Shape,
-    versions: Vec<u64>,
-    hot: Vec<Hot>,
+    /// Per node id, the node version the verdict holds for and the verdict, side by side: the
+    /// candidate loop reads both for every node it visits, and one cache line then serves both.
+    slots: Vec<(u64, Hot)>,
     /// The best node under the remembered verdicts, kept current as they change (built on
     /// the first indexed decision; dropped when a verdict changes under another tie order).
     index: Option<BestIndex>,
@@ -261,11 +262,10 @@ pub struct IndexedBest {
 
 impl ShapeMemo {
     fn grow(&mut self, bound: usize) -> usize {
-        let before = self.versions.len();
+        let before = self.slots.len();
         if before < bound {
             // Version 0 never matches a present node: every new slot computes first.
-            self.versions.resize(bound, 0);
-            self.hot.resize(bound, Hot::Infeasible);
+            self.slots.resize(bound, (0, Hot::Infeasible));
         }
         bound.saturating_sub(before)
     }
@@ -466,8 +466,7 @@ impl ScoreMemo {
                     });
                 bucket.push(ShapeMemo {
                     shape,
-                    versions: Vec::new(),
-                    hot: Vec::new(),
+                    slots: Vec::new(),
                     index: None,
                     reasons: Vec::new(),
                     device,
@@ -512,9 +511,12 @@ impl<'a> ShapeSlots<'a> {
         compute: impl FnOnce(&mut DeviceSlots<'_>) -> Verdict,
     ) -> Hot {
         let i = id as usize;
-        if version != 0 && self.memo.versions.get(i) == Some(&version) {
+        if version != 0
+            && let Some(&(v, hot)) = self.memo.slots.get(i)
+            && v == version
+        {
             *self.hits += 1;
-            return self.memo.hot[i];
+            return hot;
         }
         let verdict = compute(&mut self.device);
         self.recompute(i, version, verdict)
@@ -523,7 +525,7 @@ impl<'a> ShapeSlots<'a> {
     /// The slow path of [`ShapeSlots::refresh`]: remember `verdict` for node `i` at `version`.
     #[cold]
     fn recompute(&mut self, i: usize, version: u64, verdict: Verdict) -> Hot {
-        if self.memo.versions.len() <= i {
+        if self.memo.slots.len() <= i {
             *self.added += self.memo.grow(i + 1);
         }
         *self.misses += 1;
@@ -543,8 +545,7 @@ impl<'a> ShapeSlots<'a> {
                 _ => self.memo.index = None,
             }
         }
-        self.memo.versions[i] = version;
-        self.memo.hot[i] = hot;
+        self.memo.slots[i] = (version, hot);
         hot
     }
 
@@ -591,7 +592,7 @@ impl<'a> ShapeSlots<'a> {
                 counts: vec![0; 2 * cap],
                 synced: 0,
             };
-            for (i, &hot) in self.memo.hot.iter().enumerate().take(bound) {
+            for (i, &(_, hot)) in self.memo.slots.iter().enumerate().take(bound) {
                 let (key, feasible) = leaf(&order, i, hot);
                 ix.tree[cap + i] = key;
                 ix.counts[cap + i] = u32::from(feasible);

@@ -13,7 +13,7 @@ use crate::trace::Trace;
 use hami_core::ledger::Ledger;
 use hami_core::memo::ScoreMemo;
 use hami_core::pipeline::{Decision, Reasons, Scheduler, SchedulerConfig};
-use hami_core::policy::fgd::{Fgd, TargetWorkload};
+use hami_core::policy::fgd::{AccessRows, Fgd, TargetWorkload};
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
 use hami_core::request::PodKey;
 use rand::RngExt;
@@ -192,8 +192,9 @@ impl Experiment {
         let mut ledger = (*self.ledger).clone();
         let cap = self.trace.capacity_milli.max(1) as f64;
         let mut node_frag: Vec<f64> = vec![0.0; n_nodes];
+        let mut rows = AccessRows::default();
         for v in ledger.views() {
-            node_frag[v.id as usize] = self.workload.node_frag(&v);
+            node_frag[v.id as usize] = self.workload.node_frag_with(&v, &mut rows);
         }
         let mut frag_total: f64 = node_frag.iter().sum();
         let frag_pct_at_0 = 100.0 * frag_total / cap;
@@ -219,7 +220,7 @@ impl Experiment {
                     placed += 1;
                     allocated += pod.gpu_total();
                     if let Some(v) = ledger.view(node) {
-                        let f = self.workload.node_frag(&v);
+                        let f = self.workload.node_frag_with(&v, &mut rows);
                         frag_total += f - node_frag[node as usize];
                         node_frag[node as usize] = f;
                     }

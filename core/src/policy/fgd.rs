@@ -42,6 +42,26 @@ impl TaskType {
     }
 }
 
+/// Card models' access rows ([`TargetWorkload::access`]) remembered for one workload, for
+/// [`TargetWorkload::node_frag_with`]. A cluster has a handful of models: a list suffices.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRows {
+    rows: Vec<(String, Vec<bool>)>,
+}
+
+impl AccessRows {
+    /// Position of `model`'s row, computed from `workload` the first time.
+    fn index(&mut self, workload: &TargetWorkload, model: &str) -> usize {
+        match self.rows.iter().position(|(m, _)| m == model) {
+            Some(i) => i,
+            None => {
+                self.rows.push((model.to_string(), workload.access(model)));
+                self.rows.len() - 1
+            }
+        }
+    }
+}
+
 /// A target workload: task types with frequencies summing to 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetWorkload {
@@ -176,18 +196,22 @@ impl TargetWorkload {
 
     /// Fragmentation (milli-GPU) of one node as it is.
     pub fn node_frag(&self, node: &NodeView<'_>) -> f64 {
-        // One access row per distinct model (a node nearly always has one): `access` walks
-        // every task type, and the simulator calls this after every placement.
-        let mut distinct: SmallVec<[(&str, Vec<bool>); 2]> = SmallVec::new();
+        self.node_frag_with(node, &mut AccessRows::default())
+    }
+
+    /// [`TargetWorkload::node_frag`], taking card models' access rows from `rows` (and adding
+    /// the missing ones): `access` lower-cases the model and walks every task type, and the
+    /// simulator asks after every placement. `rows` must only ever serve this workload.
+    pub fn node_frag_with(&self, node: &NodeView<'_>, rows: &mut AccessRows) -> f64 {
         let mut row_of: SmallVec<[usize; 8]> = SmallVec::new();
+        let mut last: Option<(&str, usize)> = None;
         for d in &node.node.devices {
-            let i = match distinct.iter().position(|(m, _)| *m == d.model) {
-                Some(i) => i,
-                None => {
-                    distinct.push((&d.model, self.access(&d.model)));
-                    distinct.len() - 1
-                }
+            // A node's cards are nearly always of one model: look it up once.
+            let i = match last {
+                Some((m, i)) if m == d.model => i,
+                _ => rows.index(self, &d.model),
             };
+            last = Some((&d.model, i));
             row_of.push(i);
         }
         let cards: SmallVec<[(u64, &[bool]); 8]> = node
@@ -196,7 +220,7 @@ impl TargetWorkload {
             .iter()
             .zip(node.usage)
             .zip(&row_of)
-            .map(|((d, u), &r)| (card_free_milli(d, u), distinct[r].1.as_slice()))
+            .map(|((d, u), &r)| (card_free_milli(d, u), rows.rows[r].1.as_slice()))
             .collect();
         self.frag(
             node.node.cpu_milli.saturating_sub(node.used.cpu_milli),

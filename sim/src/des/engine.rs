@@ -26,7 +26,7 @@ use hami_core::fit::Reason;
 use hami_core::ledger::{NodeId, NodeView};
 use hami_core::model::Node;
 use hami_core::pipeline::{NodeVerdict, Reasons, Scheduler, SchedulerConfig};
-use hami_core::policy::fgd::Fgd;
+use hami_core::policy::fgd::{AccessRows, Fgd};
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
 use hami_core::request::{PodKey, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
@@ -483,6 +483,8 @@ pub struct Engine<'a> {
     /// Per class, a Pod with the class template's spec. The controller reads a pod through
     /// it: the pod's metadata is swapped in for the call and out after (see [`Engine::staged`]).
     stage: Vec<Pod>,
+    /// Card models' access rows for the fragmentation metric (the variant's target workload).
+    access_rows: AccessRows,
 }
 
 impl<'a> Engine<'a> {
@@ -625,6 +627,7 @@ impl<'a> Engine<'a> {
                     ..c.template.clone()
                 })
                 .collect(),
+            access_rows: AccessRows::default(),
         }
     }
 
@@ -719,7 +722,8 @@ impl<'a> Engine<'a> {
                         mem += u.used_mem;
                         cores += u64::from(u.used_cores.min(100));
                     }
-                    (occ, mem, cores, self.var.target.node_frag(&v))
+                    let frag = self.var.target.node_frag_with(&v, &mut self.access_rows);
+                    (occ, mem, cores, frag)
                 }
                 _ => (0, 0, 0, 0.0),
             }
@@ -1034,8 +1038,10 @@ impl<'a> Engine<'a> {
         // at a time; `visited` ends as the offset after the last candidate taken.
         let mut visited = n;
         let mut k = 0usize;
+        // `start + k < 2n`: one compare wraps it (a division per step was a third of this loop).
+        let wrap = |x: usize| if x >= n { x - n } else { x };
         while k < n {
-            let i = (start + k) % n;
+            let i = wrap(start + k);
             let rest = bits.get(i / 64).map_or(0, |w| w >> (i % 64));
             if rest == 0 {
                 k += (64 - i % 64).min(n - i);
@@ -1047,7 +1053,7 @@ impl<'a> Engine<'a> {
             }
             let id = self
                 .lid_of_node
-                .get((start + k) % n)
+                .get(wrap(start + k))
                 .copied()
                 .unwrap_or(NO_NODE);
             if id != NO_NODE {
