@@ -3,7 +3,7 @@
 //! annotations a bind writes.
 
 use crate::codec::CodecError;
-use crate::codec::devices::{ContainerDevice, decode_pod_devices, encode_pod_devices};
+use crate::codec::devices::{push_device, visit_pod_devices};
 use crate::codec::keys;
 use crate::codec::mig::{MigAllocation, encode_mig_allocations};
 use crate::codec::register::{
@@ -15,6 +15,7 @@ use crate::family::{FamilyId, RegisterFormat, ascend_templates};
 use crate::ledger::{DeviceGrant, PodGrant};
 use crate::model::{Device, DeviceMode, LinkScores, MigProfile, Node};
 use crate::policy::devices::Templates;
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
 /// Ascend templates of every family from the family table, as the fit wants them.
@@ -180,26 +181,26 @@ pub fn bind_annotations(grant: &PodGrant, now_unix: i64) -> BTreeMap<String, Str
     let mut out = BTreeMap::new();
     out.insert(keys::VGPU_NODE.to_string(), grant.node.clone());
     out.insert(keys::VGPU_TIME.to_string(), now_unix.to_string());
-    let families: std::collections::BTreeSet<FamilyId> =
-        grant.devices().map(|d| d.family).collect();
+    let mut families: Vec<FamilyId> = grant.devices().map(|d| d.family).collect();
+    families.sort_unstable();
+    families.dedup();
     for f in families {
         let spec = f.spec();
-        let per_container: Vec<Vec<ContainerDevice>> = grant
-            .containers
-            .iter()
-            .map(|c| {
-                c.iter()
-                    .filter(|d| d.family == f)
-                    .map(|d| ContainerDevice {
-                        uuid: d.uuid.clone(),
-                        type_keyword: spec.keyword.to_string(),
-                        usedmem: i32::try_from(d.memory_mib).unwrap_or(i32::MAX),
-                        usedcores: i32::try_from(d.cores).unwrap_or(i32::MAX),
-                    })
-                    .collect()
-            })
-            .collect();
-        let v = encode_pod_devices(&per_container);
+        // `encode_pod_devices` of the family's cards per container, written straight from the
+        // grant (the simulator binds a pod per event; the copies were a fifth of this).
+        let mut v = String::new();
+        for c in &grant.containers {
+            for d in c.iter().filter(|d| d.family == f) {
+                push_device(
+                    &mut v,
+                    &d.uuid,
+                    spec.keyword,
+                    i32::try_from(d.memory_mib).unwrap_or(i32::MAX),
+                    i32::try_from(d.cores).unwrap_or(i32::MAX),
+                );
+            }
+            v.push(';');
+        }
         for key in spec.device_list_annotations() {
             out.insert(key.to_string(), v.clone());
         }
@@ -221,7 +222,7 @@ pub fn grant_from_annotations(
     let mut containers: Vec<Vec<DeviceGrant>> = Vec::new();
     let mut any = false;
     // The grant annotations present, in family table order (the order cards are listed in).
-    let mut present: Vec<(FamilyId, &str, &String)> = Vec::new();
+    let mut present: SmallVec<[(FamilyId, &str, &String); 2]> = SmallVec::new();
     for (key, v) in annotations {
         for &f in FamilyId::by_allocated_annotation(key) {
             present.push((f, key, v));
@@ -229,21 +230,22 @@ pub fn grant_from_annotations(
     }
     present.sort_unstable_by_key(|p| p.0);
     for (f, key, v) in present {
-        let pod = decode_pod_devices(key, v)?;
-        if containers.len() < pod.len() {
-            containers.resize(pod.len(), Vec::new());
-        }
-        for (i, c) in pod.into_iter().enumerate() {
-            for d in c {
-                any = true;
-                containers[i].push(DeviceGrant {
-                    uuid: d.uuid,
-                    family: f,
-                    memory_mib: u64::try_from(d.usedmem).unwrap_or(0),
-                    cores: u32::try_from(d.usedcores).unwrap_or(0),
-                    mig: None,
-                });
+        // Straight into the grant: only the UUID of each device is kept as text.
+        let n = visit_pod_devices(key, v, |i, d| {
+            if containers.len() <= i {
+                containers.resize(i + 1, Vec::new());
             }
+            any = true;
+            containers[i].push(DeviceGrant {
+                uuid: d.uuid.to_string(),
+                family: f,
+                memory_mib: u64::try_from(d.usedmem).unwrap_or(0),
+                cores: u32::try_from(d.usedcores).unwrap_or(0),
+                mig: None,
+            });
+        })?;
+        if containers.len() < n {
+            containers.resize(n, Vec::new());
         }
     }
     if !any {
@@ -376,4 +378,74 @@ pub fn attach_mig_allocations(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::devices::{ContainerDevice, encode_pod_devices};
+
+    fn card(uuid: &str, family: FamilyId, memory_mib: u64, cores: u32) -> DeviceGrant {
+        DeviceGrant {
+            uuid: uuid.into(),
+            family,
+            memory_mib,
+            cores,
+            mig: None,
+        }
+    }
+
+    #[test]
+    fn bind_annotations_write_each_familys_lists_as_the_codec_encodes_them() {
+        let ascend = FamilyId::by_name("Ascend910B3").expect("a known family");
+        let nvidia = FamilyId::NVIDIA;
+        let grant = PodGrant {
+            node: "node-1".into(),
+            containers: vec![
+                vec![
+                    card("GPU-a", nvidia, 1000, 30),
+                    card("NPU-x", ascend, 2000, 0),
+                ],
+                vec![],
+                vec![
+                    card("GPU-b", nvidia, 500, 100),
+                    card("GPU-c", nvidia, 500, 100),
+                ],
+            ],
+            cpu_milli: 0,
+            memory_mib: 0,
+        };
+        let ann = bind_annotations(&grant, 7);
+        assert_eq!(ann.get(keys::VGPU_NODE).map(String::as_str), Some("node-1"));
+        assert_eq!(ann.get(keys::VGPU_TIME).map(String::as_str), Some("7"));
+        assert_eq!(
+            ann.get(nvidia.spec().allocated_annotation)
+                .map(String::as_str),
+            Some("GPU-a,NVIDIA,1000,30:;;GPU-b,NVIDIA,500,100:GPU-c,NVIDIA,500,100:;")
+        );
+        for f in [nvidia, ascend] {
+            let spec = f.spec();
+            let lists: Vec<Vec<ContainerDevice>> = grant
+                .containers
+                .iter()
+                .map(|c| {
+                    c.iter()
+                        .filter(|d| d.family == f)
+                        .map(|d| ContainerDevice {
+                            uuid: d.uuid.clone(),
+                            type_keyword: spec.keyword.into(),
+                            usedmem: d.memory_mib as i32,
+                            usedcores: d.cores as i32,
+                        })
+                        .collect()
+                })
+                .collect();
+            let want = encode_pod_devices(&lists);
+            for key in spec.device_list_annotations() {
+                assert_eq!(ann.get(key), Some(&want), "{key}");
+            }
+        }
+        // Node, time and the two lists of each of the two families.
+        assert_eq!(ann.len(), 2 + 2 * 2);
+    }
 }

@@ -159,6 +159,36 @@ proptest! {
     }
 
     #[test]
+    fn visiting_device_lists_agrees_with_decoding_them(
+        pod in prop::collection::vec(prop::collection::vec(container_device(), 0..3), 0..4),
+        noise in "[GPUab,:;0-9x-]{0,40}",
+        use_noise: bool,
+    ) {
+        let text = if use_noise { noise } else { codec::encode_pod_devices(&pod) };
+        let mut seen: Vec<(usize, String, String, i32, i32)> = Vec::new();
+        let visited = codec::visit_pod_devices("k", &text, |c, d| {
+            seen.push((c, d.uuid.into(), d.type_keyword.into(), d.usedmem, d.usedcores));
+        })
+        .map_err(|e| e.to_string());
+        match codec::decode_pod_devices("k", &text) {
+            Ok(decoded) => {
+                let want: Vec<(usize, String, String, i32, i32)> = decoded
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(c, devs)| {
+                        devs.iter().map(move |d| {
+                            (c, d.uuid.clone(), d.type_keyword.clone(), d.usedmem, d.usedcores)
+                        })
+                    })
+                    .collect();
+                prop_assert_eq!(visited, Ok(decoded.len()));
+                prop_assert_eq!(seen, want);
+            }
+            Err(e) => prop_assert_eq!(visited, Err(e.to_string())),
+        }
+    }
+
+    #[test]
     fn json_register_round_trips(devs in prop::collection::vec(registered_device(), 0..4)) {
         let text = codec::encode_register_json(&devs);
         let back = codec::decode_register_json("k", &text).unwrap();

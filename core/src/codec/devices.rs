@@ -38,15 +38,21 @@ pub fn encode_container_devices(devices: &[ContainerDevice]) -> String {
 /// [`encode_container_devices`] appended to `out`.
 fn push_container_devices(out: &mut String, devices: &[ContainerDevice]) {
     for d in devices {
-        out.push_str(&d.uuid);
-        out.push(',');
-        out.push_str(&d.type_keyword);
-        out.push(',');
-        super::push_decimal(out, i64::from(d.usedmem));
-        out.push(',');
-        super::push_decimal(out, i64::from(d.usedcores));
-        out.push(':');
+        push_device(out, &d.uuid, &d.type_keyword, d.usedmem, d.usedcores);
     }
+}
+
+/// One device's `UUID,TYPE,MEM,CORES:` appended to `out`, for writers that hold the fields
+/// elsewhere than in a [`ContainerDevice`] (a container's list is its devices, then `;`).
+pub fn push_device(out: &mut String, uuid: &str, type_keyword: &str, usedmem: i32, usedcores: i32) {
+    out.push_str(uuid);
+    out.push(',');
+    out.push_str(type_keyword);
+    out.push(',');
+    super::push_decimal(out, i64::from(usedmem));
+    out.push(',');
+    super::push_decimal(out, i64::from(usedcores));
+    out.push(':');
 }
 
 /// Encode a pod's device list: each container terminated by `;` (HAMi `EncodePodSingleDevice`).
@@ -74,6 +80,38 @@ pub fn decode_container_devices(
     segment: &str,
 ) -> Result<ContainerDevices, CodecError> {
     let mut out = Vec::new();
+    visit_container_devices(key, container, segment, |d| {
+        out.push(ContainerDevice {
+            uuid: d.uuid.to_string(),
+            type_keyword: d.type_keyword.to_string(),
+            usedmem: d.usedmem,
+            usedcores: d.usedcores,
+        })
+    })?;
+    Ok(out)
+}
+
+/// One decoded device, borrowing its text from the annotation value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRef<'a> {
+    /// Device UUID.
+    pub uuid: &'a str,
+    /// Vendor keyword (the TYPE field).
+    pub type_keyword: &'a str,
+    /// Memory granted, MiB.
+    pub usedmem: i32,
+    /// Compute share granted, percent.
+    pub usedcores: i32,
+}
+
+/// [`decode_container_devices`] without building the list: each device goes to `visit`, in
+/// order; the first error stops the walk (devices before it have been visited).
+fn visit_container_devices<'a>(
+    key: &str,
+    container: usize,
+    segment: &'a str,
+    mut visit: impl FnMut(DeviceRef<'a>),
+) -> Result<(), CodecError> {
     for (i, dev) in segment.split(':').enumerate() {
         if dev.is_empty() {
             continue;
@@ -103,14 +141,14 @@ pub fn decode_container_devices(
                 )
             })
         };
-        out.push(ContainerDevice {
-            uuid: uuid.to_string(),
-            type_keyword: ty.to_string(),
+        visit(DeviceRef {
+            uuid,
+            type_keyword: ty,
             usedmem: num(mem, "usedmem")?,
             usedcores: num(cores, "usedcores")?,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decode a pod device-list annotation into one entry per container.
@@ -128,6 +166,27 @@ pub fn decode_pod_devices(key: &str, value: &str) -> Result<PodDevices, CodecErr
         .enumerate()
         .map(|(i, s)| decode_container_devices(key, i, s))
         .collect()
+}
+
+/// [`decode_pod_devices`] without building the lists: `visit(container, device)` for each
+/// device in order, and the number of containers on success (the same errors, at the same
+/// first bad device). For readers that keep only some fields, such as a grant decoder.
+pub fn visit_pod_devices<'a>(
+    key: &str,
+    value: &'a str,
+    mut visit: impl FnMut(usize, DeviceRef<'a>),
+) -> Result<usize, CodecError> {
+    // `;` terminates a container: the text after the last one is not a container.
+    let body = value.strip_suffix(';').unwrap_or(value);
+    if value.is_empty() {
+        return Ok(0);
+    }
+    let mut containers = 0;
+    for (i, seg) in body.split(';').enumerate() {
+        visit_container_devices(key, i, seg, |d| visit(i, d))?;
+        containers = i + 1;
+    }
+    Ok(containers)
 }
 
 /// Index of the first container that still has devices to hand out: the one HAMi's device plugin

@@ -25,8 +25,8 @@ pub mod score;
 pub mod time;
 
 pub use devices::{
-    ContainerDevice, ContainerDevices, PodDevices, decode_container_devices, decode_pod_devices,
-    encode_container_devices, encode_pod_devices,
+    ContainerDevice, ContainerDevices, DeviceRef, PodDevices, decode_container_devices,
+    decode_pod_devices, encode_container_devices, encode_pod_devices, visit_pod_devices,
 };
 pub use handshake::Handshake;
 pub use lock::{LockOwner, NodeLock};
