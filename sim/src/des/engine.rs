@@ -1034,37 +1034,40 @@ impl<'a> Engine<'a> {
         let start = self.next_start % n.max(1);
         let mut out = Vec::with_capacity(want.min(1024));
         let bits = &self.admitted[class as usize].bits;
-        // Visit offsets 0..n from `start` (wrapping), skipping to the next admitted node a word
-        // at a time; `visited` ends as the offset after the last candidate taken.
-        let mut visited = n;
-        let mut k = 0usize;
-        // `start + k < 2n`: one compare wraps it (a division per step was a third of this loop).
-        let wrap = |x: usize| if x >= n { x - n } else { x };
-        while k < n {
-            let i = wrap(start + k);
-            let rest = bits.get(i / 64).map_or(0, |w| w >> (i % 64));
-            if rest == 0 {
-                k += (64 - i % 64).min(n - i);
-                continue;
-            }
-            k += rest.trailing_zeros() as usize;
-            if k >= n {
-                break;
-            }
-            let id = self
-                .lid_of_node
-                .get(wrap(start + k))
-                .copied()
-                .unwrap_or(NO_NODE);
-            if id != NO_NODE {
-                out.push(id);
-                if out.len() == want {
-                    visited = k + 1;
-                    break;
+        // Visit node indices `start..n`, then `0..start`, a word of the admitted set at a time
+        // (bits of indices outside the range masked off); `taken` is the last one taken when
+        // `want` are found.
+        let mut taken: Option<usize> = None;
+        'ranges: for (lo, hi) in [(start, n), (0, start)] {
+            let mut i = lo;
+            while i < hi {
+                let w = i / 64;
+                let word_end = ((w + 1) * 64).min(hi);
+                let mut word = bits.get(w).copied().unwrap_or(0) >> (i % 64) << (i % 64);
+                if word_end % 64 != 0 {
+                    word &= (1u64 << (word_end % 64)) - 1;
                 }
+                while word != 0 {
+                    let node = w * 64 + word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    let id = self.lid_of_node.get(node).copied().unwrap_or(NO_NODE);
+                    if id != NO_NODE {
+                        out.push(id);
+                        if out.len() == want {
+                            taken = Some(node);
+                            break 'ranges;
+                        }
+                    }
+                }
+                i = word_end;
             }
-            k += 1;
         }
+        // The offset from `start` after the last candidate taken (all `n` when fewer were found).
+        let visited = match taken {
+            Some(node) if node >= start => node - start + 1,
+            Some(node) => node + n - start + 1,
+            None => n,
+        };
         self.next_start = (start + visited) % n.max(1);
         out
     }
