@@ -477,9 +477,6 @@ pub struct Engine<'a> {
     touched: Vec<u32>,
     /// The checker's memory between events.
     checker: checker::Incremental,
-    /// Per class, Pod objects of finished pods, reset to the class template but for name and
-    /// uid, for the next arrival of the class to reuse: cloning and freeing a Pod's spec was a
-    /// tenth of a million-pod run.
     /// Per class, a Pod with the class template's spec. The controller reads a pod through
     /// it: the pod's metadata is swapped in for the call and out after (see [`Engine::staged`]).
     stage: Vec<Pod>,
