@@ -80,15 +80,19 @@ pub fn decode_container_devices(
     segment: &str,
 ) -> Result<ContainerDevices, CodecError> {
     let mut out = Vec::new();
-    visit_container_devices(key, container, segment, |d| {
-        out.push(ContainerDevice {
+    visit_container_devices(key, container, segment, |d| out.push(d.into()))?;
+    Ok(out)
+}
+
+impl From<DeviceRef<'_>> for ContainerDevice {
+    fn from(d: DeviceRef<'_>) -> ContainerDevice {
+        ContainerDevice {
             uuid: d.uuid.to_string(),
             type_keyword: d.type_keyword.to_string(),
             usedmem: d.usedmem,
             usedcores: d.usedcores,
-        })
-    })?;
-    Ok(out)
+        }
+    }
 }
 
 /// One decoded device, borrowing its text from the annotation value.
@@ -158,19 +162,22 @@ fn visit_container_devices<'a>(
 /// every value HAMi writes). Empty containers in between are kept to preserve index alignment.
 /// A value without a trailing `;` still decodes its last segment.
 pub fn decode_pod_devices(key: &str, value: &str) -> Result<PodDevices, CodecError> {
-    let mut segs: Vec<&str> = value.split(';').collect();
-    if segs.last() == Some(&"") {
-        segs.pop();
-    }
-    segs.iter()
-        .enumerate()
-        .map(|(i, s)| decode_container_devices(key, i, s))
-        .collect()
+    let mut out: PodDevices = Vec::new();
+    let containers = visit_pod_devices(key, value, |i, d| {
+        if out.len() <= i {
+            out.resize(i + 1, Vec::new());
+        }
+        out[i].push(d.into());
+    })?;
+    // Containers without devices still take their place.
+    out.resize(containers, Vec::new());
+    Ok(out)
 }
 
 /// [`decode_pod_devices`] without building the lists: `visit(container, device)` for each
 /// device in order, and the number of containers on success (the same errors, at the same
-/// first bad device). For readers that keep only some fields, such as a grant decoder.
+/// first bad device). For readers that keep only some fields, such as a grant decoder; the
+/// one place the value is split into containers.
 pub fn visit_pod_devices<'a>(
     key: &str,
     value: &'a str,

@@ -46,7 +46,7 @@ impl TaskType {
 /// [`TargetWorkload::node_frag_with`]. A cluster has a handful of models: a list suffices.
 #[derive(Debug, Clone, Default)]
 pub struct AccessRows {
-    rows: Vec<(String, Vec<bool>)>,
+    rows: Vec<(String, Arc<[bool]>)>,
 }
 
 impl AccessRows {
@@ -55,7 +55,8 @@ impl AccessRows {
         match self.rows.iter().position(|(m, _)| m == model) {
             Some(i) => i,
             None => {
-                self.rows.push((model.to_string(), workload.access(model)));
+                self.rows
+                    .push((model.to_string(), workload.access(model).into()));
                 self.rows.len() - 1
             }
         }
@@ -220,7 +221,7 @@ impl TargetWorkload {
             .iter()
             .zip(node.usage)
             .zip(&row_of)
-            .map(|((d, u), &r)| (card_free_milli(d, u), rows.rows[r].1.as_slice()))
+            .map(|((d, u), &r)| (card_free_milli(d, u), &*rows.rows[r].1))
             .collect();
         self.frag(
             node.node.cpu_milli.saturating_sub(node.used.cpu_milli),
@@ -245,7 +246,7 @@ pub fn exact_score(delta: f64) -> i64 {
 pub struct Fgd {
     workload: TargetWorkload,
     exact: bool,
-    access_cache: Mutex<BTreeMap<String, Arc<[bool]>>>,
+    access_cache: Mutex<AccessRows>,
 }
 
 impl Fgd {
@@ -254,7 +255,7 @@ impl Fgd {
         Fgd {
             workload,
             exact: false,
-            access_cache: Mutex::new(BTreeMap::new()),
+            access_cache: Mutex::new(AccessRows::default()),
         }
     }
 
@@ -277,12 +278,8 @@ impl Fgd {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(a) = c.get(model) {
-            return a.clone();
-        }
-        let a: Arc<[bool]> = self.workload.access(model).into();
-        c.insert(model.to_string(), a.clone());
-        a
+        let i = c.index(&self.workload, model);
+        c.rows[i].1.clone()
     }
 
     /// Each card's access row. A node's cards are usually of one model: consecutive cards of
