@@ -15,11 +15,20 @@
 //! policy, share it: a shape seen for the first time filters every node again, but its card
 //! fits are mostly known already (the Alibaba trace has 151 pod shapes over 25 device shapes).
 //!
+//! Choosing the winner over all nodes takes one of two indexes. A policy whose score is the
+//! node's alone (binpack, spread: [`crate::policy::NodePolicy::node_score`]) ranks the nodes
+//! the same for every pod, so the card-fit level keeps, per device shape, a tree of the
+//! nodes by score with their free CPU and memory ([`ShapeSlots::best_by_node_score`]): a pod
+//! shape needs no index of its own, and a card fit is asked only of a changed node that could
+//! win. Other deterministic policies keep a best-node index per pod shape
+//! ([`ShapeSlots::best`]). A pod that fits nowhere is told why from reasons remembered per
+//! node version and summed per shape as nodes change ([`ShapeSlots::reason_totals`]).
+//!
 //! A memo belongs to one [`crate::pipeline::Scheduler`] and one [`Ledger`] lineage (the ledger
 //! and its clones from the moment the memo is first used): the owner keeps them together.
 
 use crate::hash::{FastBuild, FastHasher};
-use crate::ledger::{Ledger, NodeId};
+use crate::ledger::{Ledger, NodeId, NodeView};
 use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored, TieRule};
 use crate::request::{ContainerRequest, PodRequest};
 use std::collections::HashMap;
@@ -66,6 +75,9 @@ struct ShapeMemo {
     /// Per node id, why it refused this shape (a bit per [`crate::fit::Reason`]) and the node
     /// version that was at; grown only for shapes that failed somewhere.
     reasons: Vec<(u64, u32)>,
+    /// The refusals summed over all nodes, kept current as nodes change (built on the first
+    /// [`ShapeSlots::reason_totals`]).
+    totals: Option<ReasonTotals>,
     /// Position of this shape's device shape in [`ScoreMemo::devices`].
     device: usize,
 }
@@ -75,6 +87,9 @@ struct ShapeMemo {
 #[derive(Debug, Clone)]
 struct DeviceFits {
     fits: Vec<(u64, bool)>,
+    /// The nodes these cards fit on, by node policy score (see [`DeviceOrder`]); at most one
+    /// per node policy.
+    orders: Vec<DeviceOrder>,
 }
 
 /// A pod's device requests without its identity, CPU, memory or node policy: what the card
@@ -232,12 +247,136 @@ impl BestIndex {
     /// The winner: its score and node id.
     fn best(&self) -> Option<(i64, NodeId)> {
         let top = self.tree[1];
-        if top == 0 {
-            return None;
+        (top != 0).then(|| (score_of(top), node_of(top)))
+    }
+}
+
+/// The node a non-zero [`TieOrder::key`] was made for.
+#[inline]
+fn node_of(key: u128) -> NodeId {
+    ((!(key as u64)) & u64::from(u32::MAX)) as NodeId
+}
+
+/// The score a non-zero [`TieOrder::key`] was made with.
+#[inline]
+fn score_of(key: u128) -> i64 {
+    (((key >> 64) as u64) ^ (1 << 63)) as i64
+}
+
+/// What a node contributes to a [`DeviceOrder`], and a subtree's summary of its nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct OrderEntry {
+    /// The node's [`TieOrder::key`] under the policy's node score, or the best key below; 0:
+    /// none (the node is absent or its cards do not take the device shape).
+    key: u128,
+    /// Unrequested CPU on the node (milli-cores; `u64::MAX` when the node does not track
+    /// CPU), or the most on any candidate below.
+    cpu: u64,
+    /// Unrequested memory on the node (MiB; `u64::MAX` when untracked), or the most below.
+    mem: u64,
+}
+
+impl OrderEntry {
+    /// The summary of two subtrees.
+    #[inline]
+    fn merge(l: OrderEntry, r: OrderEntry) -> OrderEntry {
+        OrderEntry {
+            key: l.key.max(r.key),
+            cpu: l.cpu.max(r.cpu),
+            mem: l.mem.max(r.mem),
         }
-        let score = (((top >> 64) as u64) ^ (1 << 63)) as i64;
-        let id = (!(top as u64)) & u64::from(u32::MAX);
-        Some((score, id as NodeId))
+    }
+}
+
+/// For one device shape and a node policy whose score is the node's alone
+/// ([`crate::policy::NodePolicy::node_score`]): the nodes whose cards take the shape, as a max
+/// tree of their score keys that also keeps each subtree's most free CPU and memory. Every
+/// pod shape with these device requests shares it, whatever its CPU and memory: the best
+/// node for a pod is a descent that skips subtrees without the room it asks for. Pod shapes
+/// far outnumber device shapes (the Alibaba trace: 151 over 25), and only the device shape's
+/// tree pays for a node change.
+///
+/// Card fits are asked lazily: a changed node whose fit is not remembered for its version
+/// enters *stale*, with the key it would have if its cards fit (an upper bound). Only a
+/// stale leaf that the descent would pick is asked, and then it is made exact. So a node
+/// change costs a tree update, and a card fit is computed only for nodes that could win:
+/// spread asks a few of the emptiest, binpack the fullest.
+#[derive(Debug, Clone)]
+struct DeviceOrder {
+    policy: NodePolicyKind,
+    source: OrderSource,
+    /// Leaves; a power of two at least the node id bound when built.
+    cap: usize,
+    /// `tree[1]` is the root, `tree[cap + i]` the leaf of node `i`.
+    tree: Vec<OrderEntry>,
+    /// Per node id: whether its leaf is stale (its key assumes the cards fit; not yet asked).
+    stale: Vec<bool>,
+    /// Every node whose ledger version is at most this is current in the tree.
+    synced: u64,
+}
+
+impl DeviceOrder {
+    fn set(&mut self, i: usize, leaf: OrderEntry, stale: bool) {
+        self.stale[i] = stale;
+        let mut j = self.cap + i;
+        self.tree[j] = leaf;
+        while j > 1 {
+            j >>= 1;
+            let merged = OrderEntry::merge(self.tree[2 * j], self.tree[2 * j + 1]);
+            if self.tree[j] == merged {
+                // The ancestors were computed from the same children: nothing above changes.
+                break;
+            }
+            self.tree[j] = merged;
+        }
+    }
+
+    /// The largest key among the nodes with at least `cpu` and `mem` free, making exact with
+    /// `resolve(i)` (the leaf of node `i` as it truly is) every stale leaf that could win.
+    fn best(
+        &mut self,
+        cpu: u64,
+        mem: u64,
+        mut resolve: impl FnMut(usize) -> OrderEntry,
+    ) -> Option<u128> {
+        let mut best = 0u128;
+        // Depth-first, the child with the larger key first: a branch is left as soon as it
+        // cannot beat the best found or lacks the room. At most one pending sibling per level.
+        let mut stack = [0usize; 2 * usize::BITS as usize];
+        let mut top = 1;
+        stack[0] = 1;
+        while top > 0 {
+            top -= 1;
+            let j = stack[top];
+            let e = self.tree[j];
+            if e.key <= best || e.cpu < cpu || e.mem < mem {
+                continue;
+            }
+            if j >= self.cap {
+                let i = j - self.cap;
+                if self.stale[i] {
+                    // Exact now: the same key if the cards fit, none if not (the room does not
+                    // change). Ancestors only go down, so the pending branches stay sound.
+                    let exact = resolve(i);
+                    self.set(i, exact, false);
+                    if exact.key == 0 {
+                        continue;
+                    }
+                }
+                best = e.key;
+                continue;
+            }
+            let (l, r) = (2 * j, 2 * j + 1);
+            let (first, second) = if self.tree[l].key >= self.tree[r].key {
+                (l, r)
+            } else {
+                (r, l)
+            };
+            stack[top] = second;
+            stack[top + 1] = first;
+            top += 2;
+        }
+        (best != 0).then_some(best)
     }
 }
 
@@ -248,6 +387,47 @@ fn leaf(order: &TieOrder<'_>, i: usize, hot: Hot) -> (u128, bool) {
         Hot::Scored(s) => (order.key(i, s), true),
         Hot::Vetoed | Hot::Feasible => (0, true),
         Hot::Infeasible => (0, false),
+    }
+}
+
+/// A shape's refusal reasons summed over every present node, and what each node added.
+#[derive(Debug, Clone)]
+struct ReasonTotals {
+    /// Per reason bit, how many nodes refuse for it.
+    counts: [u32; REASON_BITS],
+    /// Present nodes counted.
+    nodes: u32,
+    /// Per node id what it adds: 0 for an absent node, else [`PRESENT`] with its reason bits.
+    added: Vec<u32>,
+    /// Every node whose ledger version is at most this is counted as it is now.
+    synced: u64,
+}
+
+/// Reason bits a mask may carry ([`crate::fit::Reason`] has fewer): the top bit of
+/// [`ReasonTotals::added`] marks a present node.
+pub const REASON_BITS: usize = 31;
+const PRESENT: u32 = 1 << REASON_BITS;
+
+impl ReasonTotals {
+    /// Count node `id` as `now` (0 or [`PRESENT`] with reason bits) instead of what it added.
+    fn set(&mut self, id: NodeId, now: u32) {
+        let i = id as usize;
+        if self.added.len() <= i {
+            self.added.resize(i + 1, 0);
+        }
+        let before = std::mem::replace(&mut self.added[i], now);
+        for (mask, sign) in [(before, false), (now, true)] {
+            if mask & PRESENT == 0 {
+                continue;
+            }
+            let step = |n: &mut u32| *n = if sign { *n + 1 } else { *n - 1 };
+            step(&mut self.nodes);
+            let mut bits = mask & !PRESENT;
+            while bits != 0 {
+                step(&mut self.counts[bits.trailing_zeros() as usize]);
+                bits &= bits - 1;
+            }
+        }
     }
 }
 
@@ -461,7 +641,10 @@ impl ScoreMemo {
                     .device_index
                     .entry(DeviceShape::of(&shape))
                     .or_insert_with(|| {
-                        devices.push(DeviceFits { fits: Vec::new() });
+                        devices.push(DeviceFits {
+                            fits: Vec::new(),
+                            orders: Vec::new(),
+                        });
                         devices.len() - 1
                     });
                 bucket.push(ShapeMemo {
@@ -469,6 +652,7 @@ impl ScoreMemo {
                     slots: Vec::new(),
                     index: None,
                     reasons: Vec::new(),
+                    totals: None,
                     device,
                 });
                 bucket.len() - 1
@@ -611,12 +795,183 @@ impl<'a> ShapeSlots<'a> {
         })
     }
 
+    /// The best node for this shape when the node policy `policy` scores every feasible node
+    /// by `score(node)` alone (its [`crate::policy::NodePolicy::node_score`]), under the tie
+    /// order given to [`ScoreMemo::slots_for`]; `room` is the CPU (milli) and memory (MiB) the
+    /// pod needs free on the node, when the filter checks them. `cards(node)` says whether
+    /// the node's cards take the device requests (remembered per node version with the
+    /// shape's card fits, [`DeviceSlots::fits`]); the answer is the node with the best score
+    /// among those whose cards fit and that have the room, as [`ShapeSlots::best`] would find.
+    /// The tree behind it belongs to the device shape, so pod shapes that differ in CPU,
+    /// memory or identity share it (see [`DeviceOrder`]); of the nodes changed since its last
+    /// use, only those that could win are asked, and each counts as a verdict computed
+    /// ([`MemoStats::misses`]).
+    ///
+    /// `None` when the tie order cannot be indexed; `Some(None)` when no node qualifies.
+    pub fn best_by_node_score(
+        &mut self,
+        ledger: &Ledger,
+        policy: NodePolicyKind,
+        score: fn(&NodeView<'_>) -> i64,
+        room: Option<(u64, u64)>,
+        mut cards: impl FnMut(&NodeView<'_>) -> bool,
+    ) -> Option<Option<(i64, NodeId)>> {
+        let order = self.order?;
+        let bound = ledger.node_id_bound();
+        let fits = &mut *self.device.fits;
+        let k = match fits.orders.iter().position(|o| o.policy == policy) {
+            Some(k) => k,
+            None => {
+                fits.orders.push(DeviceOrder {
+                    policy,
+                    source: order.source,
+                    cap: 0,
+                    tree: Vec::new(),
+                    stale: Vec::new(),
+                    synced: 0,
+                });
+                fits.orders.len() - 1
+            }
+        };
+        let DeviceFits { fits, orders } = fits;
+        let tree = &mut orders[k];
+        let free = |total: u64, used: u64| {
+            if total == 0 {
+                u64::MAX
+            } else {
+                total.saturating_sub(used)
+            }
+        };
+        // A node's leaf if its cards fit.
+        let entry = |view: &NodeView<'_>| OrderEntry {
+            key: order.key(view.id as usize, score(view)),
+            cpu: free(view.node.cpu_milli, view.used.cpu_milli),
+            mem: free(view.node.memory_mib, view.used.memory_mib),
+        };
+        // A changed node's leaf, and whether it is stale (its card fit not remembered).
+        let leaf = |id: NodeId, fits: &[(u64, bool)]| {
+            let Some(view) = ledger.view(id) else {
+                return (OrderEntry::default(), false);
+            };
+            let version = ledger.version(id);
+            match fits.get(id as usize) {
+                Some(&(v, fit)) if version != 0 && v == version => (
+                    if fit {
+                        entry(&view)
+                    } else {
+                        OrderEntry::default()
+                    },
+                    false,
+                ),
+                _ => (entry(&view), true),
+            }
+        };
+        let caught_up = tree.source == order.source
+            && tree.cap >= bound
+            && match ledger.changes_since(tree.synced) {
+                Some(changed) if changed.len() <= bound => {
+                    for id in changed {
+                        let (e, stale) = leaf(id, fits);
+                        tree.set(id as usize, e, stale);
+                    }
+                    true
+                }
+                _ => false,
+            };
+        if !caught_up {
+            let cap = bound.max(1).next_power_of_two();
+            *tree = DeviceOrder {
+                policy,
+                source: order.source,
+                cap,
+                tree: vec![OrderEntry::default(); 2 * cap],
+                stale: vec![false; cap],
+                synced: 0,
+            };
+            for i in 0..bound {
+                let (e, stale) = leaf(i as NodeId, fits);
+                tree.tree[cap + i] = e;
+                tree.stale[i] = stale;
+            }
+            for j in (1..cap).rev() {
+                tree.tree[j] = OrderEntry::merge(tree.tree[2 * j], tree.tree[2 * j + 1]);
+            }
+        }
+        tree.synced = ledger.clock();
+        let (cpu, mem) = room.unwrap_or((0, 0));
+        let added = &mut *self.device.added;
+        let misses = &mut *self.misses;
+        let best = tree.best(cpu, mem, |i| {
+            let id = i as NodeId;
+            let Some(view) = ledger.view(id) else {
+                return OrderEntry::default();
+            };
+            *misses += 1;
+            if remembered(fits, added, id, ledger.version(id), || cards(&view)) {
+                entry(&view)
+            } else {
+                OrderEntry::default()
+            }
+        });
+        Some(best.map(|key| (score_of(key), node_of(key))))
+    }
+
     /// Why node `id` refuses this shape at `version`, as a bit per [`crate::fit::Reason`] (by
     /// declaration position): remembered for that version, or computed with `compute` and
     /// remembered. The reasons are a function of the shape and the node's state, as verdicts
     /// are (see the module documentation). Not counted in [`MemoStats`], which counts verdicts.
     pub fn reasons(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> u32) -> u32 {
         remembered(&mut self.memo.reasons, self.added, id, version, compute)
+    }
+
+    /// Why the nodes refuse this shape, summed: per reason bit (as [`ShapeSlots::reasons`]
+    /// gives them) the number of present nodes refusing for it, and the number of present
+    /// nodes. Only nodes changed since this shape's last totals are asked again (with
+    /// `compute`, through [`ShapeSlots::reasons`]), unless the ledger's change log no longer
+    /// reaches back that far. `compute` must give bits below [`REASON_BITS`].
+    pub fn reason_totals(
+        &mut self,
+        ledger: &Ledger,
+        mut compute: impl FnMut(&NodeView<'_>) -> u32,
+    ) -> ([u32; REASON_BITS], u32) {
+        let bound = ledger.node_id_bound();
+        let mut totals = self.memo.totals.take().unwrap_or(ReasonTotals {
+            counts: [0; REASON_BITS],
+            nodes: 0,
+            added: Vec::new(),
+            synced: u64::MAX,
+        });
+        let caught_up = ledger
+            .changes_since(totals.synced)
+            .is_some_and(|changed| changed.len() <= bound);
+        if !caught_up {
+            *self.added += bound.saturating_sub(totals.added.len());
+        }
+        let mut count = |id: NodeId, totals: &mut ReasonTotals| {
+            let now = match ledger.view(id) {
+                Some(view) => {
+                    PRESENT | self.reasons(id, ledger.version(id), || compute(&view) & !PRESENT)
+                }
+                None => 0,
+            };
+            totals.set(id, now);
+        };
+        match ledger.changes_since(totals.synced) {
+            Some(changed) if caught_up => {
+                for id in changed {
+                    count(id, &mut totals);
+                }
+            }
+            _ => {
+                for id in 0..bound as NodeId {
+                    count(id, &mut totals);
+                }
+            }
+        }
+        totals.synced = ledger.clock();
+        let out = (totals.counts, totals.nodes);
+        self.memo.totals = Some(totals);
+        out
     }
 
     /// After [`ShapeSlots::best`]: the `k`-th node (from 0, in node id order) that passed the
@@ -687,5 +1042,45 @@ mod tests {
         assert!(!shape.is_of(&more, kind, &chain));
         assert!(!shape.is_of(&typed, kind, &chain));
         assert!(!shape.is_of(&a, NodePolicyKind::Spread, &chain));
+    }
+
+    proptest::proptest! {
+        /// After any sequence of leaf changes (keys appearing and vanishing, room growing and
+        /// shrinking, stale leaves whose cards may or may not fit), the descent finds what a
+        /// scan of the true leaves finds.
+        #[test]
+        fn device_order_finds_the_best_leaf_with_room(
+            sets in proptest::collection::vec(
+                (0usize..13, 0u128..6, 0u64..5, 0u64..5, proptest::bool::ANY, proptest::bool::ANY),
+                1..80,
+            ),
+            asks in proptest::collection::vec((0u64..5, 0u64..5), 1..6),
+        ) {
+            let cap = 16;
+            let mut order = DeviceOrder {
+                policy: NodePolicyKind::Binpack,
+                source: OrderSource::Names(0),
+                cap,
+                tree: vec![OrderEntry::default(); 2 * cap],
+                stale: vec![false; cap],
+                synced: 0,
+            };
+            let mut truth = vec![OrderEntry::default(); cap];
+            for (i, score, cpu, mem, stale, fits) in sets {
+                // Keys are unique per node, as tie keys are: the node id in the low bits.
+                let key = if score == 0 { 0 } else { (score << 8) | i as u128 };
+                let entry = OrderEntry { key, cpu, mem };
+                truth[i] = if fits { entry } else { OrderEntry::default() };
+                order.set(i, if stale { entry } else { truth[i] }, stale);
+                for &(c, m) in &asks {
+                    let scan = truth
+                        .iter()
+                        .filter(|e| e.key != 0 && e.cpu >= c && e.mem >= m)
+                        .map(|e| e.key)
+                        .max();
+                    proptest::prop_assert_eq!(order.best(c, m, |i| truth[i]), scan);
+                }
+            }
+        }
     }
 }

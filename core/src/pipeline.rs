@@ -5,7 +5,7 @@
 
 use crate::fit::{Reason, ReasonCounts, check_node_resources};
 use crate::ledger::{Ledger, NodeId, NodeView, PodGrant, QuotaLeft};
-use crate::memo::{DeviceSlots, Hot, ScoreMemo, ShapeSlots, Verdict};
+use crate::memo::{DeviceSlots, Hot, IndexedBest, REASON_BITS, ScoreMemo, ShapeSlots, Verdict};
 use crate::policy::devices::{FitEnv, FitScratch, Templates, fit_pod};
 use crate::policy::{
     DevicePolicyChain, NodePolicy, NodePolicyKind, Placement, ScoreContext, TieRule, hami,
@@ -103,8 +103,6 @@ pub enum Decision {
         grant: PodGrant,
         /// The winning score.
         score: i64,
-        /// Feasible nodes seen.
-        feasible: u32,
     },
     /// No node can take the pod.
     Unschedulable(FailureSummary),
@@ -265,6 +263,16 @@ impl Scheduler {
         // Over all nodes with deterministic scores and a total tie order, the memo's index
         // knows the winner after recomputing only the nodes that changed.
         let indexed = match (slots.as_mut(), candidates) {
+            // A score that is the node's alone ranks the nodes the same for every shape: the
+            // device shape's order finds the best node with room (see the memo).
+            (Some(sl), None) if !uniform && let Some(score) = policy.node_score() => {
+                let room = env.check_node.then_some((req.cpu_milli, req.memory_mib));
+                sl.best_by_node_score(ledger, kind, score, room, |view| {
+                    fit_pod(view, req, &cards_env, &mut scratch, None, false).is_some()
+                })
+                // The order counts no feasible nodes; only uniform policies read the count.
+                .map(|best| IndexedBest { best, feasible: 0 })
+            }
             (Some(sl), None) if remember_scores || uniform => sl.best(ledger, |id, cards| {
                 verdict(id, &mut *rng, &mut scratch, cards)
             }),
@@ -428,7 +436,6 @@ impl Scheduler {
                     node: id,
                     grant,
                     score,
-                    feasible,
                 };
             }
         }
@@ -531,12 +538,9 @@ fn refusal(
     rc
 }
 
-// `failure_totals` keeps a bit per reason in a u32.
-const _: () = assert!(Reason::COUNT <= 32);
-
 /// [`Scheduler::failure_summary`]'s totals (no per-node map) for a pod whose shape has memo
-/// `slots`: each node's reasons are remembered per node version, so a failing shape pays only
-/// for the nodes that changed since it last failed.
+/// `slots`: each node's reasons are remembered per node version, and over all nodes their sums
+/// too, so a failing shape pays only for the nodes that changed since it last failed.
 fn failure_totals(
     ledger: &Ledger,
     req: &PodRequest,
@@ -544,29 +548,39 @@ fn failure_totals(
     env: &FitEnv<'_>,
     slots: &mut ShapeSlots<'_>,
 ) -> FailureSummary {
+    // A reason is a bit of the memo's masks.
+    const _: () = assert!(Reason::COUNT <= REASON_BITS);
     let mut out = FailureSummary::default();
     let mut scratch = FitScratch::default();
+    let mut mask_of = |view: &NodeView<'_>| {
+        refusal(view, req, env, &mut scratch)
+            .iter()
+            .fold(0, |m, (r, _)| m | 1 << r as u32)
+    };
     // Counted per reason position first: one map insert per reason shown, not per node.
-    let mut counts = [0u32; Reason::COUNT];
-    let mut visit = |id: NodeId| {
-        let Some(view) = ledger.view(id) else {
-            return;
-        };
-        let mut mask = slots.reasons(id, ledger.version(id), || {
-            refusal(&view, req, env, &mut scratch)
-                .iter()
-                .fold(0, |m, (r, _)| m | 1 << r as u32)
-        });
-        out.nodes += 1;
-        while mask != 0 {
-            counts[mask.trailing_zeros() as usize] += 1;
-            mask &= mask - 1;
+    let counts = match candidates {
+        // Over all nodes the memo keeps the sums current: only changed nodes are asked again.
+        None => {
+            let (counts, nodes) = slots.reason_totals(ledger, mask_of);
+            out.nodes = nodes;
+            counts
+        }
+        Some(ids) => {
+            let mut counts = [0u32; REASON_BITS];
+            for &id in ids {
+                let Some(view) = ledger.view(id) else {
+                    continue;
+                };
+                let mut mask = slots.reasons(id, ledger.version(id), || mask_of(&view));
+                out.nodes += 1;
+                while mask != 0 {
+                    counts[mask.trailing_zeros() as usize] += 1;
+                    mask &= mask - 1;
+                }
+            }
+            counts
         }
     };
-    match candidates {
-        Some(ids) => ids.iter().for_each(|&id| visit(id)),
-        None => ledger.views().for_each(|v| visit(v.id)),
-    }
     for r in Reason::ALL {
         if counts[r as usize] > 0 {
             out.totals.insert(r, counts[r as usize]);

@@ -171,12 +171,7 @@ fn scheduler(kind: NodePolicyKind, tie: TieRule) -> Scheduler {
 
 fn render(d: &Decision) -> String {
     match d {
-        Decision::Placed {
-            grant,
-            score,
-            feasible,
-            ..
-        } => format!("{grant:?} score {score} feasible {feasible}"),
+        Decision::Placed { grant, score, .. } => format!("{grant:?} score {score}"),
         Decision::Unschedulable(s) => format!("unschedulable {}", s.headline()),
         Decision::PolicyUnavailable(k) => format!("no policy {k}"),
     }
@@ -316,10 +311,11 @@ proptest! {
     }
 }
 
-/// Schedules three pods of one shape on four 4-card nodes and returns the memo's statistics;
-/// `listed` passes the node list explicitly (as the extender does) instead of "all nodes".
-fn three_pods(listed: bool) -> MemoStats {
-    let sched = scheduler(NodePolicyKind::Binpack, TieRule::NameOrder);
+/// Schedules three pods of `shapes` (see [`shape_pod`]) on four 4-card nodes under node policy
+/// `kind` and returns the memo's statistics; `listed` passes the node list explicitly (as the
+/// extender does) instead of "all nodes".
+fn three_pods(kind: NodePolicyKind, listed: bool, shapes: [usize; 3]) -> MemoStats {
+    let sched = scheduler(kind, TieRule::NameOrder);
     let mut ledger = Ledger::new();
     for n in nodes(&[4, 4, 4, 4]) {
         ledger.upsert_node(n);
@@ -327,8 +323,8 @@ fn three_pods(listed: bool) -> MemoStats {
     let all: Vec<u32> = (0..4).collect();
     let mut memo = ScoreMemo::new();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for i in 0..3 {
-        let req = shape_pod(0, i, false);
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let req = shape_pod(shape, i, false);
         let d = sched.schedule_with(
             &ledger,
             &req,
@@ -349,11 +345,24 @@ fn three_pods(listed: bool) -> MemoStats {
 fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
     // A listed candidate set is scanned: first pod 4 misses; each later pod 1 miss (the node
     // the previous pod went to) + 3 hits.
-    let st = three_pods(true);
+    let st = three_pods(NodePolicyKind::Binpack, true, [0; 3]);
     assert_eq!((st.misses, st.hits, st.shapes), (6, 6, 1));
     // Over all nodes the best-node index visits only what changed: the same misses, no hits.
-    let st = three_pods(false);
+    let st = three_pods(NodePolicyKind::BestFit, false, [0; 3]);
     assert_eq!((st.misses, st.hits, st.shapes), (6, 0, 1));
+    // A node-alone score (binpack, spread) keeps the device shape's order of the nodes and
+    // asks a node's cards only when it could win: the first pod asks one of four level
+    // nodes; then binpack asks the node just filled (still on top), spread the next emptiest.
+    for kind in [NodePolicyKind::Binpack, NodePolicyKind::Spread] {
+        let st = three_pods(kind, false, [0; 3]);
+        assert_eq!((st.misses, st.hits, st.shapes), (3, 0, 1), "{kind}");
+    }
+    // Three pod shapes with the same cards and other CPU and memory: an index per pod shape
+    // builds three times; the device shape's order is built once and shared.
+    let st = three_pods(NodePolicyKind::BestFit, false, [0, 6, 7]);
+    assert_eq!((st.misses, st.hits, st.shapes), (12, 0, 3));
+    let st = three_pods(NodePolicyKind::Binpack, false, [0, 6, 7]);
+    assert_eq!((st.misses, st.hits, st.shapes), (3, 0, 3));
 }
 
 #[test]

@@ -24,6 +24,16 @@ pub fn node_usage_score(node: &Node, usage: &[DeviceUsage]) -> i64 {
     (s * 1_000_000.0).round() as i64
 }
 
+/// Binpack's score: the node's usage score (the fuller node wins).
+fn fuller_first(node: &NodeView<'_>) -> i64 {
+    node.usage_score
+}
+
+/// Spread's score: the negated usage score (the emptier node wins).
+fn emptier_first(node: &NodeView<'_>) -> i64 {
+    -node.usage_score
+}
+
 /// Binpack: prefer the node with the highest usage score.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Binpack;
@@ -32,6 +42,9 @@ impl NodePolicy for Binpack {
     fn kind(&self) -> NodePolicyKind {
         NodePolicyKind::Binpack
     }
+    fn node_score(&self) -> Option<fn(&NodeView<'_>) -> i64> {
+        Some(fuller_first)
+    }
     fn score(
         &self,
         _cx: &mut ScoreContext<'_>,
@@ -39,7 +52,7 @@ impl NodePolicy for Binpack {
         _req: &PodRequest,
     ) -> Option<Scored> {
         Some(Scored {
-            score: node.usage_score,
+            score: fuller_first(node),
             placement: None,
         })
     }
@@ -53,6 +66,9 @@ impl NodePolicy for Spread {
     fn kind(&self) -> NodePolicyKind {
         NodePolicyKind::Spread
     }
+    fn node_score(&self) -> Option<fn(&NodeView<'_>) -> i64> {
+        Some(emptier_first)
+    }
     fn score(
         &self,
         _cx: &mut ScoreContext<'_>,
@@ -60,7 +76,7 @@ impl NodePolicy for Spread {
         _req: &PodRequest,
     ) -> Option<Scored> {
         Some(Scored {
-            score: -node.usage_score,
+            score: emptier_first(node),
             placement: None,
         })
     }

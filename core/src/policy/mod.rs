@@ -235,6 +235,16 @@ pub trait NodePolicy: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// For a policy whose score on a feasible node is the node's alone: the function giving
+    /// it. The contract, when `Some(f)`: for every pod and every node that passes the
+    /// filter, [`NodePolicy::score`] returns `Some` with score `f(node)` (never a veto), reads
+    /// no RNG and no other node. The memo then ranks the nodes once per device shape, for all
+    /// pod shapes with those device requests, instead of keeping a best-node index per pod
+    /// shape (see [`crate::memo`]). `None` (the default) promises nothing.
+    fn node_score(&self) -> Option<fn(&NodeView<'_>) -> i64> {
+        None
+    }
+
     /// Cards on the chosen node when [`NodePolicy::score`] returned `placement: None`. `None`
     /// (the default) lets the device policy choose, as HAMi's node policies do; a randomised
     /// policy draws its cards here, once per decision rather than once per node.
