@@ -560,7 +560,7 @@ pub struct ShapeSlots<'a> {
 
 impl ScoreMemo {
     /// Upper bound on remembered (shape, node) verdicts and (device shape, node) card fits
-    /// before the memo resets.
+    /// (with the leaves of the device shapes' node orders) before the memo resets.
     pub const MAX_SLOTS: usize = 1 << 22;
 
     /// An empty memo.
@@ -880,6 +880,8 @@ impl<'a> ShapeSlots<'a> {
             };
         if !caught_up {
             let cap = bound.max(1).next_power_of_two();
+            // A tree's leaves count as card-fit slots toward the memo's bound.
+            *self.device.added += cap.saturating_sub(tree.cap);
             *tree = DeviceOrder {
                 policy,
                 source: order.source,
