@@ -265,7 +265,11 @@ impl Scheduler {
         let indexed = match (slots.as_mut(), candidates) {
             // A score that is the node's alone ranks the nodes the same for every shape: the
             // device shape's order finds the best node with room (see the memo).
-            (Some(sl), None) if !uniform && let Some(score) = policy.node_score() => {
+            (Some(sl), None)
+                if remember_scores
+                    && !uniform
+                    && let Some(score) = policy.node_score() =>
+            {
                 let room = env.check_node.then_some((req.cpu_milli, req.memory_mib));
                 sl.best_by_node_score(ledger, kind, score, room, |view| {
                     fit_pod(view, req, &cards_env, &mut scratch, None, false).is_some()
