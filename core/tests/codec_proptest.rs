@@ -67,6 +67,39 @@ fn all_decoders(s: &str) {
     let _ = codec::time::parse_datetime(s);
 }
 
+/// One device as a device list carries it: container, UUID, type keyword, memory, cores.
+type Device = (usize, String, String, i32, i32);
+
+/// HAMi's device-list format read the plainest way, independently of the codec: `;` ends a
+/// container (text after the last is not one), `:` separates devices (empty ones skipped), a
+/// device is `UUID,TYPE,MEM,CORES[,…]` with base-10 numbers. `None` when any device is
+/// malformed; else the devices and the number of containers.
+fn plain_reading(text: &str) -> Option<(Vec<Device>, usize)> {
+    if text.is_empty() {
+        return Some((Vec::new(), 0));
+    }
+    let body = text.strip_suffix(';').unwrap_or(text);
+    let containers: Vec<&str> = body.split(';').collect();
+    let mut out = Vec::new();
+    for (c, segment) in containers.iter().enumerate() {
+        for dev in segment.split(':').filter(|d| !d.is_empty()) {
+            let fields: Vec<&str> = dev.split(',').collect();
+            if fields.len() < 4 {
+                return None;
+            }
+            let number = |f: &str| f.parse::<i32>().ok().filter(|_| !f.starts_with('+'));
+            out.push((
+                c,
+                fields[0].to_string(),
+                fields[1].to_string(),
+                number(fields[2])?,
+                number(fields[3])?,
+            ));
+        }
+    }
+    Some((out, containers.len()))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -159,20 +192,27 @@ proptest! {
     }
 
     #[test]
-    fn visiting_device_lists_agrees_with_decoding_them(
+    fn visiting_device_lists_agrees_with_a_plain_reading(
         pod in prop::collection::vec(prop::collection::vec(container_device(), 0..3), 0..4),
         noise in "[GPUab,:;0-9x-]{0,40}",
         use_noise: bool,
     ) {
         let text = if use_noise { noise } else { codec::encode_pod_devices(&pod) };
-        let mut seen: Vec<(usize, String, String, i32, i32)> = Vec::new();
+        let mut seen: Vec<Device> = Vec::new();
         let visited = codec::visit_pod_devices("k", &text, |c, d| {
             seen.push((c, d.uuid.into(), d.type_keyword.into(), d.usedmem, d.usedcores));
-        })
-        .map_err(|e| e.to_string());
+        });
+        match plain_reading(&text) {
+            Some((want, containers)) => {
+                prop_assert_eq!(visited.map_err(|e| e.to_string()), Ok(containers));
+                prop_assert_eq!(seen, want);
+            }
+            None => prop_assert!(visited.is_err(), "{text:?} read as {seen:?}"),
+        }
+        // The decoder is built on the visitor: the same devices, containers and errors.
         match codec::decode_pod_devices("k", &text) {
             Ok(decoded) => {
-                let want: Vec<(usize, String, String, i32, i32)> = decoded
+                let flat: Vec<Device> = decoded
                     .iter()
                     .enumerate()
                     .flat_map(|(c, devs)| {
@@ -181,10 +221,9 @@ proptest! {
                         })
                     })
                     .collect();
-                prop_assert_eq!(visited, Ok(decoded.len()));
-                prop_assert_eq!(seen, want);
+                prop_assert_eq!(Some((flat, decoded.len())), plain_reading(&text));
             }
-            Err(e) => prop_assert_eq!(visited, Err(e.to_string())),
+            Err(_) => prop_assert_eq!(plain_reading(&text), None),
         }
     }
 
