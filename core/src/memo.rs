@@ -354,16 +354,18 @@ impl DeviceOrder {
             }
             if j >= self.cap {
                 let i = j - self.cap;
-                if self.stale[i] {
-                    // Exact now: the same key if the cards fit, none if not (the room does not
-                    // change). Ancestors only go down, so the pending branches stay sound.
+                let e = if self.stale[i] {
+                    // Exact now: the same key if the cards fit, none if not. Ancestors only go
+                    // down, so the pending branches stay sound.
                     let exact = resolve(i);
                     self.set(i, exact, false);
-                    if exact.key == 0 {
-                        continue;
-                    }
+                    exact
+                } else {
+                    e
+                };
+                if e.key > best && e.cpu >= cpu && e.mem >= mem {
+                    best = e.key;
                 }
-                best = e.key;
                 continue;
             }
             let (l, r) = (2 * j, 2 * j + 1);
