@@ -87,6 +87,10 @@ struct ShapeMemo {
 #[derive(Debug, Clone)]
 struct DeviceFits {
     fits: Vec<(u64, bool)>,
+    /// Per node id, why the cards refuse the device shape (reason bits, see
+    /// [`DeviceSlots::reasons`]) and the node version that was at; grown only for device
+    /// shapes that failed somewhere.
+    reasons: Vec<(u64, u32)>,
     /// The nodes these cards fit on, by node policy score (see [`DeviceOrder`]); at most one
     /// per node policy.
     orders: Vec<DeviceOrder>,
@@ -151,6 +155,15 @@ impl DeviceSlots<'_> {
     #[inline]
     pub fn fits(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> bool) -> bool {
         remembered(&mut self.fits.fits, self.added, id, version, compute)
+    }
+
+    /// Why node `id`'s cards refuse the shape's device requests at `version`, as reason bits
+    /// (see [`ShapeSlots::reasons`]): remembered for that version, or computed with `compute`
+    /// and remembered. Like [`DeviceSlots::fits`], the answer must not depend on the pod's
+    /// CPU, memory or node policy: pod shapes that fail for their cards share it.
+    #[inline]
+    pub fn reasons(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> u32) -> u32 {
+        remembered(&mut self.fits.reasons, self.added, id, version, compute)
     }
 }
 
@@ -645,6 +658,7 @@ impl ScoreMemo {
                     .or_insert_with(|| {
                         devices.push(DeviceFits {
                             fits: Vec::new(),
+                            reasons: Vec::new(),
                             orders: Vec::new(),
                         });
                         devices.len() - 1
@@ -835,7 +849,7 @@ impl<'a> ShapeSlots<'a> {
                 fits.orders.len() - 1
             }
         };
-        let DeviceFits { fits, orders } = fits;
+        let DeviceFits { fits, orders, .. } = fits;
         let tree = &mut orders[k];
         let free = |total: u64, used: u64| {
             if total == 0 {
@@ -924,8 +938,17 @@ impl<'a> ShapeSlots<'a> {
     /// declaration position): remembered for that version, or computed with `compute` and
     /// remembered. The reasons are a function of the shape and the node's state, as verdicts
     /// are (see the module documentation). Not counted in [`MemoStats`], which counts verdicts.
-    pub fn reasons(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> u32) -> u32 {
-        remembered(&mut self.memo.reasons, self.added, id, version, compute)
+    /// `compute` is lent the shape's card-level memo ([`DeviceSlots::reasons`]).
+    pub fn reasons(
+        &mut self,
+        id: NodeId,
+        version: u64,
+        compute: impl FnOnce(&mut DeviceSlots<'_>) -> u32,
+    ) -> u32 {
+        let device = &mut self.device;
+        remembered(&mut self.memo.reasons, self.added, id, version, || {
+            compute(device)
+        })
     }
 
     /// Why the nodes refuse this shape, summed: per reason bit (as [`ShapeSlots::reasons`]
@@ -936,7 +959,7 @@ impl<'a> ShapeSlots<'a> {
     pub fn reason_totals(
         &mut self,
         ledger: &Ledger,
-        mut compute: impl FnMut(&NodeView<'_>) -> u32,
+        mut compute: impl FnMut(&NodeView<'_>, &mut DeviceSlots<'_>) -> u32,
     ) -> ([u32; REASON_BITS], u32) {
         let bound = ledger.node_id_bound();
         let mut totals = self.memo.totals.take().unwrap_or(ReasonTotals {
@@ -954,7 +977,10 @@ impl<'a> ShapeSlots<'a> {
         let mut count = |id: NodeId, totals: &mut ReasonTotals| {
             let now = match ledger.view(id) {
                 Some(view) => {
-                    PRESENT | self.reasons(id, ledger.version(id), || compute(&view) & !PRESENT)
+                    PRESENT
+                        | self.reasons(id, ledger.version(id), |cards| {
+                            compute(&view, cards) & !PRESENT
+                        })
                 }
                 None => 0,
             };

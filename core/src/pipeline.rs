@@ -556,10 +556,25 @@ fn failure_totals(
     const _: () = assert!(Reason::COUNT <= REASON_BITS);
     let mut out = FailureSummary::default();
     let mut scratch = FitScratch::default();
-    let mut mask_of = |view: &NodeView<'_>| {
-        refusal(view, req, env, &mut scratch)
-            .iter()
-            .fold(0, |m, (r, _)| m | 1 << r as u32)
+    // The filter refuses for the node's CPU or memory before it looks at the cards, and the
+    // cards' reasons do not depend on the pod's CPU or memory: those are remembered per device
+    // shape, for every pod shape that asks the same cards.
+    let cards_env = FitEnv {
+        check_node: false,
+        ..*env
+    };
+    let mut mask_of = |view: &NodeView<'_>, cards: &mut DeviceSlots<'_>| {
+        if env.check_node
+            && let Err(r) =
+                check_node_resources(view.node, view.used, req.cpu_milli, req.memory_mib)
+        {
+            return 1 << r as u32;
+        }
+        cards.reasons(view.id, ledger.version(view.id), || {
+            refusal(view, req, &cards_env, &mut scratch)
+                .iter()
+                .fold(0, |m, (r, _)| m | 1 << r as u32)
+        })
     };
     // Counted per reason position first: one map insert per reason shown, not per node.
     let counts = match candidates {
@@ -575,7 +590,7 @@ fn failure_totals(
                 let Some(view) = ledger.view(id) else {
                     continue;
                 };
-                let mut mask = slots.reasons(id, ledger.version(id), || mask_of(&view));
+                let mut mask = slots.reasons(id, ledger.version(id), |cards| mask_of(&view, cards));
                 out.nodes += 1;
                 while mask != 0 {
                     counts[mask.trailing_zeros() as usize] += 1;
