@@ -329,17 +329,34 @@ fn mig_pick(dev: &Device, usage: &DeviceUsage, mem: u64) -> Option<MigPick> {
     best.map(|(_, p)| p)
 }
 
-/// Node-level resources: CPU and memory, when the node tracks them.
+/// The CPU (milli-cores) and memory (MiB) still unrequested on `node`; `u64::MAX` for what
+/// the node does not track (a capacity of 0): a pod fits exactly when it asks no more.
+pub fn node_room(node: &Node, used: &NodeUsage) -> (u64, u64) {
+    let free = |total: u64, used: u64| {
+        if total == 0 {
+            u64::MAX
+        } else {
+            total.saturating_sub(used)
+        }
+    };
+    (
+        free(node.cpu_milli, used.cpu_milli),
+        free(node.memory_mib, used.memory_mib),
+    )
+}
+
+/// Node-level resources: CPU and memory, when the node tracks them ([`node_room`]).
 pub fn check_node_resources(
     node: &Node,
     used: &NodeUsage,
     cpu_milli: u64,
     memory_mib: u64,
 ) -> Result<(), Reason> {
-    if node.cpu_milli > 0 && node.cpu_milli.saturating_sub(used.cpu_milli) < cpu_milli {
+    let (cpu, memory) = node_room(node, used);
+    if cpu < cpu_milli {
         return Err(Reason::NodeInsufficientCpu);
     }
-    if node.memory_mib > 0 && node.memory_mib.saturating_sub(used.memory_mib) < memory_mib {
+    if memory < memory_mib {
         return Err(Reason::NodeInsufficientMemory);
     }
     Ok(())

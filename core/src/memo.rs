@@ -27,6 +27,7 @@
 //! A memo belongs to one [`crate::pipeline::Scheduler`] and one [`Ledger`] lineage (the ledger
 //! and its clones from the moment the memo is first used): the owner keeps them together.
 
+use crate::fit::node_room;
 use crate::hash::{FastBuild, FastHasher};
 use crate::ledger::{Ledger, NodeId, NodeView};
 use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored, TieRule};
@@ -329,6 +330,18 @@ struct DeviceOrder {
 }
 
 impl DeviceOrder {
+    /// An order with `cap` leaves, none a candidate, synced to nothing yet.
+    fn empty(policy: NodePolicyKind, source: OrderSource, cap: usize) -> DeviceOrder {
+        DeviceOrder {
+            policy,
+            source,
+            cap,
+            tree: vec![OrderEntry::default(); 2 * cap],
+            stale: vec![false; cap],
+            synced: 0,
+        }
+    }
+
     fn set(&mut self, i: usize, leaf: OrderEntry, stale: bool) {
         self.stale[i] = stale;
         let mut j = self.cap + i;
@@ -838,31 +851,21 @@ impl<'a> ShapeSlots<'a> {
         let k = match fits.orders.iter().position(|o| o.policy == policy) {
             Some(k) => k,
             None => {
-                fits.orders.push(DeviceOrder {
-                    policy,
-                    source: order.source,
-                    cap: 0,
-                    tree: Vec::new(),
-                    stale: Vec::new(),
-                    synced: 0,
-                });
+                fits.orders
+                    .push(DeviceOrder::empty(policy, order.source, 0));
                 fits.orders.len() - 1
             }
         };
         let DeviceFits { fits, orders, .. } = fits;
         let tree = &mut orders[k];
-        let free = |total: u64, used: u64| {
-            if total == 0 {
-                u64::MAX
-            } else {
-                total.saturating_sub(used)
+        // A node's leaf if its cards fit; its room is what the filter's node check reads.
+        let entry = |view: &NodeView<'_>| {
+            let (cpu, mem) = node_room(view.node, view.used);
+            OrderEntry {
+                key: order.key(view.id as usize, score(view)),
+                cpu,
+                mem,
             }
-        };
-        // A node's leaf if its cards fit.
-        let entry = |view: &NodeView<'_>| OrderEntry {
-            key: order.key(view.id as usize, score(view)),
-            cpu: free(view.node.cpu_milli, view.used.cpu_milli),
-            mem: free(view.node.memory_mib, view.used.memory_mib),
         };
         // A changed node's leaf, and whether it is stale (its card fit not remembered).
         let leaf = |id: NodeId, fits: &[(u64, bool)]| {
@@ -898,14 +901,7 @@ impl<'a> ShapeSlots<'a> {
             let cap = bound.max(1).next_power_of_two();
             // A tree's leaves count as card-fit slots toward the memo's bound.
             *self.device.added += cap.saturating_sub(tree.cap);
-            *tree = DeviceOrder {
-                policy,
-                source: order.source,
-                cap,
-                tree: vec![OrderEntry::default(); 2 * cap],
-                stale: vec![false; cap],
-                synced: 0,
-            };
+            *tree = DeviceOrder::empty(policy, order.source, cap);
             for i in 0..bound {
                 let (e, stale) = leaf(i as NodeId, fits);
                 tree.tree[cap + i] = e;
@@ -968,10 +964,11 @@ impl<'a> ShapeSlots<'a> {
             added: Vec::new(),
             synced: u64::MAX,
         });
-        let caught_up = ledger
+        // The nodes to count again: the changed ones, or all when the log does not reach back.
+        let changed = ledger
             .changes_since(totals.synced)
-            .is_some_and(|changed| changed.len() <= bound);
-        if !caught_up {
+            .filter(|changed| changed.len() <= bound);
+        if changed.is_none() {
             *self.added += bound.saturating_sub(totals.added.len());
         }
         let mut count = |id: NodeId, totals: &mut ReasonTotals| {
@@ -986,13 +983,13 @@ impl<'a> ShapeSlots<'a> {
             };
             totals.set(id, now);
         };
-        match ledger.changes_since(totals.synced) {
-            Some(changed) if caught_up => {
+        match changed {
+            Some(changed) => {
                 for id in changed {
                     count(id, &mut totals);
                 }
             }
-            _ => {
+            None => {
                 for id in 0..bound as NodeId {
                     count(id, &mut totals);
                 }
@@ -1087,14 +1084,7 @@ mod tests {
             asks in proptest::collection::vec((0u64..5, 0u64..5), 1..6),
         ) {
             let cap = 16;
-            let mut order = DeviceOrder {
-                policy: NodePolicyKind::Binpack,
-                source: OrderSource::Names(0),
-                cap,
-                tree: vec![OrderEntry::default(); 2 * cap],
-                stale: vec![false; cap],
-                synced: 0,
-            };
+            let mut order = DeviceOrder::empty(NodePolicyKind::Binpack, OrderSource::Names(0), cap);
             let mut truth = vec![OrderEntry::default(); cap];
             for (i, score, cpu, mem, stale, fits) in sets {
                 // Keys are unique per node, as tie keys are: the node id in the low bits.

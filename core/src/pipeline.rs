@@ -220,10 +220,7 @@ impl Scheduler {
         };
         // The card half of the filter, which the memo shares between shapes: `fit_pod`
         // without the node's CPU and memory (checked here first, as `fit_pod` does).
-        let cards_env = FitEnv {
-            check_node: false,
-            ..env
-        };
+        let cards_env = env.cards_only();
         // What the memo remembers about one node for this pod's shape.
         let verdict = |id: NodeId,
                        rng: &mut ChaCha8Rng,
@@ -559,10 +556,7 @@ fn failure_totals(
     // The filter refuses for the node's CPU or memory before it looks at the cards, and the
     // cards' reasons do not depend on the pod's CPU or memory: those are remembered per device
     // shape, for every pod shape that asks the same cards.
-    let cards_env = FitEnv {
-        check_node: false,
-        ..*env
-    };
+    let cards_env = env.cards_only();
     let mut mask_of = |view: &NodeView<'_>, cards: &mut DeviceSlots<'_>| {
         if env.check_node
             && let Err(r) =

@@ -183,11 +183,11 @@ pub fn visit_pod_devices<'a>(
     value: &'a str,
     mut visit: impl FnMut(usize, DeviceRef<'a>),
 ) -> Result<usize, CodecError> {
-    // `;` terminates a container: the text after the last one is not a container.
-    let body = value.strip_suffix(';').unwrap_or(value);
     if value.is_empty() {
         return Ok(0);
     }
+    // `;` terminates a container: the text after the last one is not a container.
+    let body = value.strip_suffix(';').unwrap_or(value);
     let mut containers = 0;
     for (i, seg) in body.split(';').enumerate() {
         visit_container_devices(key, i, seg, |d| visit(i, d))?;

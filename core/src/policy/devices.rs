@@ -39,6 +39,18 @@ pub struct FitEnv<'a> {
     pub quota: Option<QuotaLeft>,
 }
 
+impl FitEnv<'_> {
+    /// The card half of the filter: these settings without the node's CPU and memory check.
+    /// What fits (and why not) under it depends on the pod's device requests alone, which is
+    /// what lets the memo share it between pod shapes.
+    pub fn cards_only(&self) -> Self {
+        FitEnv {
+            check_node: false,
+            ..*self
+        }
+    }
+}
+
 /// Reusable buffers so that filtering thousands of nodes allocates nothing per node.
 #[derive(Debug, Default, Clone)]
 pub struct FitScratch {
