@@ -110,48 +110,92 @@ pub struct DeviceRef<'a> {
 
 /// [`decode_container_devices`] without building the list: each device goes to `visit`, in
 /// order; the first error stops the walk (devices before it have been visited).
+///
+/// One pass over the bytes: every grant decode (scheduler, checker, device plugin) reads these
+/// lists, and a split per separator costs several times the text's length. `:` and `,` are
+/// ASCII, so every cut falls on a character boundary.
 fn visit_container_devices<'a>(
     key: &str,
     container: usize,
     segment: &'a str,
     mut visit: impl FnMut(DeviceRef<'a>),
 ) -> Result<(), CodecError> {
-    for (i, dev) in segment.split(':').enumerate() {
-        if dev.is_empty() {
-            continue;
+    let bytes = segment.as_bytes();
+    let mut index = 0;
+    let mut start = 0;
+    while start <= bytes.len() {
+        // The device runs to the next `:` (or the end); its first four commas cut the fields.
+        let mut commas = [0usize; 4];
+        let mut found = 0;
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != b':' {
+            if bytes[end] == b',' && found < 4 {
+                commas[found] = end;
+                found += 1;
+            }
+            end += 1;
         }
-        let mut f = dev.split(',');
-        let place = || format!("container {container}, device {i}");
-        let (Some(uuid), Some(ty), Some(mem), Some(cores)) =
-            (f.next(), f.next(), f.next(), f.next())
-        else {
-            return Err(CodecError::new(
+        let dev = &segment[start..end];
+        if !dev.is_empty() {
+            device(
                 key,
-                place(),
+                container,
+                index,
                 dev,
-                format!(
-                    "at least 4 comma-separated fields UUID,TYPE,MEM,CORES, got {}",
-                    dev.split(',').count()
-                ),
-            ));
-        };
-        let num = |raw: &str, name: &str| {
-            parse_i32(raw).ok_or_else(|| {
-                CodecError::new(
-                    key,
-                    format!("{}, field {name:?}", place()),
-                    raw,
-                    "a 32-bit integer",
-                )
-            })
-        };
-        visit(DeviceRef {
-            uuid,
-            type_keyword: ty,
-            usedmem: num(mem, "usedmem")?,
-            usedcores: num(cores, "usedcores")?,
-        });
+                start,
+                &commas[..found],
+                segment,
+                &mut visit,
+            )?;
+        }
+        index += 1;
+        start = end + 1;
     }
+    Ok(())
+}
+
+/// One non-empty device `dev` of a container segment, starting at byte `start` of `segment`;
+/// `commas` are the positions (in `segment`) of its first commas, at most four.
+#[allow(clippy::too_many_arguments)]
+fn device<'a>(
+    key: &str,
+    container: usize,
+    index: usize,
+    dev: &'a str,
+    start: usize,
+    commas: &[usize],
+    segment: &'a str,
+    visit: &mut impl FnMut(DeviceRef<'a>),
+) -> Result<(), CodecError> {
+    let place = || format!("container {container}, device {index}");
+    let &[c1, c2, c3, ..] = commas else {
+        return Err(CodecError::new(
+            key,
+            place(),
+            dev,
+            format!(
+                "at least 4 comma-separated fields UUID,TYPE,MEM,CORES, got {}",
+                commas.len() + 1
+            ),
+        ));
+    };
+    let c4 = commas.get(3).copied().unwrap_or(start + dev.len());
+    let num = |raw: &str, name: &str| {
+        parse_i32(raw).ok_or_else(|| {
+            CodecError::new(
+                key,
+                format!("{}, field {name:?}", place()),
+                raw,
+                "a 32-bit integer",
+            )
+        })
+    };
+    visit(DeviceRef {
+        uuid: &segment[start..c1],
+        type_keyword: &segment[c1 + 1..c2],
+        usedmem: num(&segment[c2 + 1..c3], "usedmem")?,
+        usedcores: num(&segment[c3 + 1..c4], "usedcores")?,
+    });
     Ok(())
 }
 
@@ -188,12 +232,21 @@ pub fn visit_pod_devices<'a>(
     }
     // `;` terminates a container: the text after the last one is not a container.
     let body = value.strip_suffix(';').unwrap_or(value);
-    let mut containers = 0;
-    for (i, seg) in body.split(';').enumerate() {
-        visit_container_devices(key, i, seg, |d| visit(i, d))?;
-        containers = i + 1;
+    let bytes = body.as_bytes();
+    let mut container = 0;
+    let mut start = 0;
+    loop {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(bytes.len(), |n| start + n);
+        visit_container_devices(key, container, &body[start..end], |d| visit(container, d))?;
+        container += 1;
+        if end == bytes.len() {
+            return Ok(container);
+        }
+        start = end + 1;
     }
-    Ok(containers)
 }
 
 /// Index of the first container that still has devices to hand out: the one HAMi's device plugin

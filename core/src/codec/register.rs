@@ -366,11 +366,33 @@ mod fast {
                     return Err(de::Error::custom(""));
                 }
                 seen |= 1 << i;
-                let v: Value = map.next_value()?;
-                set_field(&mut d, &ctx, DEVICE_FIELDS[i], &v).map_err(fail)?;
+                // Scalars straight from the text (`null` is the zero value, as in the tree
+                // decoder; a value of the wrong type or range is an error, so the caller falls
+                // back); the nested fields go through a value and the shared setter.
+                match DEVICE_FIELDS[i] {
+                    "id" => d.id = text(&mut map)?,
+                    "type" => d.device_type = text(&mut map)?,
+                    "mode" => d.mode = text(&mut map)?,
+                    "devicevendor" => d.device_vendor = text(&mut map)?,
+                    "index" => d.index = map.next_value::<Option<u64>>()?.unwrap_or(0),
+                    "numa" => d.numa = map.next_value::<Option<i64>>()?.unwrap_or(0),
+                    "count" => d.count = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                    "devmem" => d.devmem = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                    "devcore" => d.devcore = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                    "health" => d.health = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                    field => {
+                        let v: Value = map.next_value()?;
+                        set_field(&mut d, &ctx, field, &v).map_err(fail)?;
+                    }
+                }
             }
             Ok(d)
         }
+    }
+
+    /// A string field's value: `null` is the empty string.
+    fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<String, A::Error> {
+        Ok(map.next_value::<Option<String>>()?.unwrap_or_default())
     }
 
     /// An object key: the position of the field it names in [`DEVICE_FIELDS`] (Go's
@@ -601,6 +623,19 @@ mod tests {
             (r#"[{"id":"a","ID":"b"}]"#, false),
             (r#"[{"id":"a","id":"b"}]"#, false),
             // Refused values and shapes: the tree decoder names the fault.
+            (
+                r#"[{"index":18446744073709551615,"numa":-9223372036854775808,"count":-2147483648,"devcore":2147483647}]"#,
+                true,
+            ),
+            (r#"[{"numa":9223372036854775808}]"#, false),
+            (r#"[{"devmem":2147483648}]"#, false),
+            (r#"[{"devcore":1e2}]"#, false),
+            (r#"[{"count":-0}]"#, false),
+            (r#"[{"id":5}]"#, false),
+            (r#"[{"type":true}]"#, false),
+            (r#"[{"mode":["x"]}]"#, false),
+            (r#"[{"count":"3"}]"#, false),
+            (r#"[{"health":1}]"#, false),
             (r#"[{"count":1.5}]"#, false),
             (r#"[{"count":4294967296}]"#, false),
             (r#"[{"index":-1}]"#, false),
