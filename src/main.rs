@@ -8,7 +8,7 @@ mod commands;
 // mimalloc, not glibc's malloc: a simulation allocates and frees small objects per event,
 // and glibc's malloc cost a fifth of a run's instructions (and more of its wall time).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: hami_sim::alloc::MiMalloc = hami_sim::alloc::MiMalloc;
 
 /// hami-rs: a simulation-first GPU/NPU sharing scheduler for Kubernetes, wire-compatible with HAMi.
 #[derive(Debug, Parser)]

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 // The `hami` binary's allocator, so the figures are the ones users get.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: hami_sim::alloc::MiMalloc = hami_sim::alloc::MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args()

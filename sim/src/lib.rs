@@ -1,8 +1,10 @@
 //! hami-sim: scenario loading, trace replay and policy experiments on top of hami-core.
 //!
-//! The discrete-event simulator will live here too; today the crate runs `trace-replay`
-//! scenarios (the FGD paper's experiment) through the core's production scheduling pipeline.
+//! Two kinds of scenario run here, both through the core's production scheduling pipeline: the
+//! discrete-event simulator ([`des`]: clusters, workloads, faults, checker, reports) and
+//! `trace-replay` (the FGD paper's experiment, [`replay`]).
 
+pub mod alloc;
 pub mod des;
 pub mod matrix;
 pub mod plot;
