@@ -12,10 +12,11 @@
 
 use super::paper::{MILLI, NodeShape, card_free_milli};
 use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
+use crate::hash::FastBuild;
 use crate::ledger::NodeView;
 use crate::request::PodRequest;
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// One task type of a target workload.
@@ -44,10 +45,28 @@ impl TaskType {
 
 /// Card models' access rows ([`TargetWorkload::access`]) remembered for one workload, for
 /// [`TargetWorkload::node_frag_with`]. A cluster has a handful of models: a list suffices.
+///
+/// It also remembers the fragmentation of the node states it has seen whose cards are all of
+/// one model: a simulator asks after every placement, and most nodes of a pool pass through
+/// the same few states (an empty card, a half-shared one, ...).
 #[derive(Debug, Clone, Default)]
 pub struct AccessRows {
     rows: Vec<(String, Arc<[bool]>)>,
+    frags: HashMap<FragKey, f64, FastBuild>,
 }
+
+/// What a one-model node's fragmentation depends on: its cards' access row, which of the
+/// workload's CPU thresholds its free CPU meets ([`TargetWorkload::cpu_step`]), and the cards'
+/// free shares from largest to smallest (the order [`TargetWorkload::frag`] reads them in).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FragKey {
+    row: usize,
+    cpu_step: usize,
+    frees: SmallVec<[u64; 8]>,
+}
+
+/// Bound on remembered node states: past it the memo starts over (a few MiB at most).
+const FRAG_MEMO_CAP: usize = 1 << 16;
 
 impl AccessRows {
     /// Position of `model`'s row, computed from `workload` the first time.
@@ -68,6 +87,8 @@ impl AccessRows {
 pub struct TargetWorkload {
     tasks: Vec<(TaskType, f64)>,
     models: Vec<Vec<String>>,
+    /// The tasks' distinct CPU requests, ascending ([`TargetWorkload::cpu_step`]).
+    cpu_steps: Vec<u64>,
 }
 
 impl TargetWorkload {
@@ -81,7 +102,21 @@ impl TargetWorkload {
             .map(|(t, w)| (t, if sum > 0.0 { w / sum } else { 0.0 }))
             .collect();
         let models = tasks.iter().map(|(t, _)| t.models()).collect();
-        TargetWorkload { tasks, models }
+        let mut cpu_steps: Vec<u64> = tasks.iter().map(|(t, _)| t.cpu_milli).collect();
+        cpu_steps.sort_unstable();
+        cpu_steps.dedup();
+        TargetWorkload {
+            tasks,
+            models,
+            cpu_steps,
+        }
+    }
+
+    /// How many of the tasks' distinct CPU requests `cpu_free` covers. Free CPU enters the
+    /// fragmentation only through `cpu_free >= task.cpu_milli`, so two amounts with the same
+    /// step give the same fragmentation.
+    fn cpu_step(&self, cpu_free: u64) -> usize {
+        self.cpu_steps.partition_point(|&c| c <= cpu_free)
     }
 
     /// The paper's construction from every task of a workload: count each type, order by count
@@ -215,6 +250,37 @@ impl TargetWorkload {
             last = Some((&d.model, i));
             row_of.push(i);
         }
+        let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
+        if let Some(&row) = row_of.first()
+            && row_of.iter().all(|&r| r == row)
+        {
+            // One model: the answer depends only on the key (see `FragKey`).
+            let mut frees: SmallVec<[u64; 8]> = node
+                .node
+                .devices
+                .iter()
+                .zip(node.usage)
+                .map(|(d, u)| card_free_milli(d, u))
+                .collect();
+            frees.sort_unstable_by(|a, b| b.cmp(a));
+            let key = FragKey {
+                row,
+                cpu_step: self.cpu_step(cpu_free),
+                frees,
+            };
+            if let Some(&f) = rows.frags.get(&key) {
+                return f;
+            }
+            let access = &*rows.rows[row].1;
+            let cards: SmallVec<[(u64, &[bool]); 8]> =
+                key.frees.iter().map(|&f| (f, access)).collect();
+            let f = self.frag(cpu_free, &cards);
+            if rows.frags.len() >= FRAG_MEMO_CAP {
+                rows.frags.clear();
+            }
+            rows.frags.insert(key, f);
+            return f;
+        }
         let cards: SmallVec<[(u64, &[bool]); 8]> = node
             .node
             .devices
@@ -223,10 +289,7 @@ impl TargetWorkload {
             .zip(&row_of)
             .map(|((d, u), &r)| (card_free_milli(d, u), &*rows.rows[r].1))
             .collect();
-        self.frag(
-            node.node.cpu_milli.saturating_sub(node.used.cpu_milli),
-            &cards,
-        )
+        self.frag(cpu_free, &cards)
     }
 }
 
@@ -399,6 +462,9 @@ impl NodePolicy for Fgd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::NodeBuilder;
+    use crate::ledger::Ledger;
+    use crate::model::{DeviceUsage, NodeUsage};
 
     fn t(cpu: u64, share: u64, count: u32, spec: &str) -> TaskType {
         TaskType {
@@ -428,6 +494,75 @@ mod tests {
             let fast = w.frag(cpu_free, &cards);
             let slow = if total == 0 { 0.0 } else { w.frag_per_card(cpu_free, &cards, total) };
             proptest::prop_assert_eq!(fast.to_bits(), slow.to_bits());
+        }
+    }
+
+    proptest::proptest! {
+        /// Fragmentation read through a shared `AccessRows` (remembered node states) equals the
+        /// one computed from the node as it is, card by card in device order, for every state
+        /// of a sequence that revisits states and CPU amounts across the workload's thresholds.
+        #[test]
+        fn remembered_fragmentation_is_exact(
+            states in proptest::collection::vec(
+                (proptest::collection::vec((0u64..=2, 0u32..=2), 4), 0u64..48_000, 0usize..3),
+                1..40,
+            ),
+        ) {
+            let w = TargetWorkload::new(vec![
+                (t(4000, 500, 1, ""), 0.4),
+                (t(8000, 1000, 2, ""), 0.3),
+                (t(0, 250, 1, "V100"), 0.2),
+                (t(32_000, 1000, 4, "T4"), 0.1),
+            ]);
+            // Two one-model nodes (the remembered path) and a mixed one (computed each time).
+            let nodes = [
+                NodeBuilder::new("a").gpus(4, "V100M16", 16_384).cpu_mem(48_000, 0).build(),
+                NodeBuilder::new("b").gpus(4, "T4", 15_360).cpu_mem(48_000, 0).build(),
+                NodeBuilder::new("c")
+                    .gpus(2, "V100M32", 32_768)
+                    .gpus(2, "T4", 15_360)
+                    .cpu_mem(48_000, 0)
+                    .build(),
+            ];
+            let ledger = Ledger::new();
+            let mut rows = AccessRows::default();
+            for (cards, cpu_used, which) in states {
+                let node = &nodes[which];
+                // Quarters of each card's memory and cores: states repeat across the sequence.
+                let usage: Vec<DeviceUsage> = node
+                    .devices
+                    .iter()
+                    .zip(&cards)
+                    .map(|(d, &(mem_q, cores_q))| DeviceUsage {
+                        used: u32::from(mem_q + u64::from(cores_q) > 0),
+                        used_mem: d.memory_mib * mem_q / 4,
+                        used_cores: d.cores * cores_q / 4,
+                        mig_slices: 0,
+                    })
+                    .collect();
+                let used = NodeUsage { cpu_milli: cpu_used, ..NodeUsage::default() };
+                let view = NodeView {
+                    id: 0,
+                    node,
+                    usage: &usage,
+                    used: &used,
+                    ledger: &ledger,
+                    usage_score: 0,
+                    caps: &[],
+                };
+                let access: Vec<Arc<[bool]>> =
+                    node.devices.iter().map(|d| w.access(&d.model).into()).collect();
+                let plain: Vec<(u64, &[bool])> = node
+                    .devices
+                    .iter()
+                    .zip(&usage)
+                    .zip(&access)
+                    .map(|((d, u), a)| (card_free_milli(d, u), &**a))
+                    .collect();
+                let want = w.frag(48_000u64.saturating_sub(cpu_used), &plain);
+                let got = w.node_frag_with(&view, &mut rows);
+                proptest::prop_assert_eq!(got.to_bits(), want.to_bits(), "node {}", which);
+            }
         }
     }
 
