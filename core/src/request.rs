@@ -8,6 +8,7 @@ use crate::model::DeviceMode;
 use crate::policy::{DevicePolicyChain, NodePolicyKind};
 use crate::quantity;
 use k8s_openapi::api::core::v1::{Container, Pod};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Annotation selecting the node policy for one pod.
@@ -218,6 +219,16 @@ struct FamilyNames {
     priority: Option<String>,
 }
 
+/// Which of a family's resources a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Count,
+    Memory,
+    MemoryPct,
+    Cores,
+    Priority,
+}
+
 // `container_devices` keeps a bit per family in a u128.
 const _: () = assert!(crate::family::FAMILIES.len() <= 128);
 
@@ -225,9 +236,10 @@ const _: () = assert!(crate::family::FAMILIES.len() <= 128);
 #[derive(Debug, Clone)]
 pub struct RequestTranslator {
     names: Vec<FamilyNames>,
-    /// Every managed resource name → the positions in `names` that use it (a container lists
-    /// a handful of resources; looking each up beats probing every family's names).
-    by_resource: HashMap<String, Vec<usize>, FastBuild>,
+    /// Every managed resource name → the (position in `names`, [`Slot`]) pairs that use it: a
+    /// container lists a handful of resources, and one pass over them finds every value the
+    /// families ask for (looking each name up in the resource maps cost ten map searches).
+    by_resource: HashMap<String, Vec<(usize, Slot)>, FastBuild>,
     /// Every type/UUID selector annotation key of any family: a pod none of whose annotations
     /// is one of these has no selectors, without probing each family's four keys.
     selector_keys: HashSet<&'static str, FastBuild>,
@@ -271,21 +283,17 @@ impl RequestTranslator {
                 }
             })
             .collect::<Vec<FamilyNames>>();
-        let mut by_resource: HashMap<String, Vec<usize>, FastBuild> = HashMap::default();
+        let mut by_resource: HashMap<String, Vec<(usize, Slot)>, FastBuild> = HashMap::default();
         for (i, n) in names.iter().enumerate() {
-            for r in [
-                Some(&n.count),
-                n.memory.as_ref(),
-                n.memory_pct.as_ref(),
-                n.cores.as_ref(),
-                n.priority.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let at = by_resource.entry(r.clone()).or_default();
-                if !at.contains(&i) {
-                    at.push(i);
+            for (r, slot) in [
+                (Some(&n.count), Slot::Count),
+                (n.memory.as_ref(), Slot::Memory),
+                (n.memory_pct.as_ref(), Slot::MemoryPct),
+                (n.cores.as_ref(), Slot::Cores),
+                (n.priority.as_ref(), Slot::Priority),
+            ] {
+                if let Some(r) = r {
+                    by_resource.entry(r.clone()).or_default().push((i, slot));
                 }
             }
         }
@@ -484,8 +492,8 @@ impl RequestTranslator {
         })
     }
 
-    fn container_devices(
-        &self,
+    fn container_devices<'a>(
+        &'a self,
         pod: &PodKey,
         c: &Container,
         mode: Option<DeviceMode>,
@@ -494,64 +502,57 @@ impl RequestTranslator {
         let res = c.resources.as_ref();
         let limits = res.and_then(|r| r.limits.as_ref());
         let requests = res.and_then(|r| r.requests.as_ref());
-        // HAMi reads limits first and falls back to requests.
-        let get = |name: &str| -> Option<&str> {
-            limits
-                .and_then(|l| l.get(name))
-                .or_else(|| requests.and_then(|r| r.get(name)))
-                .map(|q| q.0.as_str())
-        };
+        // Every (family position, slot) value the container lists, in one pass over its
+        // resources. HAMi reads limits first and falls back to requests: a value from the
+        // limits is never replaced.
+        let mut found: SmallVec<[(usize, Slot, &str); 8]> = SmallVec::new();
+        // A bit per position in `names` (one per family, far fewer than 128).
+        let mut listed: u128 = 0;
+        for (k, q) in limits.into_iter().chain(requests).flatten() {
+            for &(i, slot) in self.by_resource.get(k.as_str()).into_iter().flatten() {
+                if !found.iter().any(|&(j, s, _)| j == i && s == slot) {
+                    found.push((i, slot, q.0.as_str()));
+                    listed |= 1u128.checked_shl(i as u32).unwrap_or(0);
+                }
+            }
+        }
         let err = |resource: &str, problem: String| RequestError::Resource {
             pod: pod.to_string(),
             container: c.name.clone(),
             resource: resource.to_string(),
             problem,
         };
-        let count_of = |name: &str| -> Result<Option<u64>, RequestError> {
-            match get(name) {
-                None => Ok(None),
-                Some(v) => quantity::parse_count(v).map(Some).map_err(|p| err(name, p)),
-            }
-        };
         // Only the families one of whose resources the container lists can ask for anything;
         // visited in configuration order, as if every family were probed.
-        // A bit per position in `names` (one per family, far fewer than 128).
-        let mut listed: u128 = 0;
-        for i in limits
-            .into_iter()
-            .chain(requests)
-            .flat_map(|m| m.keys())
-            .filter_map(|k| self.by_resource.get(k.as_str()))
-            .flatten()
-        {
-            listed |= 1u128.checked_shl(*i as u32).unwrap_or(0);
-        }
         let mut out = Vec::new();
-        for names in self
+        for (i, names) in self
             .names
             .iter()
             .enumerate()
             .filter(|(i, _)| listed & 1u128.checked_shl(*i as u32).unwrap_or(0) != 0)
-            .map(|(_, n)| n)
         {
+            let count_of = |name: &str, slot: Slot| -> Result<Option<u64>, RequestError> {
+                match found.iter().find(|&&(j, s, _)| j == i && s == slot) {
+                    None => Ok(None),
+                    Some(&(_, _, v)) => {
+                        quantity::parse_count(v).map(Some).map_err(|p| err(name, p))
+                    }
+                }
+            };
+            let named = |n: &'a Option<String>,
+                         slot: Slot|
+             -> Result<Option<(&'a String, u64)>, RequestError> {
+                match n {
+                    Some(n) => Ok(count_of(n, slot)?.map(|v| (n, v))),
+                    None => Ok(None),
+                }
+            };
             let spec = names.family.spec();
-            let count = count_of(&names.count)?;
-            let mem = match &names.memory {
-                Some(n) => count_of(n)?.map(|v| (n, v)),
-                None => None,
-            };
-            let pct = match &names.memory_pct {
-                Some(n) => count_of(n)?.map(|v| (n, v)),
-                None => None,
-            };
-            let cores = match &names.cores {
-                Some(n) => count_of(n)?.map(|v| (n, v)),
-                None => None,
-            };
-            let prio = match &names.priority {
-                Some(n) => count_of(n)?.map(|v| (n, v)),
-                None => None,
-            };
+            let count = count_of(&names.count, Slot::Count)?;
+            let mem = named(&names.memory, Slot::Memory)?;
+            let pct = named(&names.memory_pct, Slot::MemoryPct)?;
+            let cores = named(&names.cores, Slot::Cores)?;
+            let prio = named(&names.priority, Slot::Priority)?;
             if count.is_none() && mem.is_none() && pct.is_none() && cores.is_none() {
                 continue;
             }

@@ -185,3 +185,73 @@ proptest! {
         let _ = tr.translate(&b.build());
     }
 }
+
+/// A container whose resources are split between limits and requests.
+fn split_pod(
+    limits: &[(&str, &str)],
+    requests: &[(&str, &str)],
+) -> k8s_openapi::api::core::v1::Pod {
+    use k8s_openapi::api::core::v1::{Container, ResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let map = |kv: &[(&str, &str)]| {
+        (!kv.is_empty()).then(|| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                .collect()
+        })
+    };
+    let mut pod = PodBuilder::new("p").build();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers.push(Container {
+            name: "main".into(),
+            resources: Some(ResourceRequirements {
+                limits: map(limits),
+                requests: map(requests),
+                ..ResourceRequirements::default()
+            }),
+            ..Container::default()
+        });
+    }
+    pod
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    /// HAMi reads a device resource from the limits and falls back to the requests, resource
+    /// by resource: a pod with both translates exactly as the pod listing, in its limits only,
+    /// each resource's effective value (the same request, or the same error).
+    #[test]
+    fn limits_win_over_requests_resource_by_resource(
+        picks in prop::collection::vec(
+            (prop::option::of(0usize..9), prop::option::of(0usize..9)),
+            5,
+        ),
+    ) {
+        const NAMES: [&str; 5] = [
+            "nvidia.com/gpu",
+            "nvidia.com/gpumem",
+            "nvidia.com/gpumem-percentage",
+            "nvidia.com/gpucores",
+            "nvidia.com/priority",
+        ];
+        const VALUES: [&str; 9] = ["0", "1", "2", "50", "100", "101", "3000", "-1", "x"];
+        let mut limits = Vec::new();
+        let mut requests = Vec::new();
+        let mut effective = Vec::new();
+        for (name, (l, r)) in NAMES.iter().zip(&picks) {
+            if let Some(l) = l {
+                limits.push((*name, VALUES[*l]));
+            }
+            if let Some(r) = r {
+                requests.push((*name, VALUES[*r]));
+            }
+            if let Some(v) = l.or(*r) {
+                effective.push((*name, VALUES[v]));
+            }
+        }
+        let tr = RequestTranslator::default();
+        let both = tr.translate(&split_pod(&limits, &requests));
+        let plain = tr.translate(&split_pod(&effective, &[]));
+        prop_assert_eq!(both, plain);
+    }
+}
