@@ -11,6 +11,58 @@ pub fn parse_scaled(
     scale_den: u128,
     round_up: bool,
 ) -> Result<u64, String> {
+    match parse_plain(text, scale_num, scale_den, round_up) {
+        Some(v) => Ok(v),
+        None => parse_general(text, scale_num, scale_den, round_up),
+    }
+}
+
+/// The common spellings (`8`, `500m`, `16Gi`: at most 18 digits, then nothing or one of the
+/// usual suffixes) without the general parser's passes; `None` for anything else, which the
+/// general parser answers (same value, or the error). Translation parses several quantities
+/// per pod, and the general parser cost hundreds of instructions each.
+fn parse_plain(text: &str, scale_num: u128, scale_den: u128, round_up: bool) -> Option<u64> {
+    let b = text.as_bytes();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 18 {
+        return None;
+    }
+    let mantissa = b[..digits]
+        .iter()
+        .fold(0u64, |m, &c| m * 10 + u64::from(c - b'0'));
+    let (num_mul, den_mul): (u128, u128) = match &b[digits..] {
+        b"" => (1, 1),
+        b"m" => (1, 1000),
+        b"k" => (1_000, 1),
+        b"M" => (1_000_000, 1),
+        b"G" => (1_000_000_000, 1),
+        b"Ki" => (1 << 10, 1),
+        b"Mi" => (1 << 20, 1),
+        b"Gi" => (1 << 30, 1),
+        _ => return None,
+    };
+    // Below 10^18 · 2^30 · scale: no overflow for the scales this module uses, but checked all
+    // the same (an overflow goes to the general parser, which words it).
+    let numer = u128::from(mantissa)
+        .checked_mul(num_mul)?
+        .checked_mul(scale_num)?;
+    let denom = den_mul.checked_mul(scale_den)?;
+    let (q, r) = (numer / denom, numer % denom);
+    let v = match (r, round_up) {
+        (0, _) => q,
+        (_, true) => q + 1,
+        (_, false) => return None,
+    };
+    u64::try_from(v).ok()
+}
+
+/// [`parse_scaled`] for every spelling.
+fn parse_general(
+    text: &str,
+    scale_num: u128,
+    scale_den: u128,
+    round_up: bool,
+) -> Result<u64, String> {
     let s = text.trim();
     if s.is_empty() {
         return Err("empty quantity".into());
@@ -108,6 +160,24 @@ pub fn parse_memory_mib(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The common-spelling path gives the general parser's answer, or leaves it to it.
+        #[test]
+        fn plain_path_agrees_with_the_general_parser(
+            text in "[+ -]?[0-9]{0,20}(\\.[0-9]{0,3})?(m|k|M|G|T|Ki|Mi|Gi|Ti|e3|x|)[ ]?",
+        ) {
+            for (num, den, up) in [(1, 1, false), (1000, 1, true), (1, 1 << 20, true)] {
+                if let Some(v) = parse_plain(&text, num, den, up) {
+                    proptest::prop_assert_eq!(Ok(v), parse_general(&text, num, den, up), "{}", text);
+                }
+                proptest::prop_assert_eq!(
+                    parse_scaled(&text, num, den, up),
+                    parse_general(&text, num, den, up)
+                );
+            }
+        }
+    }
 
     #[test]
     fn table() {
