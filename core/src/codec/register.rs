@@ -6,6 +6,7 @@
 use super::json::{self, Ctx};
 use super::{CodecError, parse_go_bool, parse_i32, parse_i64};
 use serde_json::{Map, Value};
+use std::fmt::Write as _;
 
 /// One device as a device plugin registers it on its node (HAMi's `DeviceInfo`).
 ///
@@ -106,15 +107,19 @@ fn encode_device(out: &mut String, d: &RegisteredDevice) {
         sep(out, "id");
         json::write_string(out, &d.id);
     }
+    if d.index != 0 {
+        sep(out, "index");
+        // Writing into the string: no number is formatted into a string of its own.
+        let _ = write!(out, "{}", d.index);
+    }
     for (name, v) in [
-        ("index", d.index as i128),
-        ("count", i128::from(d.count)),
-        ("devmem", i128::from(d.devmem)),
-        ("devcore", i128::from(d.devcore)),
+        ("count", d.count),
+        ("devmem", d.devmem),
+        ("devcore", d.devcore),
     ] {
         if v != 0 {
             sep(out, name);
-            out.push_str(&v.to_string());
+            super::push_decimal(out, i64::from(v));
         }
     }
     if !d.device_type.is_empty() {
@@ -123,7 +128,7 @@ fn encode_device(out: &mut String, d: &RegisteredDevice) {
     }
     if d.numa != 0 {
         sep(out, "numa");
-        out.push_str(&d.numa.to_string());
+        super::push_decimal(out, d.numa);
     }
     if !d.mode.is_empty() {
         sep(out, "mode");
@@ -195,6 +200,20 @@ fn encode_device(out: &mut String, d: &RegisteredDevice) {
         json::write_object(out, &d.custom_info);
     }
     out.push('}');
+}
+
+/// Positions in [`DEVICE_FIELDS`] of the fields the fast path reads itself.
+mod field {
+    pub const ID: usize = 0;
+    pub const INDEX: usize = 1;
+    pub const COUNT: usize = 2;
+    pub const DEVMEM: usize = 3;
+    pub const DEVCORE: usize = 4;
+    pub const TYPE: usize = 5;
+    pub const NUMA: usize = 6;
+    pub const MODE: usize = 7;
+    pub const HEALTH: usize = 10;
+    pub const DEVICE_VENDOR: usize = 11;
 }
 
 const DEVICE_FIELDS: &[&str] = &[
@@ -294,8 +313,8 @@ fn set_field(
 /// a field given twice (the tree decoder keeps the last in byte order of the keys, not in
 /// document order), or a top level that is not an array or `null`.
 mod fast {
-    use super::{DEVICE_FIELDS, RegisteredDevice, set_field};
-    use crate::codec::json::{self, Ctx};
+    use super::{DEVICE_FIELDS, RegisteredDevice, field, set_field};
+    use crate::codec::json::Ctx;
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::Value;
     use std::fmt;
@@ -369,20 +388,20 @@ mod fast {
                 // Scalars straight from the text (`null` is the zero value, as in the tree
                 // decoder; a value of the wrong type or range is an error, so the caller falls
                 // back); the nested fields go through a value and the shared setter.
-                match DEVICE_FIELDS[i] {
-                    "id" => d.id = text(&mut map)?,
-                    "type" => d.device_type = text(&mut map)?,
-                    "mode" => d.mode = text(&mut map)?,
-                    "devicevendor" => d.device_vendor = text(&mut map)?,
-                    "index" => d.index = map.next_value::<Option<u64>>()?.unwrap_or(0),
-                    "numa" => d.numa = map.next_value::<Option<i64>>()?.unwrap_or(0),
-                    "count" => d.count = map.next_value::<Option<i32>>()?.unwrap_or(0),
-                    "devmem" => d.devmem = map.next_value::<Option<i32>>()?.unwrap_or(0),
-                    "devcore" => d.devcore = map.next_value::<Option<i32>>()?.unwrap_or(0),
-                    "health" => d.health = map.next_value::<Option<bool>>()?.unwrap_or(false),
-                    field => {
+                match i {
+                    field::ID => d.id = text(&mut map)?,
+                    field::TYPE => d.device_type = text(&mut map)?,
+                    field::MODE => d.mode = text(&mut map)?,
+                    field::DEVICE_VENDOR => d.device_vendor = text(&mut map)?,
+                    field::INDEX => d.index = map.next_value::<Option<u64>>()?.unwrap_or(0),
+                    field::NUMA => d.numa = map.next_value::<Option<i64>>()?.unwrap_or(0),
+                    field::COUNT => d.count = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                    field::DEVMEM => d.devmem = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                    field::DEVCORE => d.devcore = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                    field::HEALTH => d.health = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                    _ => {
                         let v: Value = map.next_value()?;
-                        set_field(&mut d, &ctx, field, &v).map_err(fail)?;
+                        set_field(&mut d, &ctx, DEVICE_FIELDS[i], &v).map_err(fail)?;
                     }
                 }
             }
@@ -415,8 +434,8 @@ mod fast {
         }
 
         fn visit_str<E: de::Error>(self, k: &str) -> Result<Self::Value, E> {
-            Ok(json::field_name(k, DEVICE_FIELDS)
-                .and_then(|name| DEVICE_FIELDS.iter().position(|f| *f == name)))
+            // One pass: the fields differ from each other even ignoring case.
+            Ok(DEVICE_FIELDS.iter().position(|f| f.eq_ignore_ascii_case(k)))
         }
     }
 }
@@ -592,6 +611,25 @@ mod tests {
         let mut de = serde_json::Deserializer::from_str(value);
         let out = serde::Deserializer::deserialize_any(&mut de, fast::List).ok()?;
         de.end().ok().map(|()| out)
+    }
+
+    /// The fast path's field positions name the fields it reads.
+    #[test]
+    fn field_positions_match_the_field_table() {
+        for (at, name) in [
+            (field::ID, "id"),
+            (field::INDEX, "index"),
+            (field::COUNT, "count"),
+            (field::DEVMEM, "devmem"),
+            (field::DEVCORE, "devcore"),
+            (field::TYPE, "type"),
+            (field::NUMA, "numa"),
+            (field::MODE, "mode"),
+            (field::HEALTH, "health"),
+            (field::DEVICE_VENDOR, "devicevendor"),
+        ] {
+            assert_eq!(DEVICE_FIELDS[at], name);
+        }
     }
 
     #[test]

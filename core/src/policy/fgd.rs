@@ -65,7 +65,7 @@ struct FragKey {
     frees: SmallVec<[u64; 8]>,
 }
 
-/// Bound on remembered node states: past it the memo starts over (a few MiB at most).
+/// Bound on remembered node states: past it the memo starts over (about 6 MiB at most).
 const FRAG_MEMO_CAP: usize = 1 << 16;
 
 impl AccessRows {
