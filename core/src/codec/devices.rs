@@ -130,23 +130,14 @@ fn visit_container_devices<'a>(
         let mut end = start;
         while end < bytes.len() && bytes[end] != b':' {
             if bytes[end] == b',' && found < 4 {
-                commas[found] = end;
+                commas[found] = end - start;
                 found += 1;
             }
             end += 1;
         }
         let dev = &segment[start..end];
         if !dev.is_empty() {
-            device(
-                key,
-                container,
-                index,
-                dev,
-                start,
-                &commas[..found],
-                segment,
-                &mut visit,
-            )?;
+            device(key, (container, index), dev, &commas[..found], &mut visit)?;
         }
         index += 1;
         start = end + 1;
@@ -154,17 +145,13 @@ fn visit_container_devices<'a>(
     Ok(())
 }
 
-/// One non-empty device `dev` of a container segment, starting at byte `start` of `segment`;
-/// `commas` are the positions (in `segment`) of its first commas, at most four.
-#[allow(clippy::too_many_arguments)]
+/// One non-empty device `dev`, the `index`-th of its container's segment; `commas` are the
+/// positions in `dev` of its first commas, at most four.
 fn device<'a>(
     key: &str,
-    container: usize,
-    index: usize,
+    (container, index): (usize, usize),
     dev: &'a str,
-    start: usize,
     commas: &[usize],
-    segment: &'a str,
     visit: &mut impl FnMut(DeviceRef<'a>),
 ) -> Result<(), CodecError> {
     let place = || format!("container {container}, device {index}");
@@ -179,7 +166,7 @@ fn device<'a>(
             ),
         ));
     };
-    let c4 = commas.get(3).copied().unwrap_or(start + dev.len());
+    let c4 = commas.get(3).copied().unwrap_or(dev.len());
     let num = |raw: &str, name: &str| {
         parse_i32(raw).ok_or_else(|| {
             CodecError::new(
@@ -191,10 +178,10 @@ fn device<'a>(
         })
     };
     visit(DeviceRef {
-        uuid: &segment[start..c1],
-        type_keyword: &segment[c1 + 1..c2],
-        usedmem: num(&segment[c2 + 1..c3], "usedmem")?,
-        usedcores: num(&segment[c3 + 1..c4], "usedcores")?,
+        uuid: &dev[..c1],
+        type_keyword: &dev[c1 + 1..c2],
+        usedmem: num(&dev[c2 + 1..c3], "usedmem")?,
+        usedcores: num(&dev[c3 + 1..c4], "usedcores")?,
     });
     Ok(())
 }
