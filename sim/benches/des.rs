@@ -9,6 +9,9 @@
 //!
 //! `REPEAT=N` runs each policy N times and adds a line with the median wall time and rates:
 //! on a shared or throttled machine single runs of a second or less vary by tens of percent.
+//! The repetitions share this process: each run frees its engine on a helper thread, and the
+//! allocator hands part of that work back to the next run. To compare two binaries, alternate
+//! separate processes (`REPEAT` unset) and take the median of each.
 
 use hami_sim::des::engine::{Engine, RunOptions};
 use hami_sim::des::model::Scenario;
