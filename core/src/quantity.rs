@@ -17,8 +17,8 @@ pub fn parse_scaled(
     }
 }
 
-/// The common spellings (`8`, `500m`, `16Gi`: at most 18 digits, then nothing or one of the
-/// usual suffixes) without the general parser's passes; `None` for anything else, which the
+/// The common spellings (`8`, `500m`, `16Gi`: at most 18 digits, then nothing or a fixed
+/// suffix) without the general parser's passes; `None` for anything else, which the
 /// general parser answers (same value, or the error). Translation parses several quantities
 /// per pod, and the general parser cost hundreds of instructions each.
 fn parse_plain(text: &str, scale_num: u128, scale_den: u128, round_up: bool) -> Option<u64> {
@@ -30,19 +30,9 @@ fn parse_plain(text: &str, scale_num: u128, scale_den: u128, round_up: bool) -> 
     let mantissa = b[..digits]
         .iter()
         .fold(0u64, |m, &c| m * 10 + u64::from(c - b'0'));
-    let (num_mul, den_mul): (u128, u128) = match &b[digits..] {
-        b"" => (1, 1),
-        b"m" => (1, 1000),
-        b"k" => (1_000, 1),
-        b"M" => (1_000_000, 1),
-        b"G" => (1_000_000_000, 1),
-        b"Ki" => (1 << 10, 1),
-        b"Mi" => (1 << 20, 1),
-        b"Gi" => (1 << 30, 1),
-        _ => return None,
-    };
-    // Below 10^18 · 2^30 · scale: no overflow for the scales this module uses, but checked all
-    // the same (an overflow goes to the general parser, which words it).
+    // Digits end at an ASCII byte: a character boundary.
+    let (num_mul, den_mul) = suffix_scale(&text[digits..])?;
+    // Checked: an overflow goes to the general parser, which words it.
     let numer = u128::from(mantissa)
         .checked_mul(num_mul)?
         .checked_mul(scale_num)?;
@@ -54,6 +44,28 @@ fn parse_plain(text: &str, scale_num: u128, scale_den: u128, round_up: bool) -> 
         (_, false) => return None,
     };
     u64::try_from(v).ok()
+}
+
+/// The value a fixed suffix stands for, as (numerator, denominator); `None` for an exponent
+/// or an unknown suffix. Both parsers read suffixes here.
+fn suffix_scale(suffix: &str) -> Option<(u128, u128)> {
+    Some(match suffix {
+        "" => (1, 1),
+        "m" => (1, 1000),
+        "k" => (1_000, 1),
+        "M" => (1_000_000, 1),
+        "G" => (1_000_000_000, 1),
+        "T" => (1_000_000_000_000, 1),
+        "P" => (1_000_000_000_000_000, 1),
+        "E" => (1_000_000_000_000_000_000, 1),
+        "Ki" => (1 << 10, 1),
+        "Mi" => (1 << 20, 1),
+        "Gi" => (1 << 30, 1),
+        "Ti" => (1 << 40, 1),
+        "Pi" => (1 << 50, 1),
+        "Ei" => (1 << 60, 1),
+        _ => return None,
+    })
 }
 
 /// [`parse_scaled`] for every spelling.
@@ -92,34 +104,20 @@ fn parse_general(
         }
         mantissa = mantissa * 10 + u128::from(b - b'0');
     }
-    let mut num_mul: u128 = 1;
-    let mut den_mul: u128 = 10u128.pow(frac_part.len() as u32);
-    match suffix {
-        "" => {}
-        "m" => den_mul *= 1000,
-        "k" => num_mul = 1_000,
-        "M" => num_mul = 1_000_000,
-        "G" => num_mul = 1_000_000_000,
-        "T" => num_mul = 1_000_000_000_000,
-        "P" => num_mul = 1_000_000_000_000_000,
-        "E" => num_mul = 1_000_000_000_000_000_000,
-        "Ki" => num_mul = 1 << 10,
-        "Mi" => num_mul = 1 << 20,
-        "Gi" => num_mul = 1 << 30,
-        "Ti" => num_mul = 1 << 40,
-        "Pi" => num_mul = 1 << 50,
-        "Ei" => num_mul = 1 << 60,
-        e if e.starts_with(['e', 'E']) => {
-            let exp: u32 = e[1..]
+    let frac_den = 10u128.pow(frac_part.len() as u32);
+    let (num_mul, den_mul) = match suffix_scale(suffix) {
+        Some((num, den)) => (num, den * frac_den),
+        None if suffix.starts_with(['e', 'E']) => {
+            let exp: u32 = suffix[1..]
                 .parse()
                 .map_err(|_| format!("{text:?} has a bad exponent"))?;
             if exp > 18 {
                 return Err(format!("{text:?} is too large"));
             }
-            num_mul = 10u128.pow(exp);
+            (10u128.pow(exp), frac_den)
         }
-        other => return Err(format!("{text:?} has an unknown suffix {other:?}")),
-    }
+        None => return Err(format!("{text:?} has an unknown suffix {suffix:?}")),
+    };
     let numer = mantissa
         .checked_mul(num_mul)
         .and_then(|v| v.checked_mul(scale_num))

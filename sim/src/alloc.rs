@@ -18,6 +18,27 @@ const WORD: usize = std::mem::size_of::<usize>();
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MiMalloc;
 
+/// mimalloc's plain call for word-aligned `layout`s, its aligned call for the others.
+///
+/// # Safety
+/// As the `GlobalAlloc` method that calls it: `layout` has a non-zero size.
+#[inline]
+unsafe fn by_alignment(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: mimalloc's allocation calls accept any size; Layout guarantees a power-of-two
+    // alignment for the aligned one.
+    unsafe {
+        if layout.align() <= WORD {
+            plain(layout.size()).cast()
+        } else {
+            aligned(layout.size(), layout.align()).cast()
+        }
+    }
+}
+
 // SAFETY: mimalloc returns blocks of at least the requested size, aligned to at least `WORD`
 // on the plain calls and to the requested power of two on the aligned ones (Layout guarantees
 // a power of two), or null on failure; `mi_free` and `mi_realloc` accept any block it returned.
@@ -26,11 +47,11 @@ unsafe impl GlobalAlloc for MiMalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: see the impl.
         unsafe {
-            if layout.align() <= WORD {
-                libmimalloc_sys::mi_malloc(layout.size()).cast()
-            } else {
-                libmimalloc_sys::mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
+            by_alignment(
+                layout,
+                libmimalloc_sys::mi_malloc,
+                libmimalloc_sys::mi_malloc_aligned,
+            )
         }
     }
 
@@ -38,11 +59,11 @@ unsafe impl GlobalAlloc for MiMalloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: see the impl.
         unsafe {
-            if layout.align() <= WORD {
-                libmimalloc_sys::mi_zalloc(layout.size()).cast()
-            } else {
-                libmimalloc_sys::mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
+            by_alignment(
+                layout,
+                libmimalloc_sys::mi_zalloc,
+                libmimalloc_sys::mi_zalloc_aligned,
+            )
         }
     }
 

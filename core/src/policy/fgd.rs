@@ -10,7 +10,7 @@
 //!
 //! Free shares per card are those of [`super::paper::card_free_milli`].
 
-use super::paper::{MILLI, NodeShape, card_free_milli};
+use super::paper::{MILLI, NodeShape, card_free_milli, card_frees};
 use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
 use crate::hash::FastBuild;
 use crate::ledger::NodeView;
@@ -255,13 +255,7 @@ impl TargetWorkload {
             && row_of.iter().all(|&r| r == row)
         {
             // One model: the answer depends only on the key (see `FragKey`).
-            let mut frees: SmallVec<[u64; 8]> = node
-                .node
-                .devices
-                .iter()
-                .zip(node.usage)
-                .map(|(d, u)| card_free_milli(d, u))
-                .collect();
+            let mut frees = card_frees(node);
             frees.sort_unstable_by(|a, b| b.cmp(a));
             let key = FragKey {
                 row,

@@ -43,14 +43,20 @@ pub fn card_free_milli(dev: &Device, u: &DeviceUsage) -> u64 {
     cores.min(mem).min(MILLI)
 }
 
-/// The node's total free share over all its cards, milli-GPU.
-pub fn node_free_milli(node: &NodeView<'_>) -> u64 {
+/// The free share of each of the node's cards, in position order, milli-GPU ([`card_free_milli`];
+/// up to 8 cards inline).
+pub fn card_frees(node: &NodeView<'_>) -> SmallVec<[u64; 8]> {
     node.node
         .devices
         .iter()
         .zip(node.usage)
         .map(|(d, u)| card_free_milli(d, u))
-        .sum()
+        .collect()
+}
+
+/// The node's total free share over all its cards, milli-GPU.
+pub fn node_free_milli(node: &NodeView<'_>) -> u64 {
+    card_frees(node).iter().sum()
 }
 
 /// Per-card share of `dr` on a card like `dev`, milli-GPU: `max(cores·10, memory fraction)`,
@@ -109,13 +115,7 @@ impl NodeShape {
     /// Resolve `req` on `node`: per-card share, fitting cards, free shares.
     pub fn of(node: &NodeView<'_>, req: &PodRequest) -> NodeShape {
         // Inline up to 8 cards: this runs for every (pod shape, changed node) pair.
-        let free: SmallVec<[u64; 8]> = node
-            .node
-            .devices
-            .iter()
-            .zip(node.usage)
-            .map(|(d, u)| card_free_milli(d, u))
-            .collect();
+        let free = card_frees(node);
         let Some((ci, dr)) = single_device_request(req) else {
             // CPU-only, or several device requests: the summed share on the first matching card.
             let mut count = 0;
