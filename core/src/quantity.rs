@@ -104,9 +104,14 @@ fn parse_general(
         }
         mantissa = mantissa * 10 + u128::from(b - b'0');
     }
-    let frac_den = 10u128.pow(frac_part.len() as u32);
+    // Leading zeros are not significant, so a fraction can be longer than a u128 holds.
+    let too_precise = || format!("{text:?} is too precise");
+    let frac_den = u32::try_from(frac_part.len())
+        .ok()
+        .and_then(|n| 10u128.checked_pow(n))
+        .ok_or_else(too_precise)?;
     let (num_mul, den_mul) = match suffix_scale(suffix) {
-        Some((num, den)) => (num, den * frac_den),
+        Some((num, den)) => (num, den.checked_mul(frac_den).ok_or_else(too_precise)?),
         None if suffix.starts_with(['e', 'E']) => {
             let exp: u32 = suffix[1..]
                 .parse()
@@ -203,6 +208,17 @@ mod tests {
         for bad in ["-1", "1.5", "abc", "", "1x", "500m", "1e99", "1..2"] {
             assert!(parse_count(bad).is_err(), "{bad} should fail");
         }
+        // A fraction longer than a u128 power of ten: an error, not an overflow.
+        let tiny = format!("0.{}1", "0".repeat(40));
+        assert_eq!(
+            parse_cpu_milli(&tiny),
+            Err(format!("{tiny:?} is too precise"))
+        );
+        let tiny_milli = format!("0.{}1m", "0".repeat(36));
+        assert_eq!(
+            parse_cpu_milli(&tiny_milli),
+            Err(format!("{tiny_milli:?} is too precise"))
+        );
         // 31 significant digits: more than the parser carries.
         let long = "1234567890123456789012345678901";
         assert_eq!(parse_count(long), Err(format!("{long:?} is too large")));
