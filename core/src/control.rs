@@ -11,6 +11,7 @@ use crate::annotations::{
 use crate::codec::keys;
 use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
 use crate::memo::ScoreMemo;
+use crate::model::Node;
 use crate::pipeline::{Decision, FailureSummary, Reasons, Scheduler};
 use crate::request::{PodKey, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
@@ -18,6 +19,35 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+
+/// A Node object as the controller reads it: its name and its model decoded from the
+/// registration annotations and allocatable CPU and memory, or why they were refused.
+#[derive(Debug, Clone)]
+pub struct NodeRead {
+    /// The Node object's name.
+    pub name: String,
+    /// The node, or the decoder's message.
+    pub node: Result<Node, String>,
+}
+
+/// The first half of [`Event::NodeChanged`], which reads no controller state: decode a Node
+/// object. A driver that registers many nodes at once may read them on several threads and
+/// hand each to [`Controller::node_read`] in order; the outcome is that of `NodeChanged`.
+pub fn read_node(n: &K8sNode) -> NodeRead {
+    let name = n.metadata.name.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let ann = n.metadata.annotations.as_ref().unwrap_or(&empty);
+    let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
+    let q = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.as_str());
+    let cpu = q("cpu")
+        .and_then(|v| crate::quantity::parse_cpu_milli(v).ok())
+        .unwrap_or(0);
+    let mem = q("memory")
+        .and_then(|v| crate::quantity::parse_memory_mib(v).ok())
+        .unwrap_or(0);
+    let node = node_from_annotations(&name, ann, cpu, mem).map_err(|e| e.to_string());
+    NodeRead { name, node }
+}
 
 /// Something the driver observed or was asked.
 #[derive(Debug, Clone)]
@@ -241,25 +271,20 @@ impl Controller {
     }
 
     fn node_changed(&mut self, n: &K8sNode) -> Vec<Action> {
-        let name = n.metadata.name.clone().unwrap_or_default();
-        let empty = BTreeMap::new();
-        let ann = n.metadata.annotations.as_ref().unwrap_or(&empty);
-        let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
-        let q = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.clone());
-        let cpu = q("cpu")
-            .and_then(|v| crate::quantity::parse_cpu_milli(&v).ok())
-            .unwrap_or(0);
-        let mem = q("memory")
-            .and_then(|v| crate::quantity::parse_memory_mib(&v).ok())
-            .unwrap_or(0);
-        match node_from_annotations(&name, ann, cpu, mem) {
+        self.node_read(read_node(n))
+    }
+
+    /// The second half of [`Event::NodeChanged`]: take a node as [`read_node`] read it. The
+    /// ledger holds the node afterwards, or the action says why its annotations were refused.
+    pub fn node_read(&mut self, read: NodeRead) -> Vec<Action> {
+        match read.node {
             Ok(node) => {
                 self.ledger.upsert_node(node);
                 Vec::new()
             }
-            Err(e) => vec![Action::NodeError {
-                node: name,
-                error: e.to_string(),
+            Err(error) => vec![Action::NodeError {
+                node: read.name,
+                error,
             }],
         }
     }

@@ -23,6 +23,7 @@ use std::time::Instant;
 static GLOBAL: hami_sim::alloc::MiMalloc = hami_sim::alloc::MiMalloc;
 
 fn main() {
+    hami_sim::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

@@ -59,6 +59,8 @@ fn jobs(j: Option<usize>) -> usize {
 
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode, String> {
+    // A batch job: freed memory is reused by the next runs (see the function).
+    hami_sim::alloc::keep_freed_memory();
     match args.cmd {
         Cmd::Run {
             path,

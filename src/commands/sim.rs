@@ -80,6 +80,8 @@ fn jobs(j: Option<usize>) -> usize {
 
 /// Run `hami sim`.
 pub fn run(a: Args) -> Result<ExitCode, String> {
+    // A batch job: freed memory is reused by the next runs (see the function).
+    hami_sim::alloc::keep_freed_memory();
     match a.cmd {
         Cmd::Run {
             scenario,

@@ -181,31 +181,72 @@ pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> R
 /// Each holding pod's position in the checked iterator, key and decoded grant.
 type Recorded = Vec<(usize, PodKey, PodGrant)>;
 
+/// A holding pod's key and what its annotations decode to ([`decode`]).
+type Decoded = (PodKey, Result<Option<PodGrant>, String>);
+
+/// [`Decoded`] for each pod of `pods` that holds cards and has an object, in order.
+fn decode_holders(pods: &[PodCheck<'_>]) -> Vec<Decoded> {
+    pods.iter()
+        .filter(|p| p.holds)
+        .filter_map(|p| p.meta)
+        .map(|meta| (key_of_meta(meta), decode(meta)))
+        .collect()
+}
+
+/// Below this many pods a full check runs on one thread (a helper costs more than it saves).
+const PARALLEL_FROM: usize = 4096;
+
 /// [`check`], also returning each holding pod's decoded grant by its position in `pods`.
+///
+/// The ledger's own invariants and the decoding of every holder's annotations (most of the
+/// work) are independent: on a large state a helper thread takes the invariants and the last
+/// third of the pods while this thread decodes the rest. What they find is reported in the
+/// same order as on one thread.
 fn check_all<'a>(
     ledger: &Ledger,
     pods: impl Iterator<Item = PodCheck<'a>>,
 ) -> (Result<(), String>, Recorded) {
+    let pods: Vec<PodCheck<'a>> = pods.collect();
+    let (invariants, decoded) = if pods.len() < PARALLEL_FROM {
+        (ledger.check_invariants(), decode_holders(&pods))
+    } else {
+        let (head, tail) = pods.split_at(pods.len() * 2 / 3);
+        std::thread::scope(|s| {
+            let helper = s.spawn(|| (ledger.check_invariants(), decode_holders(tail)));
+            let mut decoded = decode_holders(head);
+            match helper.join() {
+                Ok((invariants, rest)) => {
+                    decoded.extend(rest);
+                    (invariants, decoded)
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    };
     let mut dump = Dump::default();
-    if let Err(vs) = ledger.check_invariants() {
+    if let Err(vs) = invariants {
         for v in vs {
             dump.say(format!("ledger invariant: {v}"));
         }
     }
+    let mut decoded = decoded.into_iter();
     let mut from_ann: HashMap<PodKey, (usize, PodGrant), FastBuild> = HashMap::default();
-    for (i, p) in pods.enumerate() {
+    for (i, p) in pods.iter().enumerate() {
         if p.pending && p.reason.is_none() {
             dump.say(format!("pod #{i} is pending without a reason"));
         }
         if !p.holds {
             continue;
         }
-        let Some(meta) = p.meta else {
+        if p.meta.is_none() {
             dump.say(format!("pod #{i} holds cards but has no object"));
             continue;
+        }
+        // `decoded` holds one entry per holder with an object, in this order.
+        let Some((key, grant)) = decoded.next() else {
+            break;
         };
-        let key = key_of_meta(meta);
-        match decode(meta) {
+        match grant {
             Ok(Some(g)) => {
                 from_ann.insert(key, (i, g));
             }

@@ -21,7 +21,7 @@ use hami_core::build::k8s_node;
 use hami_core::codec::keys;
 use hami_core::codec::push_decimal;
 use hami_core::codec::score::{DevicePairScore, encode_pair_scores};
-use hami_core::control::{Action, Controller, Event};
+use hami_core::control::{Action, Controller, Event, NodeRead, read_node};
 use hami_core::fit::Reason;
 use hami_core::ledger::{NodeId, NodeView};
 use hami_core::model::Node;
@@ -339,6 +339,50 @@ pub fn node_object(node: &Node) -> K8sNode {
     k
 }
 
+/// Below this many nodes the cluster is published on one thread.
+const PARALLEL_NODES_FROM: usize = 256;
+
+/// Each node as the run starts: its simulated state with the Node object a node agent would
+/// publish, and that object as the controller reads it ([`read_node`]). Both are pure per
+/// node, and a node costs tens of microseconds (the registration JSON written, then parsed):
+/// on a large cluster a helper thread takes the second half. The order is the nodes'.
+fn publish_nodes(nodes: &[(Node, u16)]) -> (Vec<SimNode>, Vec<NodeRead>) {
+    fn publish(part: &[(Node, u16)]) -> Vec<(SimNode, NodeRead)> {
+        part.iter()
+            .map(|(n, p)| {
+                let k8s = node_object(n);
+                let read = read_node(&k8s);
+                let sim = SimNode {
+                    k8s,
+                    node: n.clone(),
+                    pool: *p,
+                    up: true,
+                    occupied: 0,
+                    mem: 0,
+                    cores: 0,
+                    frag: 0.0,
+                };
+                (sim, read)
+            })
+            .collect()
+    }
+    let both = if nodes.len() < PARALLEL_NODES_FROM {
+        publish(nodes)
+    } else {
+        let (head, tail) = nodes.split_at(nodes.len() / 2);
+        std::thread::scope(|s| {
+            let helper = s.spawn(|| publish(tail));
+            let mut both = publish(head);
+            match helper.join() {
+                Ok(rest) => both.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            both
+        })
+    };
+    both.into_iter().unzip()
+}
+
 /// The name of pod `id` of class `class`: `{class}-{id}` (also its uid, with class `uid`;
 /// built per arrival and per checked pod, so without the formatting machinery).
 fn pod_name(class: &str, id: u32) -> String {
@@ -477,6 +521,8 @@ pub struct Engine<'a> {
     touched: Vec<u32>,
     /// The checker's memory between events.
     checker: checker::Incremental,
+    /// The nodes' Node objects as the controller read them, registered when the run starts.
+    registrations: Vec<NodeRead>,
     /// Per class, a Pod with the class template's spec. The controller reads a pod through
     /// it: the pod's metadata is swapped in for the call and out after (see [`Engine::staged`]).
     stage: Vec<Pod>,
@@ -495,20 +541,7 @@ impl<'a> Engine<'a> {
     ) -> Engine<'a> {
         let scheduler = scheduler_for(policy, var);
         let ctl = controller(&scheduler, sub_seed(seed, "scheduler"));
-        let nodes: Vec<SimNode> = var
-            .nodes
-            .iter()
-            .map(|(n, p)| SimNode {
-                k8s: node_object(n),
-                node: n.clone(),
-                pool: *p,
-                up: true,
-                occupied: 0,
-                mem: 0,
-                cores: 0,
-                frag: 0.0,
-            })
-            .collect();
+        let (nodes, registrations) = publish_nodes(&var.nodes);
         let node_index = nodes
             .iter()
             .enumerate()
@@ -616,6 +649,7 @@ impl<'a> Engine<'a> {
             lid_of_node: vec![NO_NODE; var.nodes.len()],
             touched: Vec::new(),
             checker: checker::Incremental::default(),
+            registrations,
             stage: var
                 .classes
                 .iter()
@@ -1721,9 +1755,9 @@ impl<'a> Engine<'a> {
     /// and ends with `rerun with SEED=…`.
     pub fn run(mut self) -> Result<RunOutput, String> {
         let start = Instant::now();
-        for ni in 0..self.nodes.len() {
-            let obj = Box::new(self.nodes[ni].k8s.clone());
-            for a in self.handle(Event::NodeChanged(obj)) {
+        // Each node's `NodeChanged`, its Node object read ahead (see `publish_nodes`).
+        for read in std::mem::take(&mut self.registrations) {
+            for a in self.ctl.node_read(read) {
                 if let Action::NodeError { node, error } = a {
                     return Err(format!("node {node} does not register: {error}"));
                 }
@@ -1903,6 +1937,47 @@ impl<'a> Engine<'a> {
             errors: std::mem::take(&mut self.errors),
             explanation: self.explanation.take(),
             log: std::mem::take(&mut self.log),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A cluster large enough to be published on two threads comes out exactly as one thread
+    /// publishes it: same objects, same reads, in the nodes' order.
+    #[test]
+    fn publishing_on_two_threads_keeps_the_nodes_order() {
+        let text = r#"
+name: many
+seed: 1
+cluster:
+  pools:
+    - {name: a, count: 200, model: NVIDIA-A100-SXM4-80GB, cards: 4, memory: 80Gi, nvlink: all, cpu: "64", ram: 512Gi}
+    - {name: b, count: 150, model: NVIDIA-Tesla-T4, cards: 2, memory: 15Gi, cpu: "32", ram: 128Gi}
+workload:
+  arrival: {process: poisson, rate: 1}
+  duration: {dist: fixed, value: 10s}
+  mix:
+    - {name: small, weight: 1, memory: 4Gi, cores: 20}
+policies:
+  - {name: binpack, node: binpack, device: binpack}
+stop: {time: 1m}
+"#;
+        let sc = Scenario::parse(Path::new("many.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let nodes = &sc.variants[0].nodes;
+        assert!(nodes.len() >= PARALLEL_NODES_FROM);
+        let (sims, reads) = publish_nodes(nodes);
+        assert_eq!(sims.len(), nodes.len());
+        for (i, ((n, pool), (sim, read))) in nodes.iter().zip(sims.iter().zip(&reads)).enumerate() {
+            assert_eq!(sim.node.name, n.name, "node {i}");
+            assert_eq!(sim.pool, *pool, "node {i}");
+            assert_eq!(sim.k8s, node_object(n), "node {i}");
+            let alone = read_node(&sim.k8s);
+            assert_eq!(read.name, alone.name, "node {i}");
+            assert_eq!(read.node, alone.node, "node {i}");
         }
     }
 }
