@@ -179,8 +179,20 @@ pub fn node_register_annotations(node: &Node) -> BTreeMap<String, String> {
 /// allocated device lists (one `;` segment per container, init containers first).
 pub fn bind_annotations(grant: &PodGrant, now_unix: i64) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    out.insert(keys::VGPU_NODE.to_string(), grant.node.clone());
-    out.insert(keys::VGPU_TIME.to_string(), now_unix.to_string());
+    bind_annotations_into(grant, now_unix, &mut out, |v| v);
+    out
+}
+
+/// [`bind_annotations`] written into `out`, each value wrapped by `wrap` (a patch map's
+/// `Some`, say): the controller builds its pod patch this way without a second map.
+pub fn bind_annotations_into<V>(
+    grant: &PodGrant,
+    now_unix: i64,
+    out: &mut BTreeMap<String, V>,
+    wrap: impl Fn(String) -> V,
+) {
+    out.insert(keys::VGPU_NODE.to_string(), wrap(grant.node.clone()));
+    out.insert(keys::VGPU_TIME.to_string(), wrap(now_unix.to_string()));
     let mut families: Vec<FamilyId> = grant.devices().map(|d| d.family).collect();
     families.sort_unstable();
     families.dedup();
@@ -202,10 +214,9 @@ pub fn bind_annotations(grant: &PodGrant, now_unix: i64) -> BTreeMap<String, Str
             v.push(';');
         }
         for key in spec.device_list_annotations() {
-            out.insert(key.to_string(), v.clone());
+            out.insert(key.to_string(), wrap(v.clone()));
         }
     }
-    out
 }
 
 /// Rebuild a pod's grant from its annotations alone: the node from `hami.io/vgpu-node`, the

@@ -5,8 +5,8 @@
 //! built with, and every effect goes out as an [`Action`] for the driver to carry out.
 
 use crate::annotations::{
-    attach_mig_allocations, bind_annotations, grant_from_annotations, mig_allocations_annotation,
-    node_from_annotations,
+    attach_mig_allocations, bind_annotations_into, grant_from_annotations,
+    mig_allocations_annotation, node_from_annotations,
 };
 use crate::codec::keys;
 use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
@@ -426,14 +426,15 @@ impl Controller {
         match decision {
             Decision::Placed { grant, .. } => {
                 let node = grant.node.clone();
-                let mut annotations = bind_annotations(&grant, now);
+                let mut patch: BTreeMap<String, Option<String>> = BTreeMap::new();
+                bind_annotations_into(&grant, now, &mut patch, Some);
                 if let Some(v) = self
                     .ledger
                     .node_id(&node)
                     .and_then(|id| self.ledger.entry(id))
                     .and_then(|e| mig_allocations_annotation(&grant, &e.node))
                 {
-                    annotations.insert(keys::MIG_ALLOCATIONS.to_string(), v);
+                    patch.insert(keys::MIG_ALLOCATIONS.to_string(), Some(v));
                 }
                 if let Err(e) = self.ledger.reserve(&key, grant) {
                     actions.push(Action::Rejected {
@@ -442,8 +443,6 @@ impl Controller {
                     });
                     return actions;
                 }
-                let mut patch: BTreeMap<String, Option<String>> =
-                    annotations.into_iter().map(|(k, v)| (k, Some(v))).collect();
                 if bind_now {
                     patch.insert(keys::BIND_PHASE.to_string(), Some("allocating".to_string()));
                     patch.insert(keys::BIND_TIME.to_string(), Some(now.to_string()));

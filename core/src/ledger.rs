@@ -412,6 +412,13 @@ impl Ledger {
     /// revisit every node. `since` must be a value [`Ledger::clock`] returned on this ledger or
     /// an ancestor it was cloned from.
     pub fn changes_since(&self, since: u64) -> Option<impl ExactSizeIterator<Item = NodeId> + '_> {
+        let from = self.log_from(since)?;
+        Some(self.changes.range(from..).map(|&(_, id)| id))
+    }
+
+    /// The position in the change log of the first change after version `since`, or `None`
+    /// when the log no longer reaches back that far (or `since` is from the future).
+    fn log_from(&self, since: u64) -> Option<usize> {
         if since > self.clock {
             return None;
         }
@@ -419,11 +426,25 @@ impl Ledger {
             Some(&(first, _)) => since + 1 >= first,
             None => since == self.clock,
         };
-        if !covered {
-            return None;
-        }
-        let from = self.changes.partition_point(|&(v, _)| v <= since);
-        Some(self.changes.range(from..).map(|&(_, id)| id))
+        covered.then(|| self.changes.partition_point(|&(v, _)| v <= since))
+    }
+
+    /// [`Ledger::changes_since`] with each changed node once, where it last changed (an entry
+    /// that a later change of the same node supersedes is skipped): what a cache that reads
+    /// each changed node's current state needs. With it, how many log entries that took (a
+    /// bound on the nodes yielded), for a caller that would rather revisit every node.
+    pub fn latest_changes_since(
+        &self,
+        since: u64,
+    ) -> Option<(usize, impl Iterator<Item = NodeId> + '_)> {
+        let entries = self.changes.range(self.log_from(since)?..);
+        let versions = &self.versions;
+        Some((
+            entries.len(),
+            entries
+                .filter(move |&&(v, id)| versions.get(id as usize) == Some(&v))
+                .map(|&(_, id)| id),
+        ))
     }
 
     /// A counter that changes whenever a node name is added (the positions of node names in

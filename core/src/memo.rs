@@ -779,8 +779,8 @@ impl<'a> ShapeSlots<'a> {
         let bound = ledger.node_id_bound();
         let caught_up = match &self.memo.index {
             Some(ix) if ix.source == order.source && ix.cap >= bound => {
-                match ledger.changes_since(ix.synced) {
-                    Some(changed) if changed.len() <= bound => {
+                match ledger.latest_changes_since(ix.synced) {
+                    Some((n, changed)) if n <= bound => {
                         for id in changed {
                             self.refresh(id, ledger.version(id), |d| compute(id, d));
                         }
@@ -887,8 +887,8 @@ impl<'a> ShapeSlots<'a> {
         };
         let caught_up = tree.source == order.source
             && tree.cap >= bound
-            && match ledger.changes_since(tree.synced) {
-                Some(changed) if changed.len() <= bound => {
+            && match ledger.latest_changes_since(tree.synced) {
+                Some((n, changed)) if n <= bound => {
                     for id in changed {
                         let (e, stale) = leaf(id, fits);
                         tree.set(id as usize, e, stale);
@@ -966,8 +966,9 @@ impl<'a> ShapeSlots<'a> {
         });
         // The nodes to count again: the changed ones, or all when the log does not reach back.
         let changed = ledger
-            .changes_since(totals.synced)
-            .filter(|changed| changed.len() <= bound);
+            .latest_changes_since(totals.synced)
+            .filter(|(n, _)| *n <= bound)
+            .map(|(_, changed)| changed);
         if changed.is_none() {
             *self.added += bound.saturating_sub(totals.added.len());
         }

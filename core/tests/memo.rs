@@ -374,8 +374,26 @@ fn ledger_change_log_lists_changes_and_says_when_it_forgot() {
     }
     let start = ledger.clock();
     let listed = |l: &Ledger, since| l.changes_since(since).map(|c| c.collect::<Vec<_>>());
+    let latest = |l: &Ledger, since| {
+        l.latest_changes_since(since)
+            .map(|(n, c)| (n, c.collect::<Vec<_>>()))
+    };
     assert_eq!(listed(&ledger, start), Some(vec![]));
     assert_eq!(listed(&ledger, 0), Some(vec![0, 1, 2]));
+    // A node changed twice is listed twice, and once (where it last changed) by the latest.
+    ledger.upsert_node(base[0].clone());
+    ledger.upsert_node(base[2].clone());
+    ledger.upsert_node(base[0].clone());
+    assert_eq!(listed(&ledger, start), Some(vec![0, 2, 0]));
+    assert_eq!(latest(&ledger, start), Some((3, vec![2, 0])));
+    assert_eq!(latest(&ledger, 0), Some((6, vec![1, 2, 0])));
+    let start = ledger.clock();
+    assert_eq!(latest(&ledger, start), Some((0, vec![])));
+    assert_eq!(
+        latest(&ledger, start + 1),
+        None,
+        "a version from the future"
+    );
     assert_eq!(
         listed(&ledger, start + 1),
         None,

@@ -1113,7 +1113,8 @@ impl<'a> Engine<'a> {
         let ledger = self.ctl.ledger();
         let changed: Vec<u32> = match self.admitted[c]
             .clock
-            .and_then(|since| ledger.changes_since(since))
+            .and_then(|since| ledger.latest_changes_since(since))
+            .map(|(_, changed)| changed)
         {
             Some(ids) => ids
                 .filter_map(|lid| self.node_of_lid.get(lid as usize).copied())
