@@ -247,6 +247,10 @@ pub fn grant_from_annotations(
                 containers.resize(i + 1, Vec::new());
             }
             any = true;
+            // Most containers take one card: no room for four on the first push.
+            if containers[i].capacity() == 0 {
+                containers[i].reserve_exact(1);
+            }
             containers[i].push(DeviceGrant {
                 uuid: d.uuid.to_string(),
                 family: f,

@@ -647,19 +647,20 @@ impl Ledger {
         let containers = placement
             .iter()
             .map(|picks| {
-                picks
-                    .iter()
-                    .filter_map(|p| {
-                        let d = e.node.devices.get(p.device as usize)?;
-                        Some(DeviceGrant {
-                            uuid: d.uuid.clone(),
-                            family: d.family,
-                            memory_mib: p.memory_mib,
-                            cores: p.cores,
-                            mig: p.mig.map(|m| (m.profile, m.start, m.size)),
-                        })
+                // Sized from the picks: a filtered `collect` starts at four (a grant is kept
+                // for the pod's lifetime, and most pods take one card).
+                let mut cards = Vec::with_capacity(picks.len());
+                cards.extend(picks.iter().filter_map(|p| {
+                    let d = e.node.devices.get(p.device as usize)?;
+                    Some(DeviceGrant {
+                        uuid: d.uuid.clone(),
+                        family: d.family,
+                        memory_mib: p.memory_mib,
+                        cores: p.cores,
+                        mig: p.mig.map(|m| (m.profile, m.start, m.size)),
                     })
-                    .collect()
+                }));
+                cards
             })
             .collect();
         Some(PodGrant {
