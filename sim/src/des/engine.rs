@@ -180,8 +180,10 @@ const NO_NODE: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 struct SimNode {
+    /// The node as its agent would describe it now (its Node object is built from this when
+    /// published: keeping 1,213 objects of a few kilobytes cost more than rebuilding the few
+    /// that faults republish).
     node: Node,
-    k8s: K8sNode,
     pool: u16,
     up: bool,
     occupied: u64,
@@ -342,18 +344,16 @@ pub fn node_object(node: &Node) -> K8sNode {
 /// Below this many nodes the cluster is published on one thread.
 const PARALLEL_NODES_FROM: usize = 256;
 
-/// Each node as the run starts: its simulated state with the Node object a node agent would
-/// publish, and that object as the controller reads it ([`read_node`]). Both are pure per
-/// node, and a node costs tens of microseconds (the registration JSON written, then parsed):
-/// on a large cluster a helper thread takes the second half. The order is the nodes'.
+/// Each node as the run starts: its simulated state, and the Node object a node agent would
+/// publish as the controller reads it ([`read_node`]). Pure per node, and a node costs tens
+/// of microseconds (the registration JSON written, then parsed): on a large cluster a helper
+/// thread takes the second half. The order is the nodes'.
 fn publish_nodes(nodes: &[(Node, u16)]) -> (Vec<SimNode>, Vec<NodeRead>) {
     fn publish(part: &[(Node, u16)]) -> Vec<(SimNode, NodeRead)> {
         part.iter()
             .map(|(n, p)| {
-                let k8s = node_object(n);
-                let read = read_node(&k8s);
+                let read = read_node(&node_object(n));
                 let sim = SimNode {
-                    k8s,
                     node: n.clone(),
                     pool: *p,
                     up: true,
@@ -1583,13 +1583,16 @@ impl<'a> Engine<'a> {
     }
 
     fn republish(&mut self, ni: u32) {
-        let n = &mut self.nodes[ni as usize];
-        n.k8s = node_object(&n.node);
-        if n.up {
-            let obj = Box::new(n.k8s.clone());
-            self.handle(Event::NodeChanged(obj));
+        if self.nodes[ni as usize].up {
+            let ev = self.node_changed(ni);
+            self.handle(ev);
             self.refresh(ni);
         }
+    }
+
+    /// Node `ni`'s `NodeChanged`: its Node object as its agent publishes it now.
+    fn node_changed(&self, ni: u32) -> Event {
+        Event::NodeChanged(Box::new(node_object(&self.nodes[ni as usize].node)))
     }
 
     /// Drop the controller and rebuild one from node and pod annotations only.
@@ -1605,8 +1608,8 @@ impl<'a> Engine<'a> {
         );
         for ni in 0..self.nodes.len() {
             if self.nodes[ni].up {
-                let obj = Box::new(self.nodes[ni].k8s.clone());
-                self.handle(Event::NodeChanged(obj));
+                let ev = self.node_changed(ni as u32);
+                self.handle(ev);
             }
         }
         for id in 0..self.pods.len() {
@@ -1813,8 +1816,8 @@ impl<'a> Engine<'a> {
                 Ev::NodeReturn(ni) => {
                     self.nodes[ni as usize].up = true;
                     self.forget_admitted();
-                    let obj = Box::new(self.nodes[ni as usize].k8s.clone());
-                    self.handle(Event::NodeChanged(obj));
+                    let ev = self.node_changed(ni);
+                    self.handle(ev);
                     self.refresh(ni);
                     self.wake_node(ni);
                 }
@@ -1975,8 +1978,7 @@ stop: {time: 1m}
         for (i, ((n, pool), (sim, read))) in nodes.iter().zip(sims.iter().zip(&reads)).enumerate() {
             assert_eq!(sim.node.name, n.name, "node {i}");
             assert_eq!(sim.pool, *pool, "node {i}");
-            assert_eq!(sim.k8s, node_object(n), "node {i}");
-            let alone = read_node(&sim.k8s);
+            let alone = read_node(&node_object(n));
             assert_eq!(read.name, alone.name, "node {i}");
             assert_eq!(read.node, alone.node, "node {i}");
         }
