@@ -226,7 +226,7 @@ fn incremental_checker_compares_grant_sets_by_digest_and_card_totals() {
     l.unreserve(&keys[0]);
     let released = [checker::Touched {
         index: 0,
-        key: keys[0].clone(),
+        key: &keys[0],
         check: PodCheck {
             meta: Some(&pods[0].metadata),
             holds: false,

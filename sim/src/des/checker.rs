@@ -230,8 +230,9 @@ fn check_all<'a>(
             dump.say(format!("ledger invariant: {v}"));
         }
     }
+    let mut from_ann: HashMap<PodKey, (usize, PodGrant), FastBuild> =
+        HashMap::with_capacity_and_hasher(decoded.len(), FastBuild::default());
     let mut decoded = decoded.into_iter();
-    let mut from_ann: HashMap<PodKey, (usize, PodGrant), FastBuild> = HashMap::default();
     for (i, p) in pods.iter().enumerate() {
         if p.pending && p.reason.is_none() {
             dump.say(format!("pod #{i} is pending without a reason"));
@@ -290,7 +291,7 @@ pub struct Touched<'a> {
     /// The pod's index, as in the full check's iteration order.
     pub index: usize,
     /// The pod's key (also for a finished pod, whose object is gone).
-    pub key: PodKey,
+    pub key: &'a PodKey,
     /// Its state.
     pub check: PodCheck<'a>,
 }
@@ -518,11 +519,11 @@ impl Incremental {
                     None => {}
                 }
             }
-            dump.extend(mismatch(&t.key, ledger.grant(&t.key), g.as_ref()));
-            if let Some(v) = ledger.check_listed(&t.key) {
+            dump.extend(mismatch(t.key, ledger.grant(t.key), g.as_ref()));
+            if let Some(v) = ledger.check_listed(t.key) {
                 dump.say(format!("ledger invariant: {v}"));
             }
-            self.record(ledger, t.index, &t.key, g);
+            self.record(ledger, t.index, t.key, g);
         }
         nodes.sort_unstable();
         nodes.dedup();
