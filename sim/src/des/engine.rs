@@ -539,7 +539,8 @@ pub struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    /// Set up a run: the cluster registered through `NodeChanged` with real Node objects.
+    /// Set up a run: each node's real Node object built and read as `NodeChanged` reads it
+    /// ([`read_node`]); [`Engine::run`] registers them in node order before the first event.
     pub fn new(
         sc: &'a Scenario,
         var: &'a Variant,
