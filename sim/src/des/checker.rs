@@ -246,7 +246,7 @@ fn check_all<'a>(
         }
         // `decoded` holds one entry per holder with an object, in this order.
         let Some((key, grant)) = decoded.next() else {
-            break;
+            continue;
         };
         match grant {
             Ok(Some(g)) => {

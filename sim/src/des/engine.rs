@@ -180,9 +180,9 @@ const NO_NODE: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 struct SimNode {
-    /// The node as its agent would describe it now (its Node object is built from this when
-    /// published: keeping 1,213 objects of a few kilobytes cost more than rebuilding the few
-    /// that faults republish).
+    /// The node as its agent would describe it now. Its Node object is built from this when
+    /// published: keeping every node's object (a few kilobytes each) cost more, in memory a
+    /// run first touches, than rebuilding the few that faults republish.
     node: Node,
     pool: u16,
     up: bool,
@@ -525,7 +525,7 @@ pub struct Engine<'a> {
     /// Pods whose state or object changed during the current event (for the checker).
     touched: Vec<u32>,
     /// The keys of the pods an event touched, for the checker: buffers rewritten per event
-    /// (two allocations per touched pod were a tenth of the incremental check).
+    /// (two allocations per touched pod were nearly a tenth of the incremental check).
     touched_keys: Vec<PodKey>,
     /// The checker's memory between events.
     checker: checker::Incremental,
