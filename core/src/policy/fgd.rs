@@ -10,7 +10,7 @@
 //!
 //! Free shares per card are those of [`super::paper::card_free_milli`].
 
-use super::paper::{MILLI, NodeShape, card_frees};
+use super::paper::{MILLI, NodeShape, card_free_milli, card_frees};
 use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
 use crate::hash::FastBuild;
 use crate::ledger::NodeView;
@@ -239,36 +239,23 @@ impl TargetWorkload {
     /// the missing ones): `access` lower-cases the model and walks every task type, and the
     /// simulator asks after every placement. `rows` must only ever serve this workload.
     pub fn node_frag_with(&self, node: &NodeView<'_>, rows: &mut AccessRows) -> f64 {
-        let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
-        let models = node.node.devices.iter().map(|d| d.model.as_str());
-        self.cards_frag_with(models, card_frees(node), cpu_free, rows)
-    }
-
-    /// [`TargetWorkload::node_frag_with`] from what it reads of the node: its cards' models
-    /// and free shares ([`super::paper::card_free_milli`]), both in position order, and its free CPU. For a
-    /// caller that computes the metric away from the ledger (the simulator, on a helper thread).
-    pub fn cards_frag_with<'m>(
-        &self,
-        models: impl Iterator<Item = &'m str>,
-        mut frees: SmallVec<[u64; 8]>,
-        cpu_free: u64,
-        rows: &mut AccessRows,
-    ) -> f64 {
         let mut row_of: SmallVec<[usize; 8]> = SmallVec::new();
         let mut last: Option<(&str, usize)> = None;
-        for m in models {
+        for d in &node.node.devices {
             // A node's cards are nearly always of one model: look it up once.
             let i = match last {
-                Some((l, i)) if l == m => i,
-                _ => rows.index(self, m),
+                Some((m, i)) if m == d.model => i,
+                _ => rows.index(self, &d.model),
             };
-            last = Some((m, i));
+            last = Some((&d.model, i));
             row_of.push(i);
         }
+        let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
         if let Some(&row) = row_of.first()
             && row_of.iter().all(|&r| r == row)
         {
             // One model: the answer depends only on the key (see `FragKey`).
+            let mut frees = card_frees(node);
             frees.sort_unstable_by(|a, b| b.cmp(a));
             let key = FragKey {
                 row,
@@ -288,10 +275,13 @@ impl TargetWorkload {
             rows.frags.insert(key, f);
             return f;
         }
-        let cards: SmallVec<[(u64, &[bool]); 8]> = frees
+        let cards: SmallVec<[(u64, &[bool]); 8]> = node
+            .node
+            .devices
             .iter()
+            .zip(node.usage)
             .zip(&row_of)
-            .map(|(&f, &r)| (f, &*rows.rows[r].1))
+            .map(|((d, u), &r)| (card_free_milli(d, u), &*rows.rows[r].1))
             .collect();
         self.frag(cpu_free, &cards)
     }
@@ -465,7 +455,6 @@ impl NodePolicy for Fgd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::paper::card_free_milli;
     use super::*;
     use crate::build::NodeBuilder;
     use crate::ledger::Ledger;

@@ -13,7 +13,6 @@
 //! same answer — kube-scheduler's equivalence idea).
 
 use super::checker::{self, PodCheck};
-use super::frag::{FragStream, NodeModels};
 use super::model::{FaultRes, PolicyRes, Scenario, Source, Variant};
 use super::placements::LogEntry;
 use super::scenario::{ArrivalKind, DurationKind, DurationSpec, FaultKind, TieSpec, TraceMode};
@@ -27,8 +26,7 @@ use hami_core::fit::Reason;
 use hami_core::ledger::{NodeId, NodeView};
 use hami_core::model::Node;
 use hami_core::pipeline::{NodeVerdict, Reasons, Scheduler, SchedulerConfig};
-use hami_core::policy::fgd::Fgd;
-use hami_core::policy::paper::card_frees;
+use hami_core::policy::fgd::{AccessRows, Fgd};
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
 use hami_core::request::{PodKey, RequestTranslator};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
@@ -191,6 +189,7 @@ struct SimNode {
     occupied: u64,
     mem: u64,
     cores: u64,
+    frag: f64,
 }
 
 /// One point of the time series.
@@ -361,6 +360,7 @@ fn publish_nodes(nodes: &[(Node, u16)]) -> (Vec<SimNode>, Vec<NodeRead>) {
                     occupied: 0,
                     mem: 0,
                     cores: 0,
+                    frag: 0.0,
                 };
                 (sim, read)
             })
@@ -486,9 +486,7 @@ pub struct Engine<'a> {
     used_cores: u64,
     used_mem: u64,
     occupied: u64,
-    /// The fragmentation metric, computed on a helper thread (see [`super::frag`]); taken
-    /// when the run ends.
-    frag: Option<FragStream>,
+    frag: f64,
     pool_cap: Vec<u64>,
     pool_used: Vec<u64>,
     last_t: u64,
@@ -536,6 +534,8 @@ pub struct Engine<'a> {
     /// Per class, a Pod with the class template's spec. The controller reads a pod through
     /// it: the pod's metadata is swapped in for the call and out after (see [`Engine::staged`]).
     stage: Vec<Pod>,
+    /// Card models' access rows for the fragmentation metric (the variant's target workload).
+    access_rows: AccessRows,
 }
 
 impl<'a> Engine<'a> {
@@ -626,11 +626,7 @@ impl<'a> Engine<'a> {
             used_cores: 0,
             used_mem: 0,
             occupied: 0,
-            frag: Some(FragStream::start(
-                var.target.clone(),
-                Arc::new(NodeModels::of(var.nodes.iter().map(|(n, _)| n))),
-                cap_cards,
-            )),
+            frag: 0.0,
             pool_cap,
             pool_used: vec![0; npools],
             last_t: 0,
@@ -672,6 +668,7 @@ impl<'a> Engine<'a> {
                     ..c.template.clone()
                 })
                 .collect(),
+            access_rows: AccessRows::default(),
         }
     }
 
@@ -711,10 +708,7 @@ impl<'a> Engine<'a> {
             self.area[0] += dt * self.used_cores as f64 / cc;
             self.area[1] += dt * self.used_mem as f64 / self.cap_mem.max(1) as f64;
             self.area[2] += dt * self.occupied as f64 / self.cap_cards.max(1) as f64;
-            // area[3], the fragmentation's, is integrated on the metric's helper thread.
-            if let Some(f) = self.frag.as_mut() {
-                f.advance(dt);
-            }
+            self.area[3] += dt * self.frag / (self.cap_cards.max(1) as f64 * 1000.0);
             self.area[4] += dt * self.pending as f64;
             self.area[5] += dt;
             for (i, a) in self.pool_area.iter_mut().enumerate() {
@@ -756,7 +750,7 @@ impl<'a> Engine<'a> {
         if self.lid(ni).is_none() || !self.nodes[ni as usize].up {
             self.sync_id(ni);
         }
-        let (occ, mem, cores) = {
+        let (occ, mem, cores, frag) = {
             let sn = &self.nodes[ni as usize];
             let view = self.lid(ni).and_then(|id| self.ctl.ledger().view(id));
             match view {
@@ -769,18 +763,10 @@ impl<'a> Engine<'a> {
                         mem += u.used_mem;
                         cores += u64::from(u.used_cores.min(100));
                     }
-                    if let Some(f) = self.frag.as_mut() {
-                        let cpu_free = v.node.cpu_milli.saturating_sub(v.used.cpu_milli);
-                        f.node(ni, card_frees(&v), cpu_free);
-                    }
-                    (occ, mem, cores)
+                    let frag = self.var.target.node_frag_with(&v, &mut self.access_rows);
+                    (occ, mem, cores, frag)
                 }
-                _ => {
-                    if let Some(f) = self.frag.as_mut() {
-                        f.gone(ni);
-                    }
-                    (0, 0, 0)
-                }
+                _ => (0, 0, 0, 0.0),
             }
         };
         let sn = &mut self.nodes[ni as usize];
@@ -789,22 +775,20 @@ impl<'a> Engine<'a> {
         self.used_cores = self.used_cores + cores - sn.cores;
         let p = sn.pool as usize;
         self.pool_used[p] = self.pool_used[p] + cores - sn.cores;
+        self.frag += frag - sn.frag;
         sn.occupied = occ;
         sn.mem = mem;
         sn.cores = cores;
+        sn.frag = frag;
     }
 
     fn sample(&mut self) {
-        if let Some(f) = self.frag.as_mut() {
-            f.sample(self.series.len());
-        }
         self.series.push(Sample {
             t: self.now as f64 / 1000.0,
             allocation: self.used_cores as f64 / self.cap_cores.max(1) as f64,
             memory: self.used_mem as f64 / self.cap_mem.max(1) as f64,
             cards: self.occupied as f64 / self.cap_cards.max(1) as f64,
-            // Filled in from the metric's helper when the run ends (see `settle_fragmentation`).
-            fragmentation: 0.0,
+            fragmentation: self.frag.max(0.0) / (self.cap_cards.max(1) as f64 * 1000.0),
             pending: self.pending,
             running: self.running + self.binding,
         });
@@ -1895,25 +1879,8 @@ impl<'a> Engine<'a> {
             }
         }
         self.sample();
-        self.settle_fragmentation().map_err(|e| self.fail(&e))?;
         let wall = start.elapsed().as_secs_f64();
         Ok(self.output(wall))
-    }
-
-    /// Take the fragmentation metric's results from its helper: the time integral and each
-    /// sample point's value.
-    fn settle_fragmentation(&mut self) -> Result<(), String> {
-        let Some(f) = self.frag.take() else {
-            return Ok(());
-        };
-        let totals = f.finish()?;
-        self.area[3] = totals.area;
-        for (k, v) in totals.samples {
-            if let Some(s) = self.series.get_mut(k) {
-                s.fragmentation = v;
-            }
-        }
-        Ok(())
     }
 
     fn fail(&self, what: &str) -> String {

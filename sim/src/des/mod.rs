@@ -6,7 +6,6 @@ pub mod checker;
 pub mod engine;
 pub mod expect;
 pub mod explain;
-pub mod frag;
 pub mod metrics;
 pub mod model;
 pub mod placements;
