@@ -10,7 +10,7 @@
 //!
 //! Free shares per card are those of [`super::paper::card_free_milli`].
 
-use super::paper::{MILLI, NodeShape, card_free_milli, card_frees};
+use super::paper::{MILLI, NodeShape, card_frees};
 use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
 use crate::hash::FastBuild;
 use crate::ledger::NodeView;
@@ -251,11 +251,11 @@ impl TargetWorkload {
             row_of.push(i);
         }
         let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
+        let mut frees = card_frees(node);
         if let Some(&row) = row_of.first()
             && row_of.iter().all(|&r| r == row)
         {
             // One model: the answer depends only on the key (see `FragKey`).
-            let mut frees = card_frees(node);
             frees.sort_unstable_by(|a, b| b.cmp(a));
             let key = FragKey {
                 row,
@@ -275,13 +275,10 @@ impl TargetWorkload {
             rows.frags.insert(key, f);
             return f;
         }
-        let cards: SmallVec<[(u64, &[bool]); 8]> = node
-            .node
-            .devices
+        let cards: SmallVec<[(u64, &[bool]); 8]> = frees
             .iter()
-            .zip(node.usage)
             .zip(&row_of)
-            .map(|((d, u), &r)| (card_free_milli(d, u), &*rows.rows[r].1))
+            .map(|(&f, &r)| (f, &*rows.rows[r].1))
             .collect();
         self.frag(cpu_free, &cards)
     }
@@ -455,6 +452,7 @@ impl NodePolicy for Fgd {
 
 #[cfg(test)]
 mod tests {
+    use super::super::paper::card_free_milli;
     use super::*;
     use crate::build::NodeBuilder;
     use crate::ledger::Ledger;
