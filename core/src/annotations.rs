@@ -3,7 +3,7 @@
 //! annotations a bind writes.
 
 use crate::codec::CodecError;
-use crate::codec::devices::{push_device, visit_pod_devices};
+use crate::codec::devices::{DeviceRef, push_device, visit_pod_devices};
 use crate::codec::keys;
 use crate::codec::mig::{MigAllocation, encode_mig_allocations};
 use crate::codec::register::{
@@ -227,11 +227,66 @@ pub fn grant_from_annotations(
     cpu_milli: u64,
     memory_mib: u64,
 ) -> Result<Option<PodGrant>, CodecError> {
+    let mut containers: Vec<Vec<DeviceGrant>> = Vec::new();
+    let mut any = false;
+    // Straight into the grant: only the UUID of each device is kept as text.
+    let Some(read) = visit_grant(annotations, |i, family, d| {
+        if containers.len() <= i {
+            containers.resize(i + 1, Vec::new());
+        }
+        any = true;
+        // Most containers take one card: no room for four on the first push.
+        if containers[i].capacity() == 0 {
+            containers[i].reserve_exact(1);
+        }
+        containers[i].push(DeviceGrant {
+            uuid: d.uuid.to_string(),
+            family,
+            memory_mib: u64::try_from(d.usedmem).unwrap_or(0),
+            cores: u32::try_from(d.usedcores).unwrap_or(0),
+            mig: None,
+        });
+    })?
+    else {
+        return Ok(None);
+    };
+    if !any {
+        return Ok(None);
+    }
+    if containers.len() < read.containers {
+        containers.resize(read.containers, Vec::new());
+    }
+    Ok(Some(PodGrant {
+        node: read.node.to_string(),
+        containers,
+        cpu_milli,
+        memory_mib,
+    }))
+}
+
+/// What [`visit_grant`] read besides the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantRead<'a> {
+    /// The node the grant is on (`hami.io/vgpu-node`).
+    pub node: &'a str,
+    /// The most containers any family's allocated list names (containers without devices
+    /// included).
+    pub containers: usize,
+}
+
+/// [`grant_from_annotations`] without building the grant, for readers that compare or sum
+/// instead of keeping it: `visit(container, family, device)` for each granted device in the
+/// order the decoded grant lists them per container (families in family-table order, each
+/// family's list in its own order). `Ok(None)` when no node is recorded; `Ok(Some(_))` with no
+/// visit means a node without cards, which the decoder reads as no grant. On an error, the
+/// devices before the bad one have been visited.
+pub fn visit_grant<'a>(
+    annotations: &'a BTreeMap<String, String>,
+    mut visit: impl FnMut(usize, FamilyId, DeviceRef<'a>),
+) -> Result<Option<GrantRead<'a>>, CodecError> {
     let Some(node) = annotations.get(keys::VGPU_NODE) else {
         return Ok(None);
     };
-    let mut containers: Vec<Vec<DeviceGrant>> = Vec::new();
-    let mut any = false;
     // The grant annotations present, in family table order (the order cards are listed in).
     let mut present: SmallVec<[(FamilyId, &str, &String); 2]> = SmallVec::new();
     for (key, v) in annotations {
@@ -240,38 +295,12 @@ pub fn grant_from_annotations(
         }
     }
     present.sort_unstable_by_key(|p| p.0);
+    let mut containers = 0;
     for (f, key, v) in present {
-        // Straight into the grant: only the UUID of each device is kept as text.
-        let n = visit_pod_devices(key, v, |i, d| {
-            if containers.len() <= i {
-                containers.resize(i + 1, Vec::new());
-            }
-            any = true;
-            // Most containers take one card: no room for four on the first push.
-            if containers[i].capacity() == 0 {
-                containers[i].reserve_exact(1);
-            }
-            containers[i].push(DeviceGrant {
-                uuid: d.uuid.to_string(),
-                family: f,
-                memory_mib: u64::try_from(d.usedmem).unwrap_or(0),
-                cores: u32::try_from(d.usedcores).unwrap_or(0),
-                mig: None,
-            });
-        })?;
-        if containers.len() < n {
-            containers.resize(n, Vec::new());
-        }
+        let n = visit_pod_devices(key, v, |i, d| visit(i, f, d))?;
+        containers = containers.max(n);
     }
-    if !any {
-        return Ok(None);
-    }
-    Ok(Some(PodGrant {
-        node: node.clone(),
-        containers,
-        cpu_milli,
-        memory_mib,
-    }))
+    Ok(Some(GrantRead { node, containers }))
 }
 
 /// The MIG instances of `grant` as HAMi's `hami.io/vgpu-mig-allocations` entries: one per card

@@ -274,6 +274,157 @@ fn full_check_of_a_large_state_splits_the_work_and_reports_in_order() {
     assert!(e.starts_with("5 violation(s)"), "{e}");
 }
 
+/// A change to the two-pod state of [`two_pods_on_one_node`]: the ledger, the Pod objects,
+/// which pods hold cards, and the node's name.
+type Mutation = fn(&mut hami_core::ledger::Ledger, &mut [Pod], &mut [bool], &str);
+
+/// Every annotation value of `pod` with `from` replaced by `to`.
+fn rewrite_annotations(pod: &mut Pod, from: &str, to: &str) {
+    for v in pod
+        .metadata
+        .annotations
+        .iter_mut()
+        .flat_map(|a| a.values_mut())
+    {
+        *v = v.replace(from, to);
+    }
+}
+
+/// The full check reads each holder's annotations in place and decodes only those that
+/// differ from the ledger: one case per way they can disagree, each on a small state and on
+/// one large enough to share the work with a helper thread, with and without keeping the
+/// decoded grants (the incremental checker's full check); all must say the same.
+#[test]
+fn full_check_compares_annotations_read_in_place() {
+    let cases: &[(&str, Mutation, &[&str])] = &[
+        ("agreeing", |_, _, _, _| {}, &[]),
+        (
+            "cards listed in another order than the ledger's",
+            |l, pods, holds, node| {
+                let uuids: Vec<String> = l
+                    .node_id(node)
+                    .and_then(|id| l.entry(id))
+                    .map(|e| e.node.devices.iter().map(|d| d.uuid.clone()).collect())
+                    .unwrap_or_default();
+                let card = |u: &String| DeviceGrant {
+                    uuid: u.clone(),
+                    family: hami_core::family::FamilyId::NVIDIA,
+                    memory_mib: 1024,
+                    cores: 10,
+                    mig: None,
+                };
+                let two = |a: &String, b: &String| PodGrant {
+                    node: node.to_string(),
+                    containers: vec![vec![card(a), card(b)]],
+                    cpu_milli: 0,
+                    memory_mib: 0,
+                };
+                for i in 0..2 {
+                    l.unreserve(&PodKey::new("sim", format!("p-{i}")));
+                }
+                let (a, b) = (&uuids[2], &uuids[3]);
+                l.reserve(&PodKey::new("sim", "p-0"), two(a, b))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                pods[0].metadata.annotations = Some(bind_annotations(&two(b, a), 0));
+                holds[1] = false;
+            },
+            &[],
+        ),
+        (
+            "a holder without annotations",
+            |_, pods, _, _| pods[1].metadata.annotations = None,
+            &["for pod sim/p-1, whose annotations record no grant"],
+        ),
+        (
+            "a pod the ledger holds that holds nothing",
+            |_, _, holds, _| holds[1] = false,
+            &["for pod sim/p-1, whose annotations record no grant"],
+        ),
+        (
+            "annotations that do not decode",
+            |_, pods, _, _| rewrite_annotations(&mut pods[1], ",4096,", ",lots,"),
+            &[
+                "pod sim/p-1: annotations do not decode",
+                "for pod sim/p-1, whose annotations record no grant",
+            ],
+        ),
+        (
+            "a card the node does not have, named by both pods",
+            |l, pods, _, node| {
+                let e = l.node_id(node).and_then(|id| l.entry(id));
+                let uuids: Vec<String> = e
+                    .map(|e| e.node.devices.iter().map(|d| d.uuid.clone()).collect())
+                    .unwrap_or_default();
+                for (i, pod) in pods.iter_mut().enumerate() {
+                    rewrite_annotations(pod, &uuids[i], "GPU-nope");
+                }
+            },
+            &[
+                "card GPU-nope on ",
+                "pod sim/p-0: ledger says",
+                "pod sim/p-1: ledger says",
+            ],
+        ),
+        (
+            "more memory recorded than the card has",
+            |_, pods, _, _| rewrite_annotations(&mut pods[0], ",4096,", ",90000,"),
+            &[
+                "does not fit the recorded grants: 90000 MiB of 81920 MiB",
+                "pod sim/p-0: ledger says",
+            ],
+        ),
+        (
+            "a grant the ledger does not hold",
+            |l, _, _, _| {
+                l.unreserve(&PodKey::new("sim", "p-0"));
+            },
+            &[
+                "pod sim/p-0 annotations record",
+                "but the ledger holds nothing",
+            ],
+        ),
+    ];
+    for &(name, mutate, want) in cases {
+        let (mut l, mut pods, _, node) = two_pods_on_one_node();
+        let mut holds = [true, true];
+        mutate(&mut l, &mut pods, &mut holds, &node);
+        fn check(p: &Pod, holds: bool) -> PodCheck<'_> {
+            PodCheck {
+                holds,
+                ..holding(p)
+            }
+        }
+        let waiting = PodCheck {
+            meta: None,
+            holds: false,
+            pending: true,
+            reason: Some("x"),
+        };
+        for n in [2, 6000] {
+            let all = || {
+                let mut v = vec![check(&pods[0], holds[0])];
+                v.extend(std::iter::repeat_n(waiting, n - 2));
+                v.push(check(&pods[1], holds[1]));
+                v
+            };
+            let r = checker::check(&l, all().into_iter());
+            let kept = checker::Incremental::default().full_check(&l, all().into_iter());
+            assert_eq!(r, kept, "{name}, {n} pods: the two full checks differ");
+            let e = r.err().unwrap_or_default();
+            for w in want {
+                assert_eq!(
+                    e.matches(w).count(),
+                    1,
+                    "{name}, {n} pods: {w:?} once in: {e}"
+                );
+            }
+            if want.is_empty() {
+                assert!(e.is_empty(), "{name}, {n} pods: {e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn checker_catches_a_corrupted_ledger() {
     let sc = small();

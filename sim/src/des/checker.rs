@@ -1,8 +1,9 @@
 //! The outside checker: after every event it proves that
 //! 1. the ledger's own invariants hold (no card over its slots, memory or cores; usage equals
 //!    the sum of grants) — [`hami_core::ledger::Ledger::check_invariants`];
-//! 2. the ledger equals what the pods holding cards say in their annotations, decoded with the
-//!    production codec ([`hami_core::annotations::grant_from_annotations`]), and a ledger
+//! 2. the ledger equals what the pods holding cards say in their annotations, read with the
+//!    production codec ([`hami_core::annotations::grant_from_annotations`], or its visitor
+//!    [`hami_core::annotations::visit_grant`] where nothing needs keeping), and a ledger
 //!    rebuilt from those annotations alone fits the cards (what a restarted scheduler would do);
 //! 3. every pod is running, pending with a reason, or finished.
 //!
@@ -12,8 +13,7 @@
 //! cost instead of the size of the cluster; the engine still runs the full [`check`] every
 //! `check_every` events and at the end, and the two must agree.
 
-use hami_core::annotations::grant_from_annotations;
-use hami_core::control::key_of_meta;
+use hami_core::annotations::{grant_from_annotations, visit_grant};
 use hami_core::hash::FastBuild;
 use hami_core::ledger::{DeviceGrant, Ledger, NodeEntry, NodeId, PodGrant};
 use hami_core::model::{Device, DeviceMode};
@@ -21,6 +21,7 @@ use hami_core::request::PodKey;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the checker needs to know about one simulated pod.
 #[derive(Debug, Clone, Copy)]
@@ -104,18 +105,6 @@ fn same(a: &PodGrant, b: &PodGrant) -> bool {
     a.node == b.node && (in_order || cards(a) == cards(b))
 }
 
-/// The rebuild-from-annotations check for one card: the recorded totals must fit it.
-fn fits_card(ledger: &Ledger, node: &str, uuid: &str, totals: (u32, u64, u32)) -> Option<String> {
-    let dev = ledger
-        .node_id(node)
-        .and_then(|id| ledger.entry(id))
-        .and_then(|e| e.node.devices.iter().find(|d| d.uuid == uuid));
-    match dev {
-        None => Some(no_such_card(node, uuid)),
-        Some(d) => overfull(node, d, totals),
-    }
-}
-
 fn no_such_card(node: &str, uuid: &str) -> String {
     format!("rebuilding from annotations: card {uuid} on {node} does not exist")
 }
@@ -128,21 +117,6 @@ fn overfull(node: &str, d: &Device, (slots, mem, cores): (u32, u64, u32)) -> Opt
             d.uuid, d.memory_mib, d.cores, d.split_count
         )
     })
-}
-
-/// Add grant `a`'s cards to per-card totals (slots, memory, cores).
-fn add_cards<'g>(
-    sums: &mut HashMap<(&'g str, &'g str), (u32, u64, u32), FastBuild>,
-    a: &'g PodGrant,
-) {
-    for d in a.devices() {
-        let e = sums
-            .entry((a.node.as_str(), d.uuid.as_str()))
-            .or_insert((0, 0, 0));
-        e.0 += 1;
-        e.1 += d.memory_mib;
-        e.2 += d.cores;
-    }
 }
 
 /// The grant pod `pod`'s annotations record (`Ok(None)`: none), decoded by the production codec.
@@ -175,51 +149,279 @@ fn mismatch(key: &PodKey, ledger: Option<&PodGrant>, ann: Option<&PodGrant>) -> 
 
 /// Check the three properties; the error is a readable dump of every violation (at most 20).
 pub fn check<'a>(ledger: &Ledger, pods: impl Iterator<Item = PodCheck<'a>>) -> Result<(), String> {
-    check_all(ledger, pods).0
+    check_all(ledger, pods, false).0
 }
 
 /// Each holding pod's position in the checked iterator, key and decoded grant.
 type Recorded = Vec<(usize, PodKey, PodGrant)>;
 
-/// A holding pod's key and what its annotations decode to ([`decode`]).
-type Decoded = (PodKey, Result<Option<PodGrant>, String>);
-
-/// [`Decoded`] for each pod of `pods` that holds cards and has an object, in order.
-fn decode_holders(pods: &[PodCheck<'_>]) -> Vec<Decoded> {
-    pods.iter()
-        .filter(|p| p.holds)
-        .filter_map(|p| p.meta)
-        .map(|meta| (key_of_meta(meta), decode(meta)))
-        .collect()
-}
-
 /// Below this many pods a full check runs on one thread (a helper costs more than it saves).
 const PARALLEL_FROM: usize = 4096;
 
-/// [`check`], also returning each holding pod's decoded grant by its position in `pods`.
+/// Pods per unit of work that the full check's threads take in turn.
+const CHUNK: usize = 256;
+
+/// Every card of the ledger's nodes at one flat position: node id `n`'s cards are
+/// `start[n]..start[n + 1]`, in the node's order.
+struct CardIndex {
+    start: Vec<usize>,
+}
+
+impl CardIndex {
+    fn new(ledger: &Ledger) -> CardIndex {
+        let mut start = Vec::with_capacity(ledger.node_id_bound() + 1);
+        let mut at = 0;
+        for id in 0..ledger.node_id_bound() {
+            start.push(at);
+            at += ledger
+                .entry(id as NodeId)
+                .map_or(0, |e| e.node.devices.len());
+        }
+        start.push(at);
+        CardIndex { start }
+    }
+
+    fn cards(&self) -> usize {
+        self.start.last().copied().unwrap_or(0)
+    }
+}
+
+/// What one chunk of pods adds to the dump, kept apart so that the dump reads in pod order
+/// whichever thread took the chunk.
+#[derive(Default)]
+struct ChunkOut {
+    /// Messages about single pods, in pod order.
+    said: Vec<String>,
+    /// Grant mismatches (shown sorted with the card messages).
+    found: Vec<String>,
+    /// With `keep`: each holder's decoded grant.
+    recorded: Recorded,
+}
+
+/// One thread's share of a full check.
+struct Share {
+    /// Chunk outputs by chunk number.
+    chunks: Vec<(usize, ChunkOut)>,
+    /// Per flat card ([`CardIndex`]): slots, memory and cores the annotations record.
+    sums: Vec<(u32, u64, u32)>,
+    /// (node, card) pairs annotations name that the ledger's nodes do not have.
+    unknown: Vec<(String, String)>,
+    /// The ledger grants a holder was compared with, by address: distinct keys are distinct
+    /// entries, so their count says whether every ledger grant was compared.
+    matched: Vec<usize>,
+}
+
+/// What a holder's annotations record, read in place.
+struct Scratch<'a> {
+    key: PodKey,
+    /// (container, card UUID, memory, cores) in decoded order.
+    devs: Vec<(usize, &'a str, u64, u32)>,
+    /// Per container, how many of the ledger grant's cards matched so far.
+    pos: Vec<usize>,
+}
+
+/// Whether the devices read from annotations (`devs`, in decoded order, over `containers`
+/// containers) equal ledger grant `g`'s in the same order: the usual case, decided without
+/// building the decoded grant. `false` sends the pod to the exact comparison.
+fn same_in_order(
+    g: &PodGrant,
+    node: &str,
+    containers: usize,
+    devs: &[(usize, &str, u64, u32)],
+    pos: &mut Vec<usize>,
+) -> bool {
+    if g.node != node || g.containers.len() != containers {
+        return false;
+    }
+    pos.clear();
+    pos.resize(containers, 0);
+    for &(c, uuid, mem, cores) in devs {
+        let Some(d) = g.containers.get(c).and_then(|ctr| ctr.get(pos[c])) else {
+            return false;
+        };
+        if d.uuid != uuid || d.memory_mib != mem || d.cores != cores {
+            return false;
+        }
+        pos[c] += 1;
+    }
+    g.containers
+        .iter()
+        .zip(pos.iter())
+        .all(|(c, &n)| c.len() == n)
+}
+
+/// Check pods `chunk` (positions from `base`): the per-pod properties, each holder's
+/// annotations against its ledger grant, and what they record added to the share's card sums.
+fn check_chunk<'a>(
+    ledger: &Ledger,
+    cards: &CardIndex,
+    keep: bool,
+    base: usize,
+    chunk: &[PodCheck<'a>],
+    share: &mut Share,
+    scratch: &mut Scratch<'a>,
+) -> ChunkOut {
+    // Borrowed for as long as the pods' annotations (the cards read point into them).
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    let grants = ledger.grants();
+    let mut out = ChunkOut::default();
+    for (k, p) in chunk.iter().enumerate() {
+        let i = base + k;
+        if p.pending && p.reason.is_none() {
+            out.said
+                .push(format!("pod #{i} is pending without a reason"));
+        }
+        if !p.holds {
+            continue;
+        }
+        let Some(meta) = p.meta else {
+            out.said
+                .push(format!("pod #{i} holds cards but has no object"));
+            continue;
+        };
+        let key = &mut scratch.key;
+        key.namespace.clear();
+        key.namespace
+            .push_str(meta.namespace.as_deref().unwrap_or("default"));
+        key.name.clear();
+        key.name.push_str(meta.name.as_deref().unwrap_or_default());
+        let g = grants.get(&*key);
+        if let Some(g) = g {
+            share.matched.push(std::ptr::from_ref(g) as usize);
+        }
+        let ann = meta.annotations.as_ref().unwrap_or(&EMPTY);
+        let devs = &mut scratch.devs;
+        devs.clear();
+        let read = visit_grant(ann, |c, _, d| {
+            devs.push((
+                c,
+                d.uuid,
+                u64::try_from(d.usedmem).unwrap_or(0),
+                u32::try_from(d.usedcores).unwrap_or(0),
+            ));
+        });
+        let read = match read {
+            Ok(Some(r)) if !devs.is_empty() => r,
+            Ok(_) => {
+                out.found.extend(mismatch(key, g, None));
+                continue;
+            }
+            Err(e) => {
+                out.said
+                    .push(format!("pod {key}: annotations do not decode: {e}"));
+                out.found.extend(mismatch(key, g, None));
+                continue;
+            }
+        };
+        let decoded = if keep {
+            decode(meta).ok().flatten()
+        } else {
+            None
+        };
+        let equal =
+            g.is_some_and(|g| same_in_order(g, read.node, read.containers, devs, &mut scratch.pos));
+        if !equal {
+            // Exactly as the decoder reads it: cards in another order may still be the same.
+            let a = match decoded {
+                Some(_) => None,
+                None => decode(meta).ok().flatten(),
+            };
+            out.found
+                .extend(mismatch(key, g, decoded.as_ref().or(a.as_ref())));
+        }
+        // Rebuilt from annotations alone, the cards must hold what they record.
+        let on = ledger.node_id(read.node).and_then(|id| {
+            ledger
+                .entry(id)
+                .map(|e| (cards.start[id as usize], &e.node.devices))
+        });
+        for &(_, uuid, mem, cores) in devs.iter() {
+            match on.and_then(|(at, ds)| ds.iter().position(|d| d.uuid == uuid).map(|p| at + p)) {
+                Some(flat) => {
+                    let t = &mut share.sums[flat];
+                    t.0 += 1;
+                    t.1 += mem;
+                    t.2 += cores;
+                }
+                None => share
+                    .unknown
+                    .push((read.node.to_string(), uuid.to_string())),
+            }
+        }
+        if let Some(a) = decoded {
+            out.recorded.push((i, key.clone(), a));
+        }
+    }
+    out
+}
+
+/// Take chunks of `pods` in turn from `next` until none is left.
+fn check_chunks<'a>(
+    ledger: &Ledger,
+    cards: &CardIndex,
+    keep: bool,
+    pods: &[PodCheck<'a>],
+    next: &AtomicUsize,
+) -> Share {
+    let mut share = Share {
+        chunks: Vec::new(),
+        sums: vec![(0, 0, 0); cards.cards()],
+        unknown: Vec::new(),
+        matched: Vec::new(),
+    };
+    let mut scratch = Scratch {
+        key: PodKey::new(String::new(), String::new()),
+        devs: Vec::new(),
+        pos: Vec::new(),
+    };
+    loop {
+        let c = next.fetch_add(1, Ordering::Relaxed);
+        let Some(chunk) = pods.chunks(CHUNK).nth(c) else {
+            return share;
+        };
+        let out = check_chunk(
+            ledger,
+            cards,
+            keep,
+            c * CHUNK,
+            chunk,
+            &mut share,
+            &mut scratch,
+        );
+        share.chunks.push((c, out));
+    }
+}
+
+/// [`check`], also returning (with `keep`) each holding pod's decoded grant by its position
+/// in `pods`.
 ///
-/// The ledger's own invariants and the decoding of every holder's annotations (most of the
-/// work) are independent: on a large state a helper thread takes the invariants and the last
-/// quarter of the pods while this thread decodes the rest (the invariants cost about half of
-/// the decoding on the Alibaba trace). What they find is reported in the same order as on one
+/// Each holder's annotations are read in place with the production decoder's visitor
+/// ([`visit_grant`]) and compared with its ledger grant in decoded order; only a pod that
+/// differs there is decoded into a grant, for the exact comparison and its message. A ledger
+/// grant that no holder was compared with is one whose pod's annotations record nothing.
+/// On a large state a helper thread checks the ledger's own invariants and then takes chunks
+/// of pods in turn with this thread. What they find is reported in the same order as on one
 /// thread.
 fn check_all<'a>(
     ledger: &Ledger,
     pods: impl Iterator<Item = PodCheck<'a>>,
+    keep: bool,
 ) -> (Result<(), String>, Recorded) {
     let pods: Vec<PodCheck<'a>> = pods.collect();
-    let (invariants, decoded) = if pods.len() < PARALLEL_FROM {
-        (ledger.check_invariants(), decode_holders(&pods))
+    let cards = CardIndex::new(ledger);
+    let next = AtomicUsize::new(0);
+    let (invariants, shares) = if pods.len() < PARALLEL_FROM {
+        let share = check_chunks(ledger, &cards, keep, &pods, &next);
+        (ledger.check_invariants(), vec![share])
     } else {
-        let (head, tail) = pods.split_at(pods.len() * 3 / 4);
         std::thread::scope(|s| {
-            let helper = s.spawn(|| (ledger.check_invariants(), decode_holders(tail)));
-            let mut decoded = decode_holders(head);
+            let helper = s.spawn(|| {
+                let inv = ledger.check_invariants();
+                (inv, check_chunks(ledger, &cards, keep, &pods, &next))
+            });
+            let mine = check_chunks(ledger, &cards, keep, &pods, &next);
             match helper.join() {
-                Ok((invariants, rest)) => {
-                    decoded.extend(rest);
-                    (invariants, decoded)
-                }
+                Ok((inv, theirs)) => (inv, vec![mine, theirs]),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
@@ -230,58 +432,67 @@ fn check_all<'a>(
             dump.say(format!("ledger invariant: {v}"));
         }
     }
-    let mut from_ann: HashMap<PodKey, (usize, PodGrant), FastBuild> =
-        HashMap::with_capacity_and_hasher(decoded.len(), FastBuild::default());
-    let mut decoded = decoded.into_iter();
-    for (i, p) in pods.iter().enumerate() {
-        if p.pending && p.reason.is_none() {
-            dump.say(format!("pod #{i} is pending without a reason"));
+    let mut sums = vec![(0u32, 0u64, 0u32); cards.cards()];
+    let mut unknown: Vec<(String, String)> = Vec::new();
+    let mut matched: Vec<usize> = Vec::new();
+    let mut chunks: Vec<(usize, ChunkOut)> = Vec::new();
+    for sh in shares {
+        for (t, s) in sums.iter_mut().zip(&sh.sums) {
+            t.0 += s.0;
+            t.1 += s.1;
+            t.2 += s.2;
         }
-        if !p.holds {
-            continue;
-        }
-        if p.meta.is_none() {
-            dump.say(format!("pod #{i} holds cards but has no object"));
-            continue;
-        }
-        // `decoded` holds one entry per holder with an object, in this order.
-        let Some((key, grant)) = decoded.next() else {
-            continue;
-        };
-        match grant {
-            Ok(Some(g)) => {
-                from_ann.insert(key, (i, g));
-            }
-            Ok(None) => {}
-            Err(e) => dump.say(format!("pod {key}: annotations do not decode: {e}")),
-        }
+        unknown.extend(sh.unknown);
+        matched.extend(sh.matched);
+        chunks.extend(sh.chunks);
     }
-    // Both maps are hashed (a tree of a million string keys made this check slow); what they
-    // find is sorted before it is shown, so the dump reads in a stable order.
+    chunks.sort_unstable_by_key(|c| c.0);
     let mut found: Vec<String> = Vec::new();
-    let grants = ledger.grants();
-    for (k, g) in grants {
-        found.extend(mismatch(k, Some(g), from_ann.get(k).map(|(_, a)| a)));
+    let mut recorded = Recorded::new();
+    for (_, c) in chunks {
+        for m in c.said {
+            dump.say(m);
+        }
+        found.extend(c.found);
+        recorded.extend(c.recorded);
     }
-    for (k, (_, a)) in &from_ann {
-        if !grants.contains_key(k) {
-            found.extend(mismatch(k, None, Some(a)));
+    // A ledger grant no holder was compared with: its pod's annotations record nothing.
+    let grants = ledger.grants();
+    matched.sort_unstable();
+    matched.dedup();
+    if matched.len() != grants.len() {
+        for (k, g) in grants {
+            if matched
+                .binary_search(&(std::ptr::from_ref(g) as usize))
+                .is_err()
+            {
+                found.extend(mismatch(k, Some(g), None));
+            }
         }
     }
     // Rebuild from annotations alone: the cards' totals must fit (what a restarted scheduler
     // would have to accept).
-    let mut sums: HashMap<(&str, &str), (u32, u64, u32), FastBuild> = HashMap::default();
-    for (_, a) in from_ann.values() {
-        add_cards(&mut sums, a);
+    for id in 0..ledger.node_id_bound() {
+        let Some(e) = ledger.entry(id as NodeId) else {
+            continue;
+        };
+        let at = cards.start[id];
+        for (p, d) in e.node.devices.iter().enumerate() {
+            let t = sums[at + p];
+            if t != (0, 0, 0) {
+                found.extend(overfull(&e.node.name, d, t));
+            }
+        }
     }
-    for ((node, uuid), totals) in sums {
-        found.extend(fits_card(ledger, node, uuid, totals));
+    unknown.sort_unstable();
+    unknown.dedup();
+    for (node, uuid) in &unknown {
+        found.push(no_such_card(node, uuid));
     }
     found.sort_unstable();
     for f in found {
         dump.say(f);
     }
-    let recorded = from_ann.into_iter().map(|(k, (i, g))| (i, k, g)).collect();
     (dump.finish(), recorded)
 }
 
@@ -406,7 +617,7 @@ impl Incremental {
         ledger: &Ledger,
         pods: impl Iterator<Item = PodCheck<'a>>,
     ) -> Result<(), String> {
-        let (r, recorded) = check_all(ledger, pods);
+        let (r, recorded) = check_all(ledger, pods, true);
         self.recorded.clear();
         self.on_node.clear();
         for (i, key, g) in recorded {
