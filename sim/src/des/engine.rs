@@ -598,7 +598,9 @@ impl<'a> Engine<'a> {
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
-            pods: Vec::new(),
+            // Every pod a run expects, without regrowing (a generator's estimate is capped: an
+            // unused reservation is address space the run never touches).
+            pods: Vec::with_capacity(expected.min(1 << 22) as usize),
             nodes,
             node_index,
             active: BTreeSet::new(),
@@ -1392,16 +1394,19 @@ impl<'a> Engine<'a> {
         self.touched.push(id);
         if let Some(meta) = self.pods[id as usize].meta.as_mut() {
             let ann = meta.annotations.get_or_insert_with(BTreeMap::new);
+            // The patch's keys are distinct: its removals first, then its values in one
+            // sorted merge (a pod's first patch lands in an empty map, which takes them whole)
+            // instead of a tree search per key.
+            let mut set: Vec<(String, String)> = Vec::with_capacity(annotations.len());
             for (k, v) in annotations {
                 match v {
-                    Some(v) => {
-                        ann.insert(k, v);
-                    }
+                    Some(v) => set.push((k, v)),
                     None => {
                         ann.remove(&k);
                     }
                 }
             }
+            ann.append(&mut set.into_iter().collect());
         }
     }
 
