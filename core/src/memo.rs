@@ -346,14 +346,18 @@ impl DeviceOrder {
         self.stale[i] = stale;
         let mut j = self.cap + i;
         self.tree[j] = leaf;
+        // The subtree's summary rides up in a register: each level reads only the sibling
+        // and the stored parent.
+        let mut below = leaf;
         while j > 1 {
+            let merged = OrderEntry::merge(below, self.tree[j ^ 1]);
             j >>= 1;
-            let merged = OrderEntry::merge(self.tree[2 * j], self.tree[2 * j + 1]);
             if self.tree[j] == merged {
                 // The ancestors were computed from the same children: nothing above changes.
                 break;
             }
             self.tree[j] = merged;
+            below = merged;
         }
     }
 
@@ -367,18 +371,26 @@ impl DeviceOrder {
     ) -> Option<u128> {
         let mut best = 0u128;
         // Depth-first, the child with the larger key first: a branch is left as soon as it
-        // cannot beat the best found or lacks the room. At most one pending sibling per level.
+        // cannot beat the best found or lacks the room. At most one pending sibling per level;
+        // the first child is entered at once, not pushed and popped.
         let mut stack = [0usize; 2 * usize::BITS as usize];
-        let mut top = 1;
-        stack[0] = 1;
-        while top > 0 {
-            top -= 1;
-            let j = stack[top];
+        let mut top = 0;
+        let mut j = 1;
+        loop {
             let e = self.tree[j];
-            if e.key <= best || e.cpu < cpu || e.mem < mem {
-                continue;
-            }
-            if j >= self.cap {
+            if e.key > best && e.cpu >= cpu && e.mem >= mem {
+                if j < self.cap {
+                    let (l, r) = (2 * j, 2 * j + 1);
+                    let (first, second) = if self.tree[l].key >= self.tree[r].key {
+                        (l, r)
+                    } else {
+                        (r, l)
+                    };
+                    stack[top] = second;
+                    top += 1;
+                    j = first;
+                    continue;
+                }
                 let i = j - self.cap;
                 let e = if self.stale[i] {
                     // Exact now: the same key if the cards fit, none if not. Ancestors only go
@@ -392,17 +404,12 @@ impl DeviceOrder {
                 if e.key > best && e.cpu >= cpu && e.mem >= mem {
                     best = e.key;
                 }
-                continue;
             }
-            let (l, r) = (2 * j, 2 * j + 1);
-            let (first, second) = if self.tree[l].key >= self.tree[r].key {
-                (l, r)
-            } else {
-                (r, l)
-            };
-            stack[top] = second;
-            stack[top + 1] = first;
-            top += 2;
+            if top == 0 {
+                break;
+            }
+            top -= 1;
+            j = stack[top];
         }
         (best != 0).then_some(best)
     }
