@@ -895,6 +895,19 @@ impl Ledger {
         }
     }
 
+    /// Take pod `key` off its node's list, leaving its grant, the usage and the digest: a
+    /// planted bookkeeping bug. Only for tests that prove the checker catches it.
+    #[doc(hidden)]
+    pub fn unlist_for_test(&mut self, key: &PodKey) {
+        if let Some(g) = self.pods.get(key)
+            && let Some(id) = self.node_id(&g.node)
+            && let Some(e) = self.nodes[id as usize].as_mut()
+        {
+            e.pods.remove(key);
+            self.touch(id);
+        }
+    }
+
     /// Change a node's grant digest directly. Only for tests that prove the checker catches it.
     #[doc(hidden)]
     pub fn corrupt_digest_for_test(&mut self, node: &str, delta: u64) {

@@ -374,6 +374,22 @@ fn full_check_compares_annotations_read_in_place() {
             ],
         ),
         (
+            "a grant its node does not list",
+            |l, _, _, _| l.unlist_for_test(&PodKey::new("sim", "p-1")),
+            &["grant of pod sim/p-1 not listed on its node"],
+        ),
+        (
+            "a grant its node does not list, of a pod that holds nothing",
+            |l, _, holds, _| {
+                l.unlist_for_test(&PodKey::new("sim", "p-1"));
+                holds[1] = false;
+            },
+            &[
+                "grant of pod sim/p-1 not listed on its node",
+                "for pod sim/p-1, whose annotations record no grant",
+            ],
+        ),
+        (
             "a grant the ledger does not hold",
             |l, _, _, _| {
                 l.unreserve(&PodKey::new("sim", "p-0"));

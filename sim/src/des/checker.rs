@@ -15,7 +15,7 @@
 
 use hami_core::annotations::{grant_from_annotations, visit_grant};
 use hami_core::hash::FastBuild;
-use hami_core::ledger::{DeviceGrant, Ledger, NodeEntry, NodeId, PodGrant};
+use hami_core::ledger::{DeviceGrant, Ledger, NodeEntry, NodeId, PodGrant, Violation};
 use hami_core::model::{Device, DeviceMode};
 use hami_core::request::PodKey;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -161,6 +161,9 @@ const PARALLEL_FROM: usize = 4096;
 /// Pods per unit of work that the full check's threads take in turn.
 const CHUNK: usize = 256;
 
+/// Ledger nodes per unit of work (their invariants).
+const NODE_CHUNK: usize = 128;
+
 /// Every card of the ledger's nodes at one flat position: node id `n`'s cards are
 /// `start[n]..start[n + 1]`, in the node's order.
 struct CardIndex {
@@ -196,10 +199,14 @@ struct ChunkOut {
     found: Vec<String>,
     /// With `keep`: each holder's decoded grant.
     recorded: Recorded,
+    /// The ledger's own invariant for each holder's grant ([`Ledger::check_listed`]).
+    listed: Vec<Violation>,
 }
 
 /// One thread's share of a full check.
 struct Share {
+    /// The invariants of each unit of ledger nodes, by unit number.
+    nodes: Vec<(usize, Vec<Violation>)>,
     /// Chunk outputs by chunk number.
     chunks: Vec<(usize, ChunkOut)>,
     /// Per flat card ([`CardIndex`]): slots, memory and cores the annotations record.
@@ -288,6 +295,7 @@ fn check_chunk<'a>(
         let g = grants.get(&*key);
         if let Some(g) = g {
             share.matched.push(std::ptr::from_ref(g) as usize);
+            out.listed.extend(ledger.check_listed(key));
         }
         let ann = meta.annotations.as_ref().unwrap_or(&EMPTY);
         let devs = &mut scratch.devs;
@@ -355,7 +363,8 @@ fn check_chunk<'a>(
     out
 }
 
-/// Take chunks of `pods` in turn from `next` until none is left.
+/// Take units of work in turn from `next` until none is left: first the ledger's nodes,
+/// [`NODE_CHUNK`] at a time (their invariants), then `pods`, [`CHUNK`] at a time.
 fn check_chunks<'a>(
     ledger: &Ledger,
     cards: &CardIndex,
@@ -363,7 +372,9 @@ fn check_chunks<'a>(
     pods: &[PodCheck<'a>],
     next: &AtomicUsize,
 ) -> Share {
+    let node_units = ledger.node_id_bound().div_ceil(NODE_CHUNK);
     let mut share = Share {
+        nodes: Vec::new(),
         chunks: Vec::new(),
         sums: vec![(0, 0, 0); cards.cards()],
         unknown: Vec::new(),
@@ -375,7 +386,16 @@ fn check_chunks<'a>(
         pos: Vec::new(),
     };
     loop {
-        let c = next.fetch_add(1, Ordering::Relaxed);
+        let u = next.fetch_add(1, Ordering::Relaxed);
+        if u < node_units {
+            let ids = u * NODE_CHUNK..((u + 1) * NODE_CHUNK).min(ledger.node_id_bound());
+            let found = ids
+                .flat_map(|id| ledger.check_node(id as NodeId, |_, _| {}))
+                .collect();
+            share.nodes.push((u, found));
+            continue;
+        }
+        let c = u - node_units;
         let Some(chunk) = pods.chunks(CHUNK).nth(c) else {
             return share;
         };
@@ -399,9 +419,10 @@ fn check_chunks<'a>(
 /// ([`visit_grant`]) and compared with its ledger grant in decoded order; only a pod that
 /// differs there is decoded into a grant, for the exact comparison and its message. A ledger
 /// grant that no holder was compared with is one whose pod's annotations record nothing.
-/// On a large state a helper thread checks the ledger's own invariants and then takes chunks
-/// of pods in turn with this thread. What they find is reported in the same order as on one
-/// thread.
+/// The ledger's own invariants are proven as [`Ledger::check_invariants`] does, in parts: each
+/// node's, and each grant's listing where its holder is compared. On a large state a helper
+/// thread takes units of work (nodes, then pods) in turn with this thread. What they find is
+/// reported in the same order as on one thread.
 fn check_all<'a>(
     ledger: &Ledger,
     pods: impl Iterator<Item = PodCheck<'a>>,
@@ -410,31 +431,22 @@ fn check_all<'a>(
     let pods: Vec<PodCheck<'a>> = pods.collect();
     let cards = CardIndex::new(ledger);
     let next = AtomicUsize::new(0);
-    let (invariants, shares) = if pods.len() < PARALLEL_FROM {
-        let share = check_chunks(ledger, &cards, keep, &pods, &next);
-        (ledger.check_invariants(), vec![share])
+    let shares = if pods.len() < PARALLEL_FROM {
+        vec![check_chunks(ledger, &cards, keep, &pods, &next)]
     } else {
         std::thread::scope(|s| {
-            let helper = s.spawn(|| {
-                let inv = ledger.check_invariants();
-                (inv, check_chunks(ledger, &cards, keep, &pods, &next))
-            });
+            let helper = s.spawn(|| check_chunks(ledger, &cards, keep, &pods, &next));
             let mine = check_chunks(ledger, &cards, keep, &pods, &next);
             match helper.join() {
-                Ok((inv, theirs)) => (inv, vec![mine, theirs]),
+                Ok(theirs) => vec![mine, theirs],
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
     };
-    let mut dump = Dump::default();
-    if let Err(vs) = invariants {
-        for v in vs {
-            dump.say(format!("ledger invariant: {v}"));
-        }
-    }
     let mut sums = vec![(0u32, 0u64, 0u32); cards.cards()];
     let mut unknown: Vec<(String, String)> = Vec::new();
     let mut matched: Vec<usize> = Vec::new();
+    let mut nodes: Vec<(usize, Vec<Violation>)> = Vec::new();
     let mut chunks: Vec<(usize, ChunkOut)> = Vec::new();
     for sh in shares {
         for (t, s) in sums.iter_mut().zip(&sh.sums) {
@@ -444,17 +456,17 @@ fn check_all<'a>(
         }
         unknown.extend(sh.unknown);
         matched.extend(sh.matched);
+        nodes.extend(sh.nodes);
         chunks.extend(sh.chunks);
     }
+    nodes.sort_unstable_by_key(|n| n.0);
     chunks.sort_unstable_by_key(|c| c.0);
+    // The ledger's own invariants, as `Ledger::check_invariants` proves them: every node's,
+    // then every grant's listing (the holders' above, the others' below).
+    let mut invariants: Vec<Violation> = nodes.into_iter().flat_map(|n| n.1).collect();
     let mut found: Vec<String> = Vec::new();
-    let mut recorded = Recorded::new();
-    for (_, c) in chunks {
-        for m in c.said {
-            dump.say(m);
-        }
-        found.extend(c.found);
-        recorded.extend(c.recorded);
+    for c in &mut chunks {
+        invariants.append(&mut c.1.listed);
     }
     // A ledger grant no holder was compared with: its pod's annotations record nothing.
     let grants = ledger.grants();
@@ -467,8 +479,21 @@ fn check_all<'a>(
                 .is_err()
             {
                 found.extend(mismatch(k, Some(g), None));
+                invariants.extend(ledger.check_listed(k));
             }
         }
+    }
+    let mut dump = Dump::default();
+    for v in invariants {
+        dump.say(format!("ledger invariant: {v}"));
+    }
+    let mut recorded = Recorded::new();
+    for (_, c) in chunks {
+        for m in c.said {
+            dump.say(m);
+        }
+        found.extend(c.found);
+        recorded.extend(c.recorded);
     }
     // Rebuild from annotations alone: the cards' totals must fit (what a restarted scheduler
     // would have to accept).
