@@ -37,6 +37,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Unix time of virtual time 0 (what `hami.io/vgpu-time` and `bind-time` record).
@@ -344,10 +345,14 @@ pub fn node_object(node: &Node) -> K8sNode {
 /// Below this many nodes the cluster is published on one thread.
 const PARALLEL_NODES_FROM: usize = 256;
 
+/// Nodes per unit of work when both threads publish them.
+const NODES_PER_UNIT: usize = 32;
+
 /// Each node as the run starts: its simulated state, and the Node object a node agent would
 /// publish as the controller reads it ([`read_node`]). Pure per node, and a node costs tens
 /// of microseconds (the registration JSON written, then parsed): on a large cluster a helper
-/// thread takes the second half. The order is the nodes'.
+/// thread and this one take runs of [`NODES_PER_UNIT`] nodes in turn (a fixed half each left
+/// one waiting for the other, which starts later). The order is the nodes'.
 fn publish_nodes(nodes: &[(Node, u16)]) -> (Vec<SimNode>, Vec<NodeRead>) {
     fn publish(part: &[(Node, u16)]) -> Vec<(SimNode, NodeRead)> {
         part.iter()
@@ -366,21 +371,32 @@ fn publish_nodes(nodes: &[(Node, u16)]) -> (Vec<SimNode>, Vec<NodeRead>) {
             })
             .collect()
     }
-    let both = if nodes.len() < PARALLEL_NODES_FROM {
-        publish(nodes)
-    } else {
-        let (head, tail) = nodes.split_at(nodes.len() / 2);
-        std::thread::scope(|s| {
-            let helper = s.spawn(|| publish(tail));
-            let mut both = publish(head);
-            match helper.join() {
-                Ok(rest) => both.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-            both
-        })
-    };
-    both.into_iter().unzip()
+    // Units taken from `next` until none is left, by unit number.
+    fn take(nodes: &[(Node, u16)], next: &AtomicUsize) -> Vec<(usize, Vec<(SimNode, NodeRead)>)> {
+        let mut out = Vec::new();
+        loop {
+            let u = next.fetch_add(1, Ordering::Relaxed);
+            let Some(part) = nodes.chunks(NODES_PER_UNIT).nth(u) else {
+                return out;
+            };
+            out.push((u, publish(part)));
+        }
+    }
+    if nodes.len() < PARALLEL_NODES_FROM {
+        return publish(nodes).into_iter().unzip();
+    }
+    let next = AtomicUsize::new(0);
+    let mut units = std::thread::scope(|s| {
+        let helper = s.spawn(|| take(nodes, &next));
+        let mut units = take(nodes, &next);
+        match helper.join() {
+            Ok(theirs) => units.extend(theirs),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        units
+    });
+    units.sort_unstable_by_key(|u| u.0);
+    units.into_iter().flat_map(|u| u.1).unzip()
 }
 
 /// The name of pod `id` of class `class`: `{class}-{id}` (also its uid, with class `uid`;
