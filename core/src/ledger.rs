@@ -358,6 +358,9 @@ pub struct Ledger {
     quotas: BTreeMap<String, Quota>,
     /// Per node id, the version of its last change (0: never present).
     versions: Vec<u64>,
+    /// Per node id, the version of its last change that could have made room for a pod:
+    /// every change but a grant added (see [`Ledger::freed`]).
+    freed: Vec<u64>,
     /// The last version handed out.
     clock: u64,
     /// The most recent node changes, `(version, node id)` in version order, so that a cache
@@ -384,8 +387,19 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// Stamp node `id` as changed.
+    /// Stamp node `id` as changed in a way that may have made room (a release, a new
+    /// registration, a removal, a planted fault): the default for every change.
     fn touch(&mut self, id: NodeId) {
+        self.touch_added(id);
+        let i = id as usize;
+        if self.freed.len() <= i {
+            self.freed.resize(i + 1, 0);
+        }
+        self.freed[i] = self.clock;
+    }
+
+    /// Stamp node `id` as changed by a grant added to it, which only takes room.
+    fn touch_added(&mut self, id: NodeId) {
         self.clock += 1;
         let i = id as usize;
         if self.versions.len() <= i {
@@ -459,6 +473,17 @@ impl Ledger {
     #[inline]
     pub fn version(&self, id: NodeId) -> u64 {
         self.versions.get(id as usize).copied().unwrap_or(0)
+    }
+
+    /// The version of node `id`'s last change that could have made room for a pod: its
+    /// registration, a release, its removal (0 for an id never present). Every later change
+    /// only added grants, which take room and give none, so a pod that did not fit the node
+    /// at a version at or after this one still does not (a fit needs free slots, memory,
+    /// cores, CPU and memory on the node, and idle cards for exclusive requests: all only
+    /// shrink). Caches of refusals stay valid across such changes.
+    #[inline]
+    pub fn freed(&self, id: NodeId) -> u64 {
+        self.freed.get(id as usize).copied().unwrap_or(0)
     }
 
     /// Add a node or replace its registration. Usage is recomputed from the grants of the pods
@@ -741,7 +766,7 @@ impl Ledger {
         entry.digest = entry.digest.wrapping_add(grant.fingerprint(key));
         entry.pods.insert(key.clone());
         self.pods.insert(key.clone(), grant);
-        self.touch(id);
+        self.touch_added(id);
         Ok(())
     }
 

@@ -141,6 +141,30 @@ fn remembered<T: Copy + Default>(
     }
 }
 
+/// [`remembered`] for a yes/no fit: also a refusal remembered at a version at or after the
+/// node's [`Ledger::freed`] still holds (only grants were added since, and they make no room),
+/// and is carried to `version` without `compute`.
+#[inline]
+fn remembered_fit(
+    slots: &mut Vec<(u64, bool)>,
+    added: &mut usize,
+    id: NodeId,
+    (version, freed): (u64, u64),
+    compute: impl FnOnce() -> bool,
+) -> bool {
+    let i = id as usize;
+    if let Some(slot) = slots.get_mut(i)
+        && version != 0
+        && slot.0 != 0
+        && !slot.1
+        && slot.0 >= freed
+    {
+        slot.0 = version;
+        return false;
+    }
+    remembered(slots, added, id, version, compute)
+}
+
 /// The card fits of one device shape, lent to a verdict computation (see
 /// [`ShapeSlots::refresh`]).
 #[derive(Debug)]
@@ -150,12 +174,26 @@ pub struct DeviceSlots<'a> {
 }
 
 impl DeviceSlots<'_> {
-    /// Whether node `id`'s cards take the shape's device requests at `version`: remembered
-    /// for that version, or computed with `compute` and remembered. The answer must not
-    /// depend on the pod's CPU, memory or node policy (the slots are shared across them).
+    /// Whether node `id`'s cards take the shape's device requests at `version`, the node's
+    /// [`Ledger::version`] (`freed` is its [`Ledger::freed`]): remembered for that version, or
+    /// a refusal remembered since the node last made room, or computed with `compute` and
+    /// remembered. The answer must not depend on the pod's CPU, memory or node policy (the
+    /// slots are shared across them), and must be a fit that more grants on the node can
+    /// only take away.
     #[inline]
-    pub fn fits(&mut self, id: NodeId, version: u64, compute: impl FnOnce() -> bool) -> bool {
-        remembered(&mut self.fits.fits, self.added, id, version, compute)
+    pub fn fits(
+        &mut self,
+        id: NodeId,
+        (version, freed): (u64, u64),
+        compute: impl FnOnce() -> bool,
+    ) -> bool {
+        remembered_fit(
+            &mut self.fits.fits,
+            self.added,
+            id,
+            (version, freed),
+            compute,
+        )
     }
 
     /// Why node `id`'s cards refuse the shape's device requests at `version`, as reason bits
@@ -722,23 +760,33 @@ impl<'a> ShapeSlots<'a> {
             .map(|o| o.ranks)
     }
 
-    /// Make node `id`'s remembered verdict current for `version`, computing it with `compute`
-    /// when the one remembered is for another version (or none is), and return its compact
-    /// part. `compute` is lent the shape's card fits ([`DeviceSlots::fits`]).
+    /// Make node `id`'s remembered verdict current for `version`, the node's
+    /// [`Ledger::version`] (`freed` is its [`Ledger::freed`]), computing it with `compute`
+    /// when the one remembered is for another version (or none is) and is not a refusal
+    /// since the node last made room (the filter only refuses more as grants are added), and
+    /// return its compact part. `compute` is lent the shape's card fits
+    /// ([`DeviceSlots::fits`]).
     #[inline]
     pub fn refresh(
         &mut self,
         id: NodeId,
-        version: u64,
+        (version, freed): (u64, u64),
         compute: impl FnOnce(&mut DeviceSlots<'_>) -> Verdict,
     ) -> Hot {
         let i = id as usize;
         if version != 0
-            && let Some(&(v, hot)) = self.memo.slots.get(i)
-            && v == version
+            && let Some(slot) = self.memo.slots.get_mut(i)
         {
-            *self.hits += 1;
-            return hot;
+            if slot.0 == version {
+                *self.hits += 1;
+                return slot.1;
+            }
+            if slot.1 == Hot::Infeasible && slot.0 != 0 && slot.0 >= freed {
+                // Still refused, and the index already says so.
+                slot.0 = version;
+                *self.hits += 1;
+                return Hot::Infeasible;
+            }
         }
         let verdict = compute(&mut self.device);
         self.recompute(i, version, verdict)
@@ -791,7 +839,9 @@ impl<'a> ShapeSlots<'a> {
                 match ledger.latest_changes_since(ix.synced) {
                     Some((n, changed)) if n <= bound => {
                         for id in changed {
-                            self.refresh(id, ledger.version(id), |d| compute(id, d));
+                            self.refresh(id, (ledger.version(id), ledger.freed(id)), |d| {
+                                compute(id, d)
+                            });
                         }
                         true
                     }
@@ -804,7 +854,9 @@ impl<'a> ShapeSlots<'a> {
             self.memo.index = None;
             for i in 0..bound {
                 let id = i as NodeId;
-                self.refresh(id, ledger.version(id), |d| compute(id, d));
+                self.refresh(id, (ledger.version(id), ledger.freed(id)), |d| {
+                    compute(id, d)
+                });
             }
             let cap = bound.max(1).next_power_of_two();
             let mut ix = BestIndex {
@@ -891,6 +943,10 @@ impl<'a> ShapeSlots<'a> {
                     },
                     false,
                 ),
+                // Refused since the node last made room: still refused (see `Ledger::freed`).
+                Some(&(v, false)) if version != 0 && v != 0 && v >= ledger.freed(id) => {
+                    (OrderEntry::default(), false)
+                }
                 _ => (entry(&view), true),
             }
         };
@@ -930,7 +986,8 @@ impl<'a> ShapeSlots<'a> {
                 return OrderEntry::default();
             };
             *misses += 1;
-            if remembered(fits, added, id, ledger.version(id), || cards(&view)) {
+            let at = (ledger.version(id), ledger.freed(id));
+            if remembered_fit(fits, added, id, at, || cards(&view)) {
                 entry(&view)
             } else {
                 OrderEntry::default()

@@ -235,7 +235,7 @@ impl Scheduler {
             {
                 return Verdict::Infeasible;
             }
-            let fits = cards.fits(id, ledger.version(id), || {
+            let fits = cards.fits(id, (ledger.version(id), ledger.freed(id)), || {
                 fit_pod(&view, req, &cards_env, scratch, None, false).is_some()
             });
             if !fits {
@@ -284,7 +284,7 @@ impl Scheduler {
         let mut visit = |id: NodeId, rng: &mut ChaCha8Rng| {
             let (score, cards) = match slots.as_mut() {
                 Some(sl) => {
-                    let hot = sl.refresh(id, ledger.version(id), |cards| {
+                    let hot = sl.refresh(id, (ledger.version(id), ledger.freed(id)), |cards| {
                         verdict(id, &mut *rng, &mut scratch, cards)
                     });
                     match hot {

@@ -365,6 +365,92 @@ fn memo_serves_unchanged_nodes_and_recomputes_changed_ones() {
     assert_eq!((st.misses, st.hits, st.shapes), (3, 0, 3));
 }
 
+/// A refusal outlives grants added to its node (they only take room) and is asked again once
+/// the node makes room: the ledger's `freed` version moves with releases, registrations and
+/// removals, never with a grant. Each step says what the memo served and computed on the
+/// one-node, two-card cluster (a listed candidate set, so every node is looked up), and the
+/// decision must be the one the unmemoised scheduler takes.
+#[test]
+fn refusals_outlive_grants_until_the_node_makes_room() {
+    enum Step {
+        Pod(usize),
+        Release(usize),
+        Reregister,
+    }
+    let sched = scheduler(NodePolicyKind::BestFit, TieRule::NameOrder);
+    let base = nodes(&[2]);
+    let mut ledger = Ledger::new();
+    ledger.upsert_node(base[0].clone());
+    let mut memo = ScoreMemo::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let all = [0u32];
+    // (step, placed?, (hits, misses) added, freed moved?)
+    let steps = [
+        // A whole card: computed.
+        (Step::Pod(2), true, (0, 1), false),
+        // Two cards with one free: computed, refused.
+        (Step::Pod(3), false, (0, 1), false),
+        // A small pod takes part of the other card: another shape, computed.
+        (Step::Pod(0), true, (0, 1), false),
+        // The two-card pod again: the node changed, but only by a grant: still refused.
+        (Step::Pod(3), false, (1, 0), false),
+        // The small pod leaves: the node made room …
+        (Step::Release(2), false, (0, 0), true),
+        // … so the refusal is asked again (and still holds: the whole card is taken).
+        (Step::Pod(3), false, (0, 1), false),
+        // A new registration makes room as well.
+        (Step::Reregister, false, (0, 0), true),
+        (Step::Pod(3), false, (0, 1), false),
+    ];
+    let mut keys = Vec::new();
+    for (i, (step, placed, (hits, misses), moved)) in steps.into_iter().enumerate() {
+        let before = memo.stats();
+        let freed = ledger.freed(0);
+        match step {
+            Step::Pod(shape) => {
+                let req = shape_pod(shape, i, false);
+                let plain = sched.schedule(&ledger, &req, Some(&all), &mut rng.clone());
+                let d = sched.schedule_with(
+                    &ledger,
+                    &req,
+                    Some(&all),
+                    &mut rng,
+                    Some(&mut memo),
+                    Reasons::PerNode,
+                );
+                assert_eq!(render(&d), render(&plain), "step {i}");
+                let got = match d {
+                    Decision::Placed { grant, .. } => {
+                        ledger.reserve(&req.key, grant).expect("reserve");
+                        true
+                    }
+                    _ => false,
+                };
+                assert_eq!(got, placed, "step {i}: {}", render(&plain));
+                keys.push(req.key);
+            }
+            Step::Release(k) => {
+                ledger.unreserve(&keys[k]);
+            }
+            Step::Reregister => {
+                ledger.upsert_node(base[0].clone());
+            }
+        }
+        let after = memo.stats();
+        assert_eq!(
+            (after.hits - before.hits, after.misses - before.misses),
+            (hits, misses),
+            "step {i}: memo hits and misses"
+        );
+        assert_eq!(ledger.freed(0) != freed, moved, "step {i}: freed version");
+        assert!(ledger.freed(0) <= ledger.version(0));
+    }
+    // A removal makes room too (the id's next registration starts afresh).
+    let freed = ledger.freed(0);
+    ledger.remove_node(&base[0].name);
+    assert!(ledger.freed(0) > freed);
+}
+
 #[test]
 fn ledger_change_log_lists_changes_and_says_when_it_forgot() {
     let mut ledger = Ledger::new();
