@@ -5,6 +5,11 @@
 //! pod's *shape* (its requests without its identity), the node's state and the scheduler's
 //! fixed settings. The ledger stamps every node change with a fresh version, so a verdict
 //! remembered under (shape, node, version) is the verdict the pipeline would compute again.
+//! A *refusal* lives longer: the filter asks for free slots, memory, cores, CPU and memory,
+//! and idle cards, which a grant added to the node only takes away, so a node that refused a
+//! shape still refuses it until the node next makes room (a release, a registration: the
+//! ledger's [`Ledger::freed`] version). Remembered refusals are carried across grant-only
+//! changes; anything else is asked again.
 //! What is not a function of those is never memoised: randomised policies (they say so through
 //! [`crate::policy::NodePolicy::memoizable`]) and pods whose namespace has a device quota (its
 //! remaining room changes with other nodes' grants).
