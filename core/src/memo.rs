@@ -482,7 +482,7 @@ struct ReasonTotals {
 }
 
 /// Reason bits a mask may carry ([`crate::fit::Reason`] has fewer): the top bit of
-/// [`ReasonTotals::added`] marks a present node.
+/// `ReasonTotals::added` marks a present node.
 pub const REASON_BITS: usize = 31;
 const PRESENT: u32 = 1 << REASON_BITS;
 
@@ -898,7 +898,7 @@ impl<'a> ShapeSlots<'a> {
     /// shape's card fits, [`DeviceSlots::fits`]); the answer is the node with the best score
     /// among those whose cards fit and that have the room, as [`ShapeSlots::best`] would find.
     /// The tree behind it belongs to the device shape, so pod shapes that differ in CPU,
-    /// memory or identity share it (see [`DeviceOrder`]); of the nodes changed since its last
+    /// memory or identity share it (see `DeviceOrder`); of the nodes changed since its last
     /// use, only those that could win are asked, and each counts as a verdict computed
     /// ([`MemoStats::misses`]).
     ///
