@@ -93,25 +93,30 @@ fn shorten(raw: &str) -> String {
 
 /// Go's `strconv.ParseInt(s, 10, 32)`: optional sign, ASCII digits, in `i32` range.
 pub(crate) fn parse_i32(s: &str) -> Option<i32> {
-    if !go_int_syntax(s) {
-        return None;
-    }
-    s.parse().ok()
+    parse_i64(s).and_then(|v| i32::try_from(v).ok())
 }
 
-/// Go's `strconv.Atoi` on a 64-bit platform.
+/// Go's `strconv.Atoi` on a 64-bit platform: `[+-]?[0-9]+` (no spaces, no underscores), in
+/// `i64` range. One pass over the digits: every device of every grant annotation has two.
 pub(crate) fn parse_i64(s: &str) -> Option<i64> {
-    if !go_int_syntax(s) {
+    let (negative, digits) = match s.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        all => (false, all),
+    };
+    if digits.is_empty() {
         return None;
     }
-    s.parse().ok()
-}
-
-/// Go accepts `[+-]?[0-9]+` for base 10 (no spaces, no underscores); Rust's parser agrees except
-/// that we check it explicitly so the two can never drift.
-fn go_int_syntax(s: &str) -> bool {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    // Summed as a negative number: `i64::MIN` has no positive counterpart.
+    let mut v: i64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub(i64::from(d))?;
+    }
+    if negative { Some(v) } else { v.checked_neg() }
 }
 
 /// Go's `strconv.ParseBool`.
@@ -146,7 +151,51 @@ pub fn push_decimal(out: &mut String, v: i64) {
 
 #[cfg(test)]
 mod decimal_tests {
-    use super::push_decimal;
+    use super::{parse_i32, parse_i64, push_decimal};
+    use proptest::prelude::*;
+
+    /// Go's integer syntax, at the edges of both ranges.
+    #[test]
+    fn integers_parse_as_go_reads_them() {
+        let cases: &[(&str, Option<i64>, Option<i32>)] = &[
+            ("0", Some(0), Some(0)),
+            ("-0", Some(0), Some(0)),
+            ("+7", Some(7), Some(7)),
+            ("007", Some(7), Some(7)),
+            ("81920", Some(81920), Some(81920)),
+            ("2147483647", Some(2147483647), Some(i32::MAX)),
+            ("2147483648", Some(2147483648), None),
+            ("-2147483648", Some(-2147483648), Some(i32::MIN)),
+            ("-2147483649", Some(-2147483649), None),
+            ("9223372036854775807", Some(i64::MAX), None),
+            ("-9223372036854775808", Some(i64::MIN), None),
+            ("9223372036854775808", None, None),
+            ("-9223372036854775809", None, None),
+            ("", None, None),
+            ("-", None, None),
+            ("+", None, None),
+            ("+-1", None, None),
+            ("1_000", None, None),
+            (" 1", None, None),
+            ("1 ", None, None),
+            ("0x10", None, None),
+            ("\u{663}", None, None),
+        ];
+        for &(s, want64, want32) in cases {
+            assert_eq!(parse_i64(s), want64, "{s:?}");
+            assert_eq!(parse_i32(s), want32, "{s:?}");
+        }
+    }
+
+    proptest! {
+        /// Over signs, digits and a few strangers, the same answers as the standard parser,
+        /// whose syntax for these characters is Go's.
+        #[test]
+        fn integers_parse_as_the_standard_parser_does(s in "[-+0-9 _a]{0,24}") {
+            prop_assert_eq!(parse_i64(&s), s.parse::<i64>().ok());
+            prop_assert_eq!(parse_i32(&s), s.parse::<i32>().ok());
+        }
+    }
 
     #[test]
     fn push_decimal_writes_what_to_string_writes() {
