@@ -23,6 +23,7 @@ use hami_core::codec::push_decimal;
 use hami_core::codec::score::{DevicePairScore, encode_pair_scores};
 use hami_core::control::{Action, Controller, Event, NodeRead, read_node};
 use hami_core::fit::Reason;
+use hami_core::hash::FastBuild;
 use hami_core::ledger::{NodeId, NodeView};
 use hami_core::model::Node;
 use hami_core::pipeline::{NodeVerdict, Reasons, Scheduler, SchedulerConfig};
@@ -474,7 +475,8 @@ pub struct Engine<'a> {
     queue: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     pods: Vec<SimPod>,
     nodes: Vec<SimNode>,
-    node_index: HashMap<String, u32>,
+    /// Node name → index in `nodes`; only looked up (a bind names its node), never iterated.
+    node_index: HashMap<String, u32, FastBuild>,
     active: BTreeSet<(Reverse<i32>, u32)>,
     backoff: BTreeSet<(u64, u32)>,
     parked: Vec<BTreeSet<(Reverse<i32>, u32)>>,
