@@ -13,6 +13,7 @@
 //! cost instead of the size of the cluster; the engine still runs the full [`check`] every
 //! `check_every` events and at the end, and the two must agree.
 
+use super::turns::in_turns;
 use hami_core::annotations::{grant_from_annotations, visit_grant};
 use hami_core::hash::FastBuild;
 use hami_core::ledger::{DeviceGrant, Ledger, NodeEntry, NodeId, PodGrant, Violation};
@@ -21,7 +22,6 @@ use hami_core::request::PodKey;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the checker needs to know about one simulated pod.
 #[derive(Debug, Clone, Copy)]
@@ -321,21 +321,17 @@ fn check_chunk<'a>(
                 continue;
             }
         };
-        let decoded = if keep {
+        let equal =
+            g.is_some_and(|g| same_in_order(g, read.node, read.containers, devs, &mut scratch.pos));
+        // The grant itself: to keep, or to compare exactly as the decoder reads it (cards in
+        // another order may still be the same).
+        let decoded = if keep || !equal {
             decode(meta).ok().flatten()
         } else {
             None
         };
-        let equal =
-            g.is_some_and(|g| same_in_order(g, read.node, read.containers, devs, &mut scratch.pos));
         if !equal {
-            // Exactly as the decoder reads it: cards in another order may still be the same.
-            let a = match decoded {
-                Some(_) => None,
-                None => decode(meta).ok().flatten(),
-            };
-            out.found
-                .extend(mismatch(key, g, decoded.as_ref().or(a.as_ref())));
+            out.found.extend(mismatch(key, g, decoded.as_ref()));
         }
         // Rebuilt from annotations alone, the cards must hold what they record.
         let on = ledger.node_id(read.node).and_then(|id| {
@@ -356,60 +352,28 @@ fn check_chunk<'a>(
                     .push((read.node.to_string(), uuid.to_string())),
             }
         }
-        if let Some(a) = decoded {
+        if keep && let Some(a) = decoded {
             out.recorded.push((i, key.clone(), a));
         }
     }
     out
 }
 
-/// Take units of work in turn from `next` until none is left: first the ledger's nodes,
-/// [`NODE_CHUNK`] at a time (their invariants), then `pods`, [`CHUNK`] at a time.
-fn check_chunks<'a>(
-    ledger: &Ledger,
-    cards: &CardIndex,
-    keep: bool,
-    pods: &[PodCheck<'a>],
-    next: &AtomicUsize,
-) -> Share {
-    let node_units = ledger.node_id_bound().div_ceil(NODE_CHUNK);
-    let mut share = Share {
+/// One thread's empty share of a full check over `cards` flat cards, with its scratch.
+fn new_share<'a>(cards: &CardIndex) -> (Share, Scratch<'a>) {
+    let share = Share {
         nodes: Vec::new(),
         chunks: Vec::new(),
         sums: vec![(0, 0, 0); cards.cards()],
         unknown: Vec::new(),
         matched: Vec::new(),
     };
-    let mut scratch = Scratch {
+    let scratch = Scratch {
         key: PodKey::new(String::new(), String::new()),
         devs: Vec::new(),
         pos: Vec::new(),
     };
-    loop {
-        let u = next.fetch_add(1, Ordering::Relaxed);
-        if u < node_units {
-            let ids = u * NODE_CHUNK..((u + 1) * NODE_CHUNK).min(ledger.node_id_bound());
-            let found = ids
-                .flat_map(|id| ledger.check_node(id as NodeId, |_, _| {}))
-                .collect();
-            share.nodes.push((u, found));
-            continue;
-        }
-        let c = u - node_units;
-        let Some(chunk) = pods.chunks(CHUNK).nth(c) else {
-            return share;
-        };
-        let out = check_chunk(
-            ledger,
-            cards,
-            keep,
-            c * CHUNK,
-            chunk,
-            &mut share,
-            &mut scratch,
-        );
-        share.chunks.push((c, out));
-    }
+    (share, scratch)
 }
 
 /// [`check`], also returning (with `keep`) each holding pod's decoded grant by its position
@@ -430,19 +394,30 @@ fn check_all<'a>(
 ) -> (Result<(), String>, Recorded) {
     let pods: Vec<PodCheck<'a>> = pods.collect();
     let cards = CardIndex::new(ledger);
-    let next = AtomicUsize::new(0);
-    let shares = if pods.len() < PARALLEL_FROM {
-        vec![check_chunks(ledger, &cards, keep, &pods, &next)]
-    } else {
-        std::thread::scope(|s| {
-            let helper = s.spawn(|| check_chunks(ledger, &cards, keep, &pods, &next));
-            let mine = check_chunks(ledger, &cards, keep, &pods, &next);
-            match helper.join() {
-                Ok(theirs) => vec![mine, theirs],
-                Err(panic) => std::panic::resume_unwind(panic),
+    // Units of work, taken in turn: first the ledger's nodes, [`NODE_CHUNK`] at a time (their
+    // invariants), then the pods, [`CHUNK`] at a time.
+    let node_units = ledger.node_id_bound().div_ceil(NODE_CHUNK);
+    let shares = in_turns(
+        node_units + pods.len().div_ceil(CHUNK),
+        pods.len() < PARALLEL_FROM,
+        || new_share(&cards),
+        |(share, scratch), u| {
+            if u < node_units {
+                let ids = u * NODE_CHUNK..((u + 1) * NODE_CHUNK).min(ledger.node_id_bound());
+                let found = ids
+                    .flat_map(|id| ledger.check_node(id as NodeId, |_, _| {}))
+                    .collect();
+                share.nodes.push((u, found));
+                return;
             }
-        })
-    };
+            let c = u - node_units;
+            let chunk = &pods[c * CHUNK..((c + 1) * CHUNK).min(pods.len())];
+            let out = check_chunk(ledger, &cards, keep, c * CHUNK, chunk, share, scratch);
+            share.chunks.push((c, out));
+        },
+    )
+    .into_iter()
+    .map(|(share, _)| share);
     let mut sums = vec![(0u32, 0u64, 0u32); cards.cards()];
     let mut unknown: Vec<(String, String)> = Vec::new();
     let mut matched: Vec<usize> = Vec::new();

@@ -16,6 +16,7 @@ use super::checker::{self, PodCheck};
 use super::model::{FaultRes, PolicyRes, Scenario, Source, Variant};
 use super::placements::LogEntry;
 use super::scenario::{ArrivalKind, DurationKind, DurationSpec, FaultKind, TieSpec, TraceMode};
+use super::turns::in_turns;
 use hami_core::annotations::default_templates;
 use hami_core::build::k8s_node;
 use hami_core::codec::keys;
@@ -38,7 +39,6 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Unix time of virtual time 0 (what `hami.io/vgpu-time` and `bind-time` record).
@@ -352,8 +352,8 @@ const NODES_PER_UNIT: usize = 32;
 /// Each node as the run starts: its simulated state, and the Node object a node agent would
 /// publish as the controller reads it ([`read_node`]). Pure per node, and a node costs tens
 /// of microseconds (the registration JSON written, then parsed): on a large cluster a helper
-/// thread and this one take runs of [`NODES_PER_UNIT`] nodes in turn (a fixed half each left
-/// one waiting for the other, which starts later). The order is the nodes'.
+/// thread and this one take runs of [`NODES_PER_UNIT`] nodes in turn ([`in_turns`]). The order
+/// is the nodes'.
 fn publish_nodes(nodes: &[(Node, u16)]) -> (Vec<SimNode>, Vec<NodeRead>) {
     fn publish(part: &[(Node, u16)]) -> Vec<(SimNode, NodeRead)> {
         part.iter()
@@ -372,30 +372,18 @@ fn publish_nodes(nodes: &[(Node, u16)]) -> (Vec<SimNode>, Vec<NodeRead>) {
             })
             .collect()
     }
-    // Units taken from `next` until none is left, by unit number.
-    fn take(nodes: &[(Node, u16)], next: &AtomicUsize) -> Vec<(usize, Vec<(SimNode, NodeRead)>)> {
-        let mut out = Vec::new();
-        loop {
-            let u = next.fetch_add(1, Ordering::Relaxed);
-            let Some(part) = nodes.chunks(NODES_PER_UNIT).nth(u) else {
-                return out;
-            };
-            out.push((u, publish(part)));
-        }
-    }
-    if nodes.len() < PARALLEL_NODES_FROM {
-        return publish(nodes).into_iter().unzip();
-    }
-    let next = AtomicUsize::new(0);
-    let mut units = std::thread::scope(|s| {
-        let helper = s.spawn(|| take(nodes, &next));
-        let mut units = take(nodes, &next);
-        match helper.join() {
-            Ok(theirs) => units.extend(theirs),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-        units
-    });
+    let mut units: Vec<(usize, Vec<(SimNode, NodeRead)>)> = in_turns(
+        nodes.len().div_ceil(NODES_PER_UNIT),
+        nodes.len() < PARALLEL_NODES_FROM,
+        Vec::new,
+        |done: &mut Vec<_>, u| {
+            let part = &nodes[u * NODES_PER_UNIT..((u + 1) * NODES_PER_UNIT).min(nodes.len())];
+            done.push((u, publish(part)));
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect();
     units.sort_unstable_by_key(|u| u.0);
     units.into_iter().flat_map(|u| u.1).unzip()
 }
