@@ -524,8 +524,18 @@ pub fn key_of(pod: &Pod) -> PodKey {
 
 /// [`key_of`] from a pod's metadata alone.
 pub fn key_of_meta(meta: &ObjectMeta) -> PodKey {
-    PodKey::new(
-        meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        meta.name.clone().unwrap_or_default(),
-    )
+    PodKey::new(namespace_of(meta), meta.name.clone().unwrap_or_default())
+}
+
+/// [`key_of_meta`] written into `key`'s buffers (for a reader that looks up many pods).
+pub fn write_key_of_meta(meta: &ObjectMeta, key: &mut PodKey) {
+    key.namespace.clear();
+    key.namespace.push_str(namespace_of(meta));
+    key.name.clear();
+    key.name.push_str(meta.name.as_deref().unwrap_or_default());
+}
+
+/// A pod's namespace (`default` when its object has none).
+fn namespace_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
 }

@@ -146,9 +146,16 @@ fn remembered<T: Copy + Default>(
     }
 }
 
-/// [`remembered`] for a yes/no fit: also a refusal remembered at a version at or after the
-/// node's [`Ledger::freed`] still holds (only grants were added since, and they make no room),
-/// and is carried to `version` without `compute`.
+/// Whether a refusal remembered at node version `at` still holds for a node last freed at
+/// `freed` ([`Ledger::freed`]): only grants were added since, and they make no room. Version
+/// 0 is "never remembered".
+#[inline]
+fn refusal_holds(at: u64, freed: u64) -> bool {
+    at != 0 && at >= freed
+}
+
+/// [`remembered`] for a yes/no fit: a refusal that still holds ([`refusal_holds`]) is also
+/// carried to `version` without `compute`.
 #[inline]
 fn remembered_fit(
     slots: &mut Vec<(u64, bool)>,
@@ -160,9 +167,8 @@ fn remembered_fit(
     let i = id as usize;
     if let Some(slot) = slots.get_mut(i)
         && version != 0
-        && slot.0 != 0
         && !slot.1
-        && slot.0 >= freed
+        && refusal_holds(slot.0, freed)
     {
         slot.0 = version;
         return false;
@@ -786,7 +792,7 @@ impl<'a> ShapeSlots<'a> {
                 *self.hits += 1;
                 return slot.1;
             }
-            if slot.1 == Hot::Infeasible && slot.0 != 0 && slot.0 >= freed {
+            if slot.1 == Hot::Infeasible && refusal_holds(slot.0, freed) {
                 // Still refused, and the index already says so.
                 slot.0 = version;
                 *self.hits += 1;
@@ -949,7 +955,7 @@ impl<'a> ShapeSlots<'a> {
                     false,
                 ),
                 // Refused since the node last made room: still refused (see `Ledger::freed`).
-                Some(&(v, false)) if version != 0 && v != 0 && v >= ledger.freed(id) => {
+                Some(&(v, false)) if version != 0 && refusal_holds(v, ledger.freed(id)) => {
                     (OrderEntry::default(), false)
                 }
                 _ => (entry(&view), true),

@@ -15,6 +15,7 @@
 
 use super::turns::in_turns;
 use hami_core::annotations::{grant_from_annotations, visit_grant};
+use hami_core::control::write_key_of_meta;
 use hami_core::hash::FastBuild;
 use hami_core::ledger::{DeviceGrant, Ledger, NodeEntry, NodeId, PodGrant, Violation};
 use hami_core::model::{Device, DeviceMode};
@@ -287,11 +288,7 @@ fn check_chunk<'a>(
             continue;
         };
         let key = &mut scratch.key;
-        key.namespace.clear();
-        key.namespace
-            .push_str(meta.namespace.as_deref().unwrap_or("default"));
-        key.name.clear();
-        key.name.push_str(meta.name.as_deref().unwrap_or_default());
+        write_key_of_meta(meta, key);
         let g = grants.get(&*key);
         if let Some(g) = g {
             share.matched.push(std::ptr::from_ref(g) as usize);
