@@ -192,7 +192,10 @@ pub fn bind_annotations_into<V>(
     wrap: impl Fn(String) -> V,
 ) {
     out.insert(keys::VGPU_NODE.to_string(), wrap(grant.node.clone()));
-    out.insert(keys::VGPU_TIME.to_string(), wrap(now_unix.to_string()));
+    out.insert(
+        keys::VGPU_TIME.to_string(),
+        wrap(crate::codec::decimal(now_unix)),
+    );
     let mut families: Vec<FamilyId> = grant.devices().map(|d| d.family).collect();
     families.sort_unstable();
     families.dedup();

@@ -428,11 +428,15 @@ impl Controller {
                 let node = grant.node.clone();
                 let mut patch: BTreeMap<String, Option<String>> = BTreeMap::new();
                 bind_annotations_into(&grant, now, &mut patch, Some);
-                if let Some(v) = self
-                    .ledger
-                    .node_id(&node)
-                    .and_then(|id| self.ledger.entry(id))
-                    .and_then(|e| mig_allocations_annotation(&grant, &e.node))
+                // Only a grant of MIG instances has allocations to write: the others skip the
+                // node lookup.
+                let holds_mig = grant.containers.iter().flatten().any(|d| d.mig.is_some());
+                if holds_mig
+                    && let Some(v) = self
+                        .ledger
+                        .node_id(&node)
+                        .and_then(|id| self.ledger.entry(id))
+                        .and_then(|e| mig_allocations_annotation(&grant, &e.node))
                 {
                     patch.insert(keys::MIG_ALLOCATIONS.to_string(), Some(v));
                 }
@@ -445,7 +449,10 @@ impl Controller {
                 }
                 if bind_now {
                     patch.insert(keys::BIND_PHASE.to_string(), Some("allocating".to_string()));
-                    patch.insert(keys::BIND_TIME.to_string(), Some(now.to_string()));
+                    patch.insert(
+                        keys::BIND_TIME.to_string(),
+                        Some(crate::codec::decimal(now)),
+                    );
                 }
                 actions.push(Action::PatchPod {
                     pod: key.clone(),
@@ -493,7 +500,10 @@ impl Controller {
             Some(PodGrant { node: n, .. }) if *n == node => {
                 let mut patch = BTreeMap::new();
                 patch.insert(keys::BIND_PHASE.to_string(), Some("allocating".to_string()));
-                patch.insert(keys::BIND_TIME.to_string(), Some(now.to_string()));
+                patch.insert(
+                    keys::BIND_TIME.to_string(),
+                    Some(crate::codec::decimal(now)),
+                );
                 vec![
                     Action::PatchPod {
                         pod: key.clone(),

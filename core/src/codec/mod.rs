@@ -149,9 +149,17 @@ pub fn push_decimal(out: &mut String, v: i64) {
     out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
+/// [`push_decimal`] into a string of its own: `v.to_string()` without the formatting
+/// machinery (annotation values written per placement, such as a bind time).
+pub fn decimal(v: i64) -> String {
+    let mut out = String::with_capacity(20);
+    push_decimal(&mut out, v);
+    out
+}
+
 #[cfg(test)]
 mod decimal_tests {
-    use super::{parse_i32, parse_i64, push_decimal};
+    use super::{decimal, parse_i32, parse_i64, push_decimal};
     use proptest::prelude::*;
 
     /// Go's integer syntax, at the edges of both ranges.
@@ -203,6 +211,7 @@ mod decimal_tests {
             let mut s = String::from("x");
             push_decimal(&mut s, v);
             assert_eq!(s, format!("x{v}"));
+            assert_eq!(decimal(v), v.to_string());
         }
     }
 }

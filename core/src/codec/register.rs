@@ -434,8 +434,24 @@ mod fast {
         }
 
         fn visit_str<E: de::Error>(self, k: &str) -> Result<Self::Value, E> {
-            // One pass: the fields differ from each other even ignoring case.
-            Ok(DEVICE_FIELDS.iter().position(|f| f.eq_ignore_ascii_case(k)))
+            // Our encoder and HAMi's write the names as listed: an exact match (the compiler
+            // dispatches on length first) settles nearly every key, and a registration is
+            // decoded per node change. Anything else gets Go's case-insensitive match, in one
+            // pass: the fields differ from each other even ignoring case.
+            let exact = match k {
+                "id" => Some(field::ID),
+                "index" => Some(field::INDEX),
+                "count" => Some(field::COUNT),
+                "devmem" => Some(field::DEVMEM),
+                "devcore" => Some(field::DEVCORE),
+                "type" => Some(field::TYPE),
+                "numa" => Some(field::NUMA),
+                "mode" => Some(field::MODE),
+                "health" => Some(field::HEALTH),
+                "devicevendor" => Some(field::DEVICE_VENDOR),
+                _ => None,
+            };
+            Ok(exact.or_else(|| DEVICE_FIELDS.iter().position(|f| f.eq_ignore_ascii_case(k))))
         }
     }
 }
