@@ -420,9 +420,10 @@ impl DeviceOrder {
     ) -> Option<u128> {
         let mut best = 0u128;
         // Depth-first, the child with the larger key first: a branch is left as soon as it
-        // cannot beat the best found or lacks the room. At most one pending sibling per level;
-        // the first child is entered at once, not pushed and popped.
-        let mut stack = [0usize; 2 * usize::BITS as usize];
+        // cannot beat the best found or lacks the room. At most one pending sibling per level
+        // (a tree has fewer than `usize::BITS` levels); the first child is entered at once, not
+        // pushed and popped.
+        let mut stack = [0usize; usize::BITS as usize];
         let mut top = 0;
         let mut j = 1;
         loop {
@@ -493,6 +494,21 @@ pub const REASON_BITS: usize = 31;
 const PRESENT: u32 = 1 << REASON_BITS;
 
 impl ReasonTotals {
+    /// Count node `id`, not counted yet (what it added is 0), as `now` (0 or [`PRESENT`] with
+    /// reason bits).
+    fn add(&mut self, id: NodeId, now: u32) {
+        self.added[id as usize] = now;
+        if now & PRESENT == 0 {
+            return;
+        }
+        self.nodes += 1;
+        let mut bits = now & !PRESENT;
+        while bits != 0 {
+            self.counts[bits.trailing_zeros() as usize] += 1;
+            bits &= bits - 1;
+        }
+    }
+
     /// Count node `id` as `now` (0 or [`PRESENT`] with reason bits) instead of what it added.
     fn set(&mut self, id: NodeId, now: u32) {
         let i = id as usize;
@@ -1027,52 +1043,52 @@ impl<'a> ShapeSlots<'a> {
     /// Why the nodes refuse this shape, summed: per reason bit (as [`ShapeSlots::reasons`]
     /// gives them) the number of present nodes refusing for it, and the number of present
     /// nodes. Only nodes changed since this shape's last totals are asked again (with
-    /// `compute`, through [`ShapeSlots::reasons`]), unless the ledger's change log no longer
-    /// reaches back that far. `compute` must give bits below [`REASON_BITS`].
+    /// `compute`, lent the card-level memo as [`ShapeSlots::reasons`] lends it), unless the
+    /// ledger's change log no longer reaches back that far. `compute` must give bits below
+    /// [`REASON_BITS`].
     pub fn reason_totals(
         &mut self,
         ledger: &Ledger,
         mut compute: impl FnMut(&NodeView<'_>, &mut DeviceSlots<'_>) -> u32,
     ) -> ([u32; REASON_BITS], u32) {
         let bound = ledger.node_id_bound();
-        let mut totals = self.memo.totals.take().unwrap_or(ReasonTotals {
-            counts: [0; REASON_BITS],
-            nodes: 0,
-            added: Vec::new(),
-            synced: u64::MAX,
+        // The nodes to count again: the changed ones, or all (from nothing) when there are no
+        // totals yet or the log does not reach back.
+        let changed = self.memo.totals.as_ref().and_then(|t| {
+            ledger
+                .latest_changes_since(t.synced)
+                .filter(|(n, _)| *n <= bound)
+                .map(|(_, changed)| changed)
         });
-        // The nodes to count again: the changed ones, or all when the log does not reach back.
-        let changed = ledger
-            .latest_changes_since(totals.synced)
-            .filter(|(n, _)| *n <= bound)
-            .map(|(_, changed)| changed);
-        if changed.is_none() {
-            *self.added += bound.saturating_sub(totals.added.len());
-        }
-        let mut count = |id: NodeId, totals: &mut ReasonTotals| {
-            let now = match ledger.view(id) {
-                Some(view) => {
-                    PRESENT
-                        | self.reasons(id, ledger.version(id), |cards| {
-                            compute(&view, cards) & !PRESENT
-                        })
-                }
-                None => 0,
-            };
-            totals.set(id, now);
+        // A node counted here changed since it was last counted, so its reasons are never
+        // remembered at its version: they are computed (the card-level reasons they read are
+        // remembered per device shape), not looked up in `reasons`.
+        let device = &mut self.device;
+        let mut mask = |id: NodeId| match ledger.view(id) {
+            Some(view) => PRESENT | (compute(&view, device) & !PRESENT),
+            None => 0,
         };
-        match changed {
-            Some(changed) => {
+        let mut totals = match (changed, self.memo.totals.take()) {
+            (Some(changed), Some(mut totals)) => {
                 for id in changed {
-                    count(id, &mut totals);
+                    totals.set(id, mask(id));
                 }
+                totals
             }
-            None => {
+            (_, before) => {
+                let mut totals = ReasonTotals {
+                    counts: [0; REASON_BITS],
+                    nodes: 0,
+                    added: vec![0; bound],
+                    synced: 0,
+                };
+                *self.added += bound.saturating_sub(before.map_or(0, |t| t.added.len()));
                 for id in 0..bound as NodeId {
-                    count(id, &mut totals);
+                    totals.add(id, mask(id));
                 }
+                totals
             }
-        }
+        };
         totals.synced = ledger.clock();
         let out = (totals.counts, totals.nodes);
         self.memo.totals = Some(totals);

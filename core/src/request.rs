@@ -69,20 +69,27 @@ pub struct Selectors {
 
 impl Selectors {
     /// Whether a card of `model` passes the type selectors (case-insensitive substring).
+    /// Asked per card in every filter pass: without selectors (most pods) it is two loads
+    /// where it is asked, and only a pod that has some pays for the call.
+    #[inline]
     pub fn type_ok(&self, model: &str) -> bool {
-        if self.use_types.is_empty() && self.nouse_types.is_empty() {
-            return true;
-        }
+        (self.use_types.is_empty() && self.nouse_types.is_empty()) || self.types_match(model)
+    }
+
+    fn types_match(&self, model: &str) -> bool {
         // No lower-cased copy of the model: this runs per card for every filter pass.
         (self.use_types.is_empty() || self.use_types.iter().any(|t| contains_ci(model, t)))
             && !self.nouse_types.iter().any(|t| contains_ci(model, t))
     }
 
-    /// Whether a card with `uuid` passes the UUID selectors.
+    /// Whether a card with `uuid` passes the UUID selectors (inline like
+    /// [`Selectors::type_ok`]).
+    #[inline]
     pub fn uuid_ok(&self, uuid: &str) -> bool {
-        if self.use_uuids.is_empty() && self.nouse_uuids.is_empty() {
-            return true;
-        }
+        (self.use_uuids.is_empty() && self.nouse_uuids.is_empty()) || self.uuids_match(uuid)
+    }
+
+    fn uuids_match(&self, uuid: &str) -> bool {
         (self.use_uuids.is_empty() || self.use_uuids.iter().any(|u| u == uuid))
             && !self.nouse_uuids.iter().any(|u| u == uuid)
     }

@@ -110,14 +110,18 @@ pub fn fit_pod(
         }
         return None;
     }
-    scratch.usage.clear();
-    scratch.usage.extend_from_slice(view.usage);
     let device_containers = req
         .containers
         .iter()
         .filter(|c| !c.devices.is_empty())
         .count();
     let quick = !want_placement && device_containers <= 1;
+    // A quick answer reads the node's usage as it is; otherwise the picks so far are applied
+    // to a copy, for the next request to see.
+    scratch.usage.clear();
+    if !quick {
+        scratch.usage.extend_from_slice(view.usage);
+    }
     let mut placement: Placement = if want_placement {
         Vec::with_capacity(req.containers.len())
     } else {
