@@ -9,9 +9,11 @@
 //!
 //! `REPEAT=N` runs each policy N times and adds a line with the median wall time and rates:
 //! on a shared or throttled machine single runs of a second or less vary by tens of percent.
-//! The repetitions share this process: each run frees its engine on a helper thread, and the
-//! allocator hands part of that work back to the next run. To compare two binaries, alternate
-//! separate processes (`REPEAT` unset) and take the median of each.
+//! A run frees its engine on a helper thread; the next run starts once that is done
+//! ([`hami_sim::des::engine::wait_for_freeing`], outside the timed part), so that it does not
+//! share the second core with the last run's freeing. The repetitions share this process, and
+//! the allocator still hands part of the freed memory back to the next run: to compare two
+//! binaries, alternate separate processes (`REPEAT` unset) and take the median of each.
 
 use hami_sim::des::engine::{Engine, RunOptions};
 use hami_sim::des::model::Scenario;
@@ -71,6 +73,7 @@ fn main() {
             let mut walls = Vec::with_capacity(repeat);
             let mut counts = (0.0, 0u64);
             for _ in 0..repeat {
+                hami_sim::des::engine::wait_for_freeing();
                 let t = Instant::now();
                 match Engine::new(&sc, v, p, seed, RunOptions::default()).run() {
                     Ok(o) => {

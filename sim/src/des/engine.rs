@@ -343,6 +343,21 @@ pub fn node_object(node: &Node) -> K8sNode {
     k
 }
 
+/// The threads freeing finished runs' state (see [`Engine::run`]), for [`wait_for_freeing`].
+static FREEING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Wait until the state of every run finished so far is freed. A run hands its largest
+/// structures to a helper thread to free, off its own wall time; a caller that times runs one
+/// after another calls this between them, so that one run's freeing does not slow the next.
+pub fn wait_for_freeing() {
+    let done = std::mem::take(&mut *FREEING.lock().unwrap_or_else(|e| e.into_inner()));
+    for h in done {
+        // A panic while freeing is the freeing thread's: nothing of this run depends on it.
+        let _ = h.join();
+    }
+}
+
 /// Below this many nodes the cluster is published on one thread.
 const PARALLEL_NODES_FROM: usize = 256;
 
@@ -1915,9 +1930,12 @@ impl<'a> Engine<'a> {
             std::mem::take(&mut self.checker),
             std::mem::replace(&mut self.ctl, controller(&self.scheduler, self.seed)),
         );
-        let _ = std::thread::Builder::new()
+        if let Ok(h) = std::thread::Builder::new()
             .name("hami-sim-free".into())
-            .spawn(move || drop(heavy));
+            .spawn(move || drop(heavy))
+        {
+            FREEING.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+        }
         let span = self.area[5].max(1.0);
         let mut waits: Vec<f64> = self.waits.iter().map(|&w| f64::from(w)).collect();
         waits.sort_by(|a, b| a.total_cmp(b));
