@@ -9,11 +9,12 @@
 //!
 //! `REPEAT=N` runs each policy N times and adds a line with the median wall time and rates:
 //! on a shared or throttled machine single runs of a second or less vary by tens of percent.
-//! A run frees its engine on a helper thread; the next run starts once that is done
-//! ([`hami_sim::des::engine::wait_for_freeing`], outside the timed part), so that it does not
-//! share the second core with the last run's freeing. The repetitions share this process, and
-//! the allocator still hands part of the freed memory back to the next run: to compare two
-//! binaries, alternate separate processes (`REPEAT` unset) and take the median of each.
+//! A run frees its engine on a helper thread; the next run starts once that is done and this
+//! thread's heap has taken the freed blocks back ([`hami_sim::des::engine::wait_for_freeing`],
+//! [`hami_sim::alloc::collect`], outside the timed part), so that it does not share the second
+//! core with the last run's freeing nor pay for it. The first run of a process also pays for
+//! fresh memory: to compare two binaries, alternate separate processes (`REPEAT` unset) and
+//! take the median of each.
 
 use hami_sim::des::engine::{Engine, RunOptions};
 use hami_sim::des::model::Scenario;
@@ -74,6 +75,7 @@ fn main() {
             let mut counts = (0.0, 0u64);
             for _ in 0..repeat {
                 hami_sim::des::engine::wait_for_freeing();
+                hami_sim::alloc::collect();
                 let t = Instant::now();
                 match Engine::new(&sc, v, p, seed, RunOptions::default()).run() {
                     Ok(o) => {

@@ -86,10 +86,11 @@ unsafe impl GlobalAlloc for MiMalloc {
     }
 }
 
-// mimalloc's option setter, declared here: the `extended` feature of `libmimalloc-sys` that
-// declares it would pull in one more crate for this one function.
+// mimalloc's option setter and collection, declared here: the `extended` feature of
+// `libmimalloc-sys` that declares them would pull in one more crate for these two functions.
 unsafe extern "C" {
     fn mi_option_set_default(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn mi_collect(force: bool);
 }
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, v2 line).
@@ -108,6 +109,15 @@ pub fn keep_freed_memory() {
     // SAFETY: sets a process-wide option before it is read again; any value is accepted
     // (-1: never purge).
     unsafe { mi_option_set_default(MI_OPTION_PURGE_DELAY, -1) }
+}
+
+/// Have this thread's heap take back now the blocks that other threads freed for it (a
+/// finished run's state, which the simulator frees on a helper thread, see
+/// [`crate::des::engine::wait_for_freeing`]). Otherwise this thread's next allocations do it,
+/// inside whatever is timed next. For a caller that times runs one after another.
+pub fn collect() {
+    // SAFETY: callable at any time on any thread; it only walks this thread's heap.
+    unsafe { mi_collect(false) }
 }
 
 #[cfg(test)]
