@@ -35,6 +35,7 @@
 use crate::fit::node_room;
 use crate::hash::{FastBuild, FastHasher};
 use crate::ledger::{Ledger, NodeId, NodeView};
+use crate::policy::devices::FitScratch;
 use crate::policy::{DevicePolicyChain, NodePolicyKind, Scored, TieRule};
 use crate::request::{ContainerRequest, PodRequest};
 use std::collections::HashMap;
@@ -634,6 +635,9 @@ pub struct ScoreMemo {
     misses: u64,
     /// Name order positions by node id, and the ledger names epoch they were taken at.
     name_ranks: Option<(u64, Vec<u32>)>,
+    /// The filter's working buffers, lent to each decision
+    /// ([`crate::pipeline::Scheduler::schedule_with`]) and given back: no state, only memory.
+    scratch: FitScratch,
 }
 
 /// Statistics of a memo's use, for benchmarks and reports.
@@ -659,6 +663,16 @@ pub struct ShapeSlots<'a> {
 }
 
 impl ScoreMemo {
+    /// The filter's buffers, for one decision; [`ScoreMemo::put_scratch`] gives them back.
+    pub(crate) fn take_scratch(&mut self) -> FitScratch {
+        std::mem::take(&mut self.scratch)
+    }
+
+    /// Keep `scratch` (taken with [`ScoreMemo::take_scratch`]) for the next decision.
+    pub(crate) fn put_scratch(&mut self, scratch: FitScratch) {
+        self.scratch = scratch;
+    }
+
     /// Upper bound on remembered (shape, node) verdicts and (device shape, node) card fits
     /// (with the leaves of the device shapes' node orders) before the memo resets.
     pub const MAX_SLOTS: usize = 1 << 22;

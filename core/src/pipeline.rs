@@ -190,8 +190,41 @@ impl Scheduler {
         req: &PodRequest,
         candidates: Option<&[NodeId]>,
         rng: &mut ChaCha8Rng,
+        mut memo: Option<&mut ScoreMemo>,
+        reasons: Reasons,
+    ) -> Decision {
+        // The filter's buffers live in the memo between decisions: a decision that made its
+        // own allocated and grew them afresh (a tenth of a card fit's work).
+        let mut scratch = memo
+            .as_deref_mut()
+            .map(ScoreMemo::take_scratch)
+            .unwrap_or_default();
+        let decision = self.decide(
+            ledger,
+            req,
+            candidates,
+            rng,
+            memo.as_deref_mut(),
+            reasons,
+            &mut scratch,
+        );
+        if let Some(m) = memo {
+            m.put_scratch(scratch);
+        }
+        decision
+    }
+
+    /// [`Scheduler::schedule_with`] with the filter's buffers lent as `scratch_buf`.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        ledger: &Ledger,
+        req: &PodRequest,
+        candidates: Option<&[NodeId]>,
+        rng: &mut ChaCha8Rng,
         memo: Option<&mut ScoreMemo>,
         reasons: Reasons,
+        scratch_buf: &mut FitScratch,
     ) -> Decision {
         let kind = self.node_policy_for(req);
         let Some(policy) = self.policies.get(&kind) else {
@@ -208,7 +241,7 @@ impl Scheduler {
             }
             _ => None,
         };
-        let mut scratch = FitScratch::default();
+        let scratch = scratch_buf;
         // `cards`: whether the placement will be used (see `ScoreContext::cards`).
         let score_now = |view: &NodeView<'_>, rng: &mut ChaCha8Rng, cards: bool| {
             let mut cx = ScoreContext {
@@ -269,13 +302,13 @@ impl Scheduler {
             {
                 let room = env.check_node.then_some((req.cpu_milli, req.memory_mib));
                 sl.best_by_node_score(ledger, kind, score, room, |view| {
-                    fit_pod(view, req, &cards_env, &mut scratch, None, false).is_some()
+                    fit_pod(view, req, &cards_env, &mut *scratch, None, false).is_some()
                 })
                 // The order counts no feasible nodes; only uniform policies read the count.
                 .map(|best| IndexedBest { best, feasible: 0 })
             }
             (Some(sl), None) if remember_scores || uniform => sl.best(ledger, |id, cards| {
-                verdict(id, &mut *rng, &mut scratch, cards)
+                verdict(id, &mut *rng, &mut *scratch, cards)
             }),
             _ => None,
         };
@@ -285,7 +318,7 @@ impl Scheduler {
             let (score, cards) = match slots.as_mut() {
                 Some(sl) => {
                     let hot = sl.refresh(id, (ledger.version(id), ledger.freed(id)), |cards| {
-                        verdict(id, &mut *rng, &mut scratch, cards)
+                        verdict(id, &mut *rng, &mut *scratch, cards)
                     });
                     match hot {
                         Hot::Infeasible => return,
@@ -318,7 +351,7 @@ impl Scheduler {
                     let Some(view) = ledger.view(id) else {
                         return;
                     };
-                    if fit_pod(&view, req, &env, &mut scratch, None, false).is_none() {
+                    if fit_pod(&view, req, &env, &mut *scratch, None, false).is_none() {
                         return;
                     }
                     feasible += 1;
@@ -425,7 +458,7 @@ impl Scheduler {
                     };
                     match policy.cards_for_winner(&mut cx, &view, req) {
                         Some(p) => Some(p),
-                        None => fit_pod(&view, req, &env, &mut scratch, None, true),
+                        None => fit_pod(&view, req, &env, &mut *scratch, None, true),
                     }
                 }
             };
