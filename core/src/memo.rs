@@ -1074,9 +1074,10 @@ impl<'a> ShapeSlots<'a> {
                 .filter(|(n, _)| *n <= bound)
                 .map(|(_, changed)| changed)
         });
-        // A node counted here changed since it was last counted, so its reasons are never
-        // remembered at its version: they are computed (the card-level reasons they read are
-        // remembered per device shape), not looked up in `reasons`.
+        // A node counted again changed since it was last counted, so its reasons are never
+        // remembered at its version; counting from nothing (the first failure of a shape) has
+        // nothing remembered either. So they are computed, not looked up in `reasons` (the
+        // card-level reasons they read are remembered per device shape).
         let device = &mut self.device;
         let mut mask = |id: NodeId| match ledger.view(id) {
             Some(view) => PRESENT | (compute(&view, device) & !PRESENT),
