@@ -343,7 +343,8 @@ pub fn node_object(node: &Node) -> K8sNode {
     k
 }
 
-/// The threads freeing finished runs' state (see [`Engine::run`]), for [`wait_for_freeing`].
+/// The threads freeing finished runs' state that had not finished when the last run ended (see
+/// [`Engine::run`]), for [`wait_for_freeing`].
 static FREEING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
 
@@ -1934,7 +1935,11 @@ impl<'a> Engine<'a> {
             .name("hami-sim-free".into())
             .spawn(move || drop(heavy))
         {
-            FREEING.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+            let mut freeing = FREEING.lock().unwrap_or_else(|e| e.into_inner());
+            // Only the freeing still under way is kept: a finished thread's handle is dropped
+            // (which releases the thread), so a long sweep of runs holds none of them.
+            freeing.retain(|h| !h.is_finished());
+            freeing.push(h);
         }
         let span = self.area[5].max(1.0);
         let mut waits: Vec<f64> = self.waits.iter().map(|&w| f64::from(w)).collect();
