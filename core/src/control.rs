@@ -430,7 +430,7 @@ impl Controller {
                 bind_annotations_into(&grant, now, &mut patch, Some);
                 // Only a grant of MIG instances has allocations to write: the others skip the
                 // node lookup.
-                let holds_mig = grant.containers.iter().flatten().any(|d| d.mig.is_some());
+                let holds_mig = grant.devices().any(|d| d.mig.is_some());
                 if holds_mig
                     && let Some(v) = self
                         .ledger

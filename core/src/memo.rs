@@ -495,21 +495,6 @@ pub const REASON_BITS: usize = 31;
 const PRESENT: u32 = 1 << REASON_BITS;
 
 impl ReasonTotals {
-    /// Count node `id`, not counted yet (what it added is 0), as `now` (0 or [`PRESENT`] with
-    /// reason bits).
-    fn add(&mut self, id: NodeId, now: u32) {
-        self.added[id as usize] = now;
-        if now & PRESENT == 0 {
-            return;
-        }
-        self.nodes += 1;
-        let mut bits = now & !PRESENT;
-        while bits != 0 {
-            self.counts[bits.trailing_zeros() as usize] += 1;
-            bits &= bits - 1;
-        }
-    }
-
     /// Count node `id` as `now` (0 or [`PRESENT`] with reason bits) instead of what it added.
     fn set(&mut self, id: NodeId, now: u32) {
         let i = id as usize;
@@ -1099,7 +1084,7 @@ impl<'a> ShapeSlots<'a> {
                 };
                 *self.added += bound.saturating_sub(before.map_or(0, |t| t.added.len()));
                 for id in 0..bound as NodeId {
-                    totals.add(id, mask(id));
+                    totals.set(id, mask(id));
                 }
                 totals
             }

@@ -214,7 +214,7 @@ impl Scheduler {
         decision
     }
 
-    /// [`Scheduler::schedule_with`] with the filter's buffers lent as `scratch_buf`.
+    /// [`Scheduler::schedule_with`] with the filter's buffers lent as `scratch`.
     #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
@@ -224,7 +224,7 @@ impl Scheduler {
         rng: &mut ChaCha8Rng,
         memo: Option<&mut ScoreMemo>,
         reasons: Reasons,
-        scratch_buf: &mut FitScratch,
+        scratch: &mut FitScratch,
     ) -> Decision {
         let kind = self.node_policy_for(req);
         let Some(policy) = self.policies.get(&kind) else {
@@ -241,7 +241,6 @@ impl Scheduler {
             }
             _ => None,
         };
-        let scratch = scratch_buf;
         // `cards`: whether the placement will be used (see `ScoreContext::cards`).
         let score_now = |view: &NodeView<'_>, rng: &mut ChaCha8Rng, cards: bool| {
             let mut cx = ScoreContext {
