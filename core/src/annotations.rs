@@ -281,6 +281,13 @@ pub fn grant_from_annotations(
     }))
 }
 
+/// Whether [`visit_grant`] (and so [`grant_from_annotations`]) reads annotation `key`: the
+/// node annotation and the families' grant annotations. A map of only these decodes to the
+/// same grant as the pod's whole map.
+pub fn is_grant_annotation(key: &str) -> bool {
+    key == keys::VGPU_NODE || !FamilyId::by_allocated_annotation(key).is_empty()
+}
+
 /// What [`visit_grant`] read besides the devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrantRead<'a> {

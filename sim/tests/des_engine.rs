@@ -8,8 +8,9 @@ use hami_core::codec::keys;
 use hami_core::ledger::{DeviceGrant, PodGrant};
 use hami_core::request::PodKey;
 use hami_sim::des::checker::{self, PodCheck};
-use hami_sim::des::engine::{Engine, RunOptions};
+use hami_sim::des::engine::{CheckerThread, Engine, RunOptions, RunOutput};
 use hami_sim::des::explain::{explain, render};
+use hami_sim::des::follow::{Facts, Follower, Writer, Written};
 use hami_sim::des::model::Scenario;
 use hami_sim::des::results::{Quiet, check_scenario, read_baseline};
 use k8s_openapi::api::core::v1::Pod;
@@ -290,13 +291,14 @@ fn rewrite_annotations(pod: &mut Pod, from: &str, to: &str) {
     }
 }
 
-/// The full check reads each holder's annotations in place and decodes only those that
-/// differ from the ledger: one case per way they can disagree, each on a small state and on
-/// one large enough to share the work with a helper thread, with and without keeping the
-/// decoded grants (the incremental checker's full check); all must say the same.
-#[test]
-fn full_check_compares_annotations_read_in_place() {
-    let cases: &[(&str, Mutation, &[&str])] = &[
+/// One way the two-pod state can disagree (or not): its name, the change, and what the
+/// full check must say (nothing: the state is sound).
+type Case = (&'static str, Mutation, &'static [&'static str]);
+
+/// Every way the two-pod state of [`two_pods_on_one_node`] can disagree that the checkers
+/// are tested on, and one where it agrees.
+fn mutation_cases() -> &'static [Case] {
+    &[
         ("agreeing", |_, _, _, _| {}, &[]),
         (
             "cards listed in another order than the ledger's",
@@ -399,8 +401,16 @@ fn full_check_compares_annotations_read_in_place() {
                 "but the ledger holds nothing",
             ],
         ),
-    ];
-    for &(name, mutate, want) in cases {
+    ]
+}
+
+/// The full check reads each holder's annotations in place and decodes only those that
+/// differ from the ledger: one case per way they can disagree, each on a small state and on
+/// one large enough to share the work with a helper thread, with and without keeping the
+/// decoded grants (the incremental checker's full check); all must say the same.
+#[test]
+fn full_check_compares_annotations_read_in_place() {
+    for &(name, mutate, want) in mutation_cases() {
         let (mut l, mut pods, _, node) = two_pods_on_one_node();
         let mut holds = [true, true];
         mutate(&mut l, &mut pods, &mut holds, &node);
@@ -439,6 +449,216 @@ fn full_check_compares_annotations_read_in_place() {
             }
         }
     }
+}
+
+/// The two pods of [`two_pods_on_one_node`] as one event touched them, holding as `holds`.
+fn both_touched<'a>(
+    pods: &'a [Pod],
+    keys: &'a [PodKey],
+    holds: [bool; 2],
+) -> Vec<checker::Touched<'a>> {
+    (0..2)
+        .map(|i| checker::Touched {
+            index: i,
+            key: &keys[i],
+            check: PodCheck {
+                holds: holds[i],
+                ..holding(&pods[i])
+            },
+        })
+        .collect()
+}
+
+/// The checker's helper-thread half ([`hami_sim::des::follow`]) flags exactly the states
+/// the incremental checker on the engine's thread rejects: every case of
+/// [`mutation_cases`], after an event that showed both of them the agreeing state.
+#[test]
+fn follower_flags_what_the_incremental_checker_rejects() {
+    for &(name, mutate, want) in mutation_cases() {
+        let (mut l, mut pods, keys, node) = two_pods_on_one_node();
+        let (mut writer, mut follower, mut facts) =
+            (Writer::default(), Follower::default(), Facts::default());
+        let mut inc = checker::Incremental::default();
+        assert!(
+            inc.full_check(&l, pods.iter().map(holding)).is_ok(),
+            "{name}"
+        );
+        let first = both_touched(&pods, &keys, [true, true]);
+        assert_eq!(
+            writer.event(&mut facts, 1, &l, &first),
+            Written::Facts,
+            "{name}"
+        );
+        assert_eq!(follower.follow(&facts), Ok(()), "{name}");
+        facts.clear();
+
+        let mut holds = [true, true];
+        mutate(&mut l, &mut pods, &mut holds, &node);
+        let second = both_touched(&pods, &keys, holds);
+        let flagged = match writer.event(&mut facts, 2, &l, &second) {
+            Written::Facts => match follower.follow(&facts) {
+                Ok(()) => false,
+                Err(at) => {
+                    assert_eq!(at, 2, "{name}: the event it names");
+                    true
+                }
+            },
+            Written::Violation => true,
+            Written::Unfollowable => panic!("{name}: no MIG card here"),
+        };
+        let rejected = inc.after_event(&l, &second, index_of).is_err();
+        assert_eq!(
+            flagged, rejected,
+            "{name}: helper flags {flagged}, engine thread rejects {rejected}"
+        );
+        assert_eq!(flagged, !want.is_empty(), "{name}");
+    }
+}
+
+/// Two planted ledger bugs that only one of the helper's comparisons sees: swapped grants
+/// keep every node total (only the per-pod fingerprints differ), a wrong digest keeps every
+/// grant (only the node totals differ). Both are flagged at the event that shows them.
+#[test]
+fn follower_compares_grants_and_node_totals() {
+    type Plant = fn(&mut hami_core::ledger::Ledger, &[PodKey], &str);
+    let bugs: [(&str, Plant); 2] = [
+        ("swapped grants", |l, keys, _| {
+            l.swap_grants_for_test(&keys[0], &keys[1])
+        }),
+        ("a wrong digest", |l, _, node| {
+            l.corrupt_digest_for_test(node, 1)
+        }),
+    ];
+    for (name, plant) in bugs {
+        let (mut l, pods, keys, node) = two_pods_on_one_node();
+        let (mut writer, mut follower, mut facts) =
+            (Writer::default(), Follower::default(), Facts::default());
+        let both = both_touched(&pods, &keys, [true, true]);
+        assert_eq!(
+            writer.event(&mut facts, 1, &l, &both),
+            Written::Facts,
+            "{name}"
+        );
+        assert_eq!(follower.follow(&facts), Ok(()), "{name}");
+        facts.clear();
+        plant(&mut l, &keys, &node);
+        assert_eq!(
+            writer.event(&mut facts, 2, &l, &both),
+            Written::Facts,
+            "{name}"
+        );
+        assert_eq!(follower.follow(&facts), Err(2), "{name}");
+    }
+}
+
+/// [`SMALL`] without its faults: with them the checker stays on the engine's thread.
+fn small_without_faults() -> Scenario {
+    let from = SMALL
+        .find("faults:")
+        .unwrap_or_else(|| panic!("SMALL has faults"));
+    let to = SMALL
+        .find("api:")
+        .unwrap_or_else(|| panic!("SMALL has api"));
+    let text = format!("{}{}", &SMALL[..from], &SMALL[to..]);
+    Scenario::parse(Path::new("small.yaml"), &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One run of policy `p` of `sc` (first variant) with the checker on `thread`.
+fn run_checked_on(
+    sc: &Scenario,
+    p: usize,
+    seed: u64,
+    thread: CheckerThread,
+    opts: RunOptions,
+) -> Result<RunOutput, String> {
+    Engine::new(
+        sc,
+        &sc.variants[0],
+        &sc.policies[p],
+        seed,
+        RunOptions {
+            checker_thread: thread,
+            ..opts
+        },
+    )
+    .run()
+}
+
+/// Everything a run reports but its wall time, bit for bit.
+fn outcome(o: &RunOutput) -> String {
+    let metrics: Vec<(&String, u64)> = o
+        .metrics
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "wall_s" | "placements_per_s" | "events_per_s"))
+        .map(|(k, v)| (k, v.to_bits()))
+        .collect();
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    format!(
+        "{} {} {metrics:?} {:?} {:?} {:?} {:?} {:?}",
+        o.event_log_hash,
+        o.events,
+        o.reasons,
+        o.pools
+            .iter()
+            .map(|(k, v)| (k, v.to_bits()))
+            .collect::<Vec<_>>(),
+        o.series,
+        o.per_arrival
+            .iter()
+            .map(|&(a, b)| (a.to_bits(), b.to_bits()))
+            .collect::<Vec<_>>(),
+        bits(&o.wait_quantiles),
+    )
+}
+
+/// With the checker and the fragmentation metric on a helper thread, a run's outcome is the
+/// one it has with them on the engine's thread, to the last bit: a synthetic workload with
+/// departures and failing binds, and the Alibaba trace the placement benchmark runs.
+#[test]
+fn checker_on_a_helper_changes_no_outcome() {
+    let trace = Scenario::load(&root().join("scenarios/alibaba-nodepart.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (sc, policies) in [(small_without_faults(), vec![0, 1]), (trace, vec![0, 1])] {
+        for p in policies {
+            let name = &sc.policies[p].name;
+            let run = |t| {
+                run_checked_on(&sc, p, 5, t, RunOptions::default())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+            };
+            let (here, helper) = (run(CheckerThread::This), run(CheckerThread::Helper));
+            assert!(
+                !here.checked_on_helper && helper.checked_on_helper,
+                "{name}"
+            );
+            assert!(
+                here.metrics["fragmentation"] > 0.0,
+                "{name}: {:?}",
+                here.metrics
+            );
+            assert_eq!(outcome(&here), outcome(&helper), "{name}");
+        }
+    }
+}
+
+/// A violation the helper finds stops the run as the engine's own checker would: the same
+/// event, the same dump (the run is repeated with the checker on the engine's thread).
+#[test]
+fn checker_on_a_helper_stops_a_forged_run_with_the_same_error() {
+    let sc = small_without_faults();
+    let run = |t| {
+        let opts = RunOptions {
+            forge_at: Some((40, forge_memory)),
+            check_every: Some(1_000_000),
+            ..RunOptions::default()
+        };
+        match run_checked_on(&sc, 0, 5, t, opts) {
+            Ok(_) => panic!("{t:?}: the forgery went unnoticed"),
+            Err(e) => e,
+        }
+    };
+    let here = run(CheckerThread::This);
+    assert!(here.contains("stopped at event 40"), "{here}");
+    assert_eq!(run(CheckerThread::Helper), here);
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //!
 //! Free shares per card are those of [`super::paper::card_free_milli`].
 
-use super::paper::{MILLI, NodeShape, card_frees};
+use super::paper::{MILLI, NodeShape, card_free_milli};
 use super::{NodePolicy, NodePolicyKind, ScoreContext, Scored};
 use crate::hash::FastBuild;
 use crate::ledger::NodeView;
@@ -239,19 +239,38 @@ impl TargetWorkload {
     /// the missing ones): `access` lower-cases the model and walks every task type, and the
     /// simulator asks after every placement. `rows` must only ever serve this workload.
     pub fn node_frag_with(&self, node: &NodeView<'_>, rows: &mut AccessRows) -> f64 {
+        let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
+        let cards = node
+            .node
+            .devices
+            .iter()
+            .zip(node.usage)
+            .map(|(d, u)| (d.model.as_str(), card_free_milli(d, u)));
+        self.cards_frag_with(cards, cpu_free, rows)
+    }
+
+    /// [`TargetWorkload::node_frag_with`] from its parts: per card in position order its model
+    /// and free share ([`card_free_milli`]), and the node's free CPU (milli-cores). For a
+    /// caller that holds those without the ledger (the simulator's metric on a helper thread).
+    pub fn cards_frag_with<'m>(
+        &self,
+        cards: impl IntoIterator<Item = (&'m str, u64)>,
+        cpu_free: u64,
+        rows: &mut AccessRows,
+    ) -> f64 {
         let mut row_of: SmallVec<[usize; 8]> = SmallVec::new();
+        let mut frees: SmallVec<[u64; 8]> = SmallVec::new();
         let mut last: Option<(&str, usize)> = None;
-        for d in &node.node.devices {
+        for (model, free) in cards {
             // A node's cards are nearly always of one model: look it up once.
             let i = match last {
-                Some((m, i)) if m == d.model => i,
-                _ => rows.index(self, &d.model),
+                Some((m, i)) if m == model => i,
+                _ => rows.index(self, model),
             };
-            last = Some((&d.model, i));
+            last = Some((model, i));
             row_of.push(i);
+            frees.push(free);
         }
-        let cpu_free = node.node.cpu_milli.saturating_sub(node.used.cpu_milli);
-        let mut frees = card_frees(node);
         if let Some(&row) = row_of.first()
             && row_of.iter().all(|&r| r == row)
         {

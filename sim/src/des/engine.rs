@@ -13,7 +13,8 @@
 //! same answer — kube-scheduler's equivalence idea).
 
 use super::checker::{self, PodCheck};
-use super::model::{FaultRes, PolicyRes, Scenario, Source, Variant};
+use super::follow::{Follower, FollowerThread, Halt, Metric};
+use super::model::{FaultRes, PodClass, PolicyRes, Scenario, Source, Variant};
 use super::placements::LogEntry;
 use super::scenario::{ArrivalKind, DurationKind, DurationSpec, FaultKind, TieSpec, TraceMode};
 use super::turns::in_turns;
@@ -26,7 +27,7 @@ use hami_core::control::{Action, Controller, Event, NodeRead, read_node};
 use hami_core::fit::Reason;
 use hami_core::hash::FastBuild;
 use hami_core::ledger::{NodeId, NodeView};
-use hami_core::model::Node;
+use hami_core::model::{DeviceMode, Node};
 use hami_core::pipeline::{NodeVerdict, Reasons, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::{AccessRows, Fgd};
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
@@ -257,6 +258,9 @@ pub struct RunOutput {
     pub explanation: Option<Explanation>,
     /// What happened, in processing order (empty unless [`RunOptions::record`]).
     pub log: Vec<LogEntry>,
+    /// Whether the incremental checker and the fragmentation metric ran on a helper thread
+    /// for the whole run (see [`CheckerThread`]).
+    pub checked_on_helper: bool,
 }
 
 /// A test hook that changes a pod object's metadata (see [`RunOptions::forge_at`]).
@@ -281,6 +285,23 @@ pub struct RunOptions {
     /// Record arrivals, placements, unschedulable transitions and departures in
     /// [`RunOutput::log`] (the sim-to-real parity plan, [`super::placements`]).
     pub record: bool,
+    /// Where the incremental checker runs.
+    pub checker_thread: CheckerThread,
+}
+
+/// Where the incremental checker runs (the full checks always run on the engine's thread).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CheckerThread {
+    /// On a helper when it can and it pays: no faults (they change registrations and rebuild
+    /// the ledger), no MIG cards, no [`RunOptions::cross_check`], a cluster of at least
+    /// [`PARALLEL_NODES_FROM`] nodes and a machine with more than one core.
+    #[default]
+    Auto,
+    /// On the engine's thread, after every event.
+    This,
+    /// On a helper behind the engine ([`super::follow`]) whenever it can: without faults or
+    /// MIG cards and without [`RunOptions::cross_check`]. For tests.
+    Helper,
 }
 
 /// Build the node policy objects a scheduler needs for `p`.
@@ -359,8 +380,18 @@ pub fn wait_for_freeing() {
     }
 }
 
-/// Below this many nodes the cluster is published on one thread.
-const PARALLEL_NODES_FROM: usize = 256;
+/// Keep `h`, a thread freeing a run's state, for [`wait_for_freeing`].
+fn free_later(h: std::thread::JoinHandle<()>) {
+    let mut freeing = FREEING.lock().unwrap_or_else(|e| e.into_inner());
+    // Only the freeing still under way is kept: a finished thread's handle is dropped (which
+    // releases the thread), so a long sweep of runs holds none of them.
+    freeing.retain(|h| !h.is_finished());
+    freeing.push(h);
+}
+
+/// Below this many nodes the cluster is published on one thread, and the incremental
+/// checker runs there too unless told otherwise ([`CheckerThread::Auto`]).
+pub const PARALLEL_NODES_FROM: usize = 256;
 
 /// Nodes per unit of work when both threads publish them.
 const NODES_PER_UNIT: usize = 32;
@@ -549,6 +580,12 @@ pub struct Engine<'a> {
     /// The keys of the pods an event touched, for the checker: buffers rewritten per event
     /// (two allocations per touched pod were nearly a tenth of the incremental check).
     touched_keys: Vec<PodKey>,
+    /// The checker and the fragmentation metric on a helper thread, while the run goes on
+    /// (see [`CheckerThread`]).
+    follower: Option<FollowerThread>,
+    /// The records of the checker that ran on a helper thread, kept to be freed with the
+    /// rest of the run's state.
+    followed: Option<Follower>,
     /// The checker's memory between events.
     checker: checker::Incremental,
     /// The nodes' Node objects as the controller read them, registered when the run starts.
@@ -682,6 +719,8 @@ impl<'a> Engine<'a> {
             lid_of_node: vec![NO_NODE; var.nodes.len()],
             touched: Vec::new(),
             touched_keys: Vec::new(),
+            follower: None,
+            followed: None,
             checker: checker::Incremental::default(),
             registrations,
             stage: var
@@ -732,7 +771,13 @@ impl<'a> Engine<'a> {
             self.area[0] += dt * self.used_cores as f64 / cc;
             self.area[1] += dt * self.used_mem as f64 / self.cap_mem.max(1) as f64;
             self.area[2] += dt * self.occupied as f64 / self.cap_cards.max(1) as f64;
-            self.area[3] += dt * self.frag / (self.cap_cards.max(1) as f64 * 1000.0);
+            match self.follower.as_mut() {
+                // The helper keeps the fragmentation metric (see `Engine::refresh`).
+                Some(h) => h.advance(t),
+                None => {
+                    self.area[3] += dt * self.frag / (self.cap_cards.max(1) as f64 * 1000.0);
+                }
+            }
             self.area[4] += dt * self.pending as f64;
             self.area[5] += dt;
             for (i, a) in self.pool_area.iter_mut().enumerate() {
@@ -787,10 +832,24 @@ impl<'a> Engine<'a> {
                         mem += u.used_mem;
                         cores += u64::from(u.used_cores.min(100));
                     }
-                    let frag = self.var.target.node_frag_with(&v, &mut self.access_rows);
+                    // With the checker on a helper, the helper computes the fragmentation
+                    // too, from the cards' free shares: the FGD measure is a tenth of an
+                    // event's work, and no decision reads it.
+                    let frag = match self.follower.as_mut() {
+                        Some(h) => {
+                            h.refresh(ni, Some(&v));
+                            0.0
+                        }
+                        None => self.var.target.node_frag_with(&v, &mut self.access_rows),
+                    };
                     (occ, mem, cores, frag)
                 }
-                _ => (0, 0, 0, 0.0),
+                _ => {
+                    if let Some(h) = self.follower.as_mut() {
+                        h.refresh(ni, None);
+                    }
+                    (0, 0, 0, 0.0)
+                }
             }
         };
         let sn = &mut self.nodes[ni as usize];
@@ -807,6 +866,11 @@ impl<'a> Engine<'a> {
     }
 
     fn sample(&mut self) {
+        // With the checker on a helper, the fragmentation is filled in from the helper's
+        // samples when the run ends.
+        if let Some(h) = self.follower.as_mut() {
+            h.sample();
+        }
         self.series.push(Sample {
             t: self.now as f64 / 1000.0,
             allocation: self.used_cores as f64 / self.cap_cores.max(1) as f64,
@@ -1743,24 +1807,8 @@ impl<'a> Engine<'a> {
             let cross = self.opts.cross_check.then(|| self.check());
             ids.sort_unstable();
             ids.dedup();
-            for (k, &id) in ids.iter().enumerate() {
-                if self.touched_keys.len() <= k {
-                    self.touched_keys.push(PodKey::new("sim", String::new()));
-                }
-                let class = &self.var.classes[self.pods[id as usize].class as usize].name;
-                let name = &mut self.touched_keys[k].name;
-                name.clear();
-                push_pod_name(name, class, id);
-            }
-            let list: Vec<checker::Touched<'_>> = ids
-                .iter()
-                .zip(&self.touched_keys)
-                .map(|(&id, key)| checker::Touched {
-                    index: id as usize,
-                    key,
-                    check: Self::pod_check(&self.pods[id as usize]),
-                })
-                .collect();
+            let list =
+                Self::touched_list(&self.pods, &self.var.classes, &mut self.touched_keys, ids);
             let r = self
                 .checker
                 .after_event(ledger, &list, |k| Self::pod_id(k).map(|i| i as usize));
@@ -1779,6 +1827,33 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Pods `ids` as the checkers take them, their keys written into the first `ids.len()`
+    /// of `keys` (buffers kept between events).
+    fn touched_list<'p>(
+        pods: &'p [SimPod],
+        classes: &[PodClass],
+        keys: &'p mut Vec<PodKey>,
+        ids: &[u32],
+    ) -> Vec<checker::Touched<'p>> {
+        for (k, &id) in ids.iter().enumerate() {
+            if keys.len() <= k {
+                keys.push(PodKey::new("sim", String::new()));
+            }
+            let class = &classes[pods[id as usize].class as usize].name;
+            let name = &mut keys[k].name;
+            name.clear();
+            push_pod_name(name, class, id);
+        }
+        ids.iter()
+            .zip(keys.iter())
+            .map(|(&id, key)| checker::Touched {
+                index: id as usize,
+                key,
+                check: Self::pod_check(&pods[id as usize]),
+            })
+            .collect()
     }
 
     fn forge(&mut self, f: Forge) {
@@ -1809,6 +1884,17 @@ impl<'a> Engine<'a> {
     /// and ends with `rerun with SEED=…`.
     pub fn run(mut self) -> Result<RunOutput, String> {
         let start = Instant::now();
+        if self.checker_on_helper() {
+            let metric = Metric::new(
+                Arc::clone(&self.var.target),
+                self.cap_cards,
+                self.nodes.iter().map(|n| n.frag).collect(),
+                self.frag,
+                self.last_t,
+                self.area[3],
+            );
+            self.follower = FollowerThread::start(metric);
+        }
         // Each node's `NodeChanged`, its Node object read ahead (see `publish_nodes`).
         for read in std::mem::take(&mut self.registrations) {
             for a in self.ctl.node_read(read) {
@@ -1838,6 +1924,8 @@ impl<'a> Engine<'a> {
             self.push(t, Ev::Stop);
         }
         let check_every = self.opts.check_every.unwrap_or(self.sc.check_every).max(1);
+        let mut halt = None;
+        let mut ended = false;
         while let Some(Reverse((t, _, ev))) = self.queue.pop() {
             self.advance(t);
             self.events += 1;
@@ -1897,17 +1985,142 @@ impl<'a> Engine<'a> {
                 self.forge(f);
             }
             let full = self.events.is_multiple_of(check_every) || stop;
-            self.check_event(full).map_err(|e| self.fail(&e))?;
-            if stop || self.done() || self.opts.max_events.is_some_and(|m| self.events >= m) {
-                if !full {
-                    self.check().map_err(|e| self.fail(&e))?;
+            let last =
+                stop || self.done() || self.opts.max_events.is_some_and(|m| self.events >= m);
+            match self.follower {
+                None => {
+                    self.check_event(full).map_err(|e| self.fail(&e))?;
+                    if last && !full {
+                        self.check().map_err(|e| self.fail(&e))?;
+                    }
                 }
+                Some(_) => {
+                    // The full checks still run here: they read the whole state, which the
+                    // next event changes. The last one waits for the helper (below).
+                    let r = self.follow_event().and_then(|()| {
+                        if full && !last && self.check().is_err() {
+                            return Err(Halt::Violation(self.events));
+                        }
+                        Ok(())
+                    });
+                    if let Err(h) = r {
+                        halt = Some(h);
+                        break;
+                    }
+                }
+            }
+            if last {
+                ended = true;
                 break;
             }
         }
-        self.sample();
+        if halt.is_none() {
+            // The last sample (with the checker on a helper: before its last batch).
+            self.sample();
+        }
+        if let Some(h) = self.follower.take() {
+            let verdict = match halt {
+                // Stop early: the helper reads what is queued, then ends.
+                Some(h) => Err(h),
+                None => {
+                    let (verdict, kept) = h.finish();
+                    match kept {
+                        Some((records, metric)) => {
+                            self.followed = Some(records);
+                            self.take_metric(metric).and(verdict)
+                        }
+                        None => Err(Halt::Unfollowable),
+                    }
+                }
+            };
+            // The last full check, once the helper is done: it shares its work with a thread
+            // of its own, which then has the other core to itself.
+            let verdict = verdict.and_then(|()| {
+                if ended && self.check().is_err() {
+                    return Err(Halt::Violation(self.events));
+                }
+                Ok(())
+            });
+            if let Err(h) = verdict {
+                return self.check_here(h);
+            }
+        }
         let wall = start.elapsed().as_secs_f64();
         Ok(self.output(wall))
+    }
+
+    /// Whether the incremental checker runs on a helper (see [`CheckerThread`]).
+    fn checker_on_helper(&self) -> bool {
+        let possible = !self.opts.cross_check
+            && self.sc.faults.is_empty()
+            && !self
+                .var
+                .nodes
+                .iter()
+                .any(|(n, _)| n.devices.iter().any(|d| d.mode == DeviceMode::Mig));
+        match self.opts.checker_thread {
+            CheckerThread::This => false,
+            CheckerThread::Helper => possible,
+            CheckerThread::Auto => {
+                static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+                let cores = *CORES.get_or_init(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                });
+                possible && cores > 1 && self.var.nodes.len() >= PARALLEL_NODES_FROM
+            }
+        }
+    }
+
+    /// Hand event `self.events` to the checker on the helper thread.
+    fn follow_event(&mut self) -> Result<(), Halt> {
+        let Some(h) = self.follower.as_mut() else {
+            return Err(Halt::Unfollowable);
+        };
+        let mut ids = std::mem::take(&mut self.touched);
+        ids.sort_unstable();
+        ids.dedup();
+        let list = Self::touched_list(&self.pods, &self.var.classes, &mut self.touched_keys, &ids);
+        let r = h.event(self.events, self.ctl.ledger(), &list);
+        drop(list);
+        ids.clear();
+        self.touched = ids;
+        r
+    }
+
+    /// The fragmentation metric as the helper kept it: its integral, its samples (one per
+    /// [`Engine::sample`] since the helper started, in order) and its last value.
+    fn take_metric(&mut self, m: Metric) -> Result<(), Halt> {
+        let from = self.series.len().checked_sub(m.samples.len());
+        let Some(from) = from else {
+            return Err(Halt::Unfollowable);
+        };
+        for (s, f) in self.series[from..].iter_mut().zip(&m.samples) {
+            s.fragmentation = *f;
+        }
+        self.area[3] = m.area;
+        self.frag = m.frag;
+        Ok(())
+    }
+
+    /// The checker on the helper thread stopped following (`why`): run the same seed again
+    /// from the start with the checker on this thread, which stops at the first violation
+    /// with its readable dump. The outcome is the same as if the checker had run here all
+    /// along; a helper that rejected an event this thread's checker passes is a checker bug,
+    /// and the run fails saying so.
+    fn check_here(self, why: Halt) -> Result<RunOutput, String> {
+        let opts = RunOptions {
+            checker_thread: CheckerThread::This,
+            ..self.opts.clone()
+        };
+        let again = Engine::new(self.sc, self.var, self.policy, self.seed, opts).run();
+        match (why, again) {
+            (_, Err(e)) => Err(e),
+            (Halt::Unfollowable, Ok(o)) => Ok(o),
+            (Halt::Violation(at), Ok(_)) => Err(format!(
+                "checker: run {} / policy {} / seed {}: the checker on the helper thread rejected event {at}, which the checker on this thread passes (a checker bug)\nrerun with SEED={}",
+                self.var.name, self.policy.name, self.seed, self.seed
+            )),
+        }
     }
 
     fn fail(&self, what: &str) -> String {
@@ -1926,20 +2139,18 @@ impl<'a> Engine<'a> {
         // Freeing a million pod objects, the ledger and the checker's records took seconds;
         // the results need none of them, so another thread frees them (or this one, when no
         // thread can be started: the closure is dropped here then).
+        let checked_on_helper = self.followed.is_some();
         let heavy = (
             std::mem::take(&mut self.pods),
             std::mem::take(&mut self.checker),
+            self.followed.take(),
             std::mem::replace(&mut self.ctl, controller(&self.scheduler, self.seed)),
         );
         if let Ok(h) = std::thread::Builder::new()
             .name("hami-sim-free".into())
             .spawn(move || drop(heavy))
         {
-            let mut freeing = FREEING.lock().unwrap_or_else(|e| e.into_inner());
-            // Only the freeing still under way is kept: a finished thread's handle is dropped
-            // (which releases the thread), so a long sweep of runs holds none of them.
-            freeing.retain(|h| !h.is_finished());
-            freeing.push(h);
+            free_later(h);
         }
         let span = self.area[5].max(1.0);
         let mut waits: Vec<f64> = self.waits.iter().map(|&w| f64::from(w)).collect();
@@ -1998,6 +2209,7 @@ impl<'a> Engine<'a> {
             errors: std::mem::take(&mut self.errors),
             explanation: self.explanation.take(),
             log: std::mem::take(&mut self.log),
+            checked_on_helper,
         }
     }
 }

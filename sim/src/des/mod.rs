@@ -6,6 +6,7 @@ pub mod checker;
 pub mod engine;
 pub mod expect;
 pub mod explain;
+pub mod follow;
 pub mod metrics;
 pub mod model;
 pub mod placements;
