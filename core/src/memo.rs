@@ -28,6 +28,9 @@
 //! win. Other deterministic policies keep a best-node index per pod shape
 //! ([`ShapeSlots::best`]). A pod that fits nowhere is told why from reasons remembered per
 //! node version and summed per shape as nodes change ([`ShapeSlots::reason_totals`]).
+//! Spread, whose best node is the emptiest (whose cards take nearly anything), first looks
+//! in one order of all nodes that every device shape shares, so that a node change updates
+//! one tree instead of one per device shape.
 //!
 //! A memo belongs to one [`crate::pipeline::Scheduler`] and one [`Ledger`] lineage (the ledger
 //! and its clones from the moment the memo is first used): the owner keeps them together.
@@ -101,6 +104,9 @@ struct DeviceFits {
     /// The nodes these cards fit on, by node policy score (see [`DeviceOrder`]); at most one
     /// per node policy.
     orders: Vec<DeviceOrder>,
+    /// Searches of [`NodeOrders`] in a row that gave up on this device shape, and how many
+    /// decisions go straight to its own order before the next one is tried.
+    shared_gave_up: (u32, u32),
 }
 
 /// A pod's device requests without its identity, CPU, memory or node policy: what the card
@@ -411,6 +417,47 @@ impl DeviceOrder {
         }
     }
 
+    /// Bring the order to `ledger`'s state under tie order `source`: the leaves of the nodes
+    /// changed since it was last synced, or all of them when the ledger's change log no
+    /// longer reaches back (or the ledger outgrew it, or the tie order changed). `leaf(id)`
+    /// is node `id`'s leaf and whether it is stale; new leaves count toward `added`.
+    fn sync(
+        &mut self,
+        ledger: &Ledger,
+        source: OrderSource,
+        added: &mut usize,
+        mut leaf: impl FnMut(NodeId) -> (OrderEntry, bool),
+    ) {
+        let bound = ledger.node_id_bound();
+        let caught_up = self.source == source
+            && self.cap >= bound
+            && match ledger.latest_changes_since(self.synced) {
+                Some((n, changed)) if n <= bound => {
+                    for id in changed {
+                        let (e, stale) = leaf(id);
+                        self.set(id as usize, e, stale);
+                    }
+                    true
+                }
+                _ => false,
+            };
+        if !caught_up {
+            let cap = bound.max(1).next_power_of_two();
+            // A tree's leaves count as card-fit slots toward the memo's bound.
+            *added += cap.saturating_sub(self.cap);
+            *self = DeviceOrder::empty(self.policy, source, cap);
+            for i in 0..bound {
+                let (e, stale) = leaf(i as NodeId);
+                self.tree[cap + i] = e;
+                self.stale[i] = stale;
+            }
+            for j in (1..cap).rev() {
+                self.tree[j] = OrderEntry::merge(self.tree[2 * j], self.tree[2 * j + 1]);
+            }
+        }
+        self.synced = ledger.clock();
+    }
+
     /// The largest key among the nodes with at least `cpu` and `mem` free, making exact with
     /// `resolve(i)` (the leaf of node `i` as it truly is) every stale leaf that could win.
     fn best(
@@ -465,6 +512,75 @@ impl DeviceOrder {
         (best != 0).then_some(best)
     }
 }
+
+impl DeviceOrder {
+    /// The largest key among the nodes with at least `cpu` and `mem` free for which
+    /// `fits(i)` holds, asking `fits` of at most `budget` nodes (`Err` past that). For an
+    /// order with exact leaves (no stale ones): [`NodeOrders`]. Depth-first, larger key
+    /// first, as [`DeviceOrder::best`]; the leaves keep their keys whatever `fits` says.
+    fn best_fitting(
+        &self,
+        cpu: u64,
+        mem: u64,
+        mut budget: u32,
+        mut fits: impl FnMut(usize) -> bool,
+    ) -> Result<Option<u128>, ()> {
+        let mut best = 0u128;
+        let mut stack = [0usize; usize::BITS as usize];
+        let mut top = 0;
+        let mut j = 1;
+        loop {
+            let e = self.tree[j];
+            if e.key > best && e.cpu >= cpu && e.mem >= mem {
+                if j < self.cap {
+                    let (l, r) = (2 * j, 2 * j + 1);
+                    let (first, second) = if self.tree[l].key >= self.tree[r].key {
+                        (l, r)
+                    } else {
+                        (r, l)
+                    };
+                    stack[top] = second;
+                    top += 1;
+                    j = first;
+                    continue;
+                }
+                if budget == 0 {
+                    return Err(());
+                }
+                budget -= 1;
+                if fits(j - self.cap) {
+                    best = e.key;
+                }
+            }
+            if top == 0 {
+                break;
+            }
+            top -= 1;
+            j = stack[top];
+        }
+        Ok((best != 0).then_some(best))
+    }
+}
+
+/// Spread's orders of all present nodes by score, with their free CPU and memory, whatever
+/// their cards (one per tie order source; see [`ShapeSlots::best_by_node_score`]).
+///
+/// Spread's best node is the emptiest, and an empty node's cards take nearly any pod: the
+/// winner is nearly always the first node of this order that has the room, its card fit
+/// remembered per device shape. One order for every device shape costs one update per node
+/// change, where an order per device shape cost one per device shape in use (about a dozen
+/// on the Alibaba trace, each climbing to the root: the emptiest node just filled was on top
+/// in all of them). A device shape whose first candidates refuse it takes its own order.
+#[derive(Debug, Clone, Default)]
+struct NodeOrders {
+    orders: Vec<DeviceOrder>,
+    /// How many nodes a search may ask before it gives up (see [`SHARED_ORDER_BUDGET`]).
+    budget: u32,
+}
+
+/// How many nodes a device shape's card fit is asked of in [`NodeOrders`] before the search
+/// goes to the device shape's own order, which leaves out the nodes that refuse it.
+const SHARED_ORDER_BUDGET: u32 = 32;
 
 /// The index key a compact verdict contributes, and whether the node counts as feasible.
 #[inline]
@@ -613,8 +729,14 @@ pub struct ScoreMemo {
     devices: Vec<DeviceFits>,
     /// Positions in `devices` by device shape.
     device_index: HashMap<DeviceShape, usize, FastBuild>,
-    /// Node slots held in `devices` (counted against [`ScoreMemo::MAX_SLOTS`] with `slots`).
+    /// Node slots held in `devices` and `node_orders` (counted against
+    /// [`ScoreMemo::MAX_SLOTS`] with `slots`).
     device_slots: usize,
+    /// Spread's orders of all nodes, shared by every device shape.
+    node_orders: NodeOrders,
+    /// [`SHARED_ORDER_BUDGET`] unless a test set another
+    /// ([`ScoreMemo::set_shared_order_budget`]).
+    shared_budget: Option<u32>,
     slots: usize,
     hits: u64,
     misses: u64,
@@ -641,6 +763,7 @@ pub struct MemoStats {
 pub struct ShapeSlots<'a> {
     memo: &'a mut ShapeMemo,
     device: DeviceSlots<'a>,
+    node_orders: &'a mut NodeOrders,
     hits: &'a mut u64,
     misses: &'a mut u64,
     added: &'a mut usize,
@@ -667,6 +790,14 @@ impl ScoreMemo {
         ScoreMemo::default()
     }
 
+    /// Ask at most `budget` nodes' card fits in spread's shared order before a device shape's
+    /// own order (instead of [`SHARED_ORDER_BUDGET`]): for tests that reach both paths on
+    /// small clusters. Decisions are the same whatever the budget.
+    #[doc(hidden)]
+    pub fn set_shared_order_budget(&mut self, budget: u32) {
+        self.shared_budget = Some(budget);
+    }
+
     /// Hit and miss counts so far.
     pub fn stats(&self) -> MemoStats {
         MemoStats {
@@ -682,6 +813,7 @@ impl ScoreMemo {
         self.shapes.clear();
         self.devices.clear();
         self.device_index.clear();
+        self.node_orders.orders.clear();
         self.device_slots = 0;
         self.slots = 0;
         self.name_ranks = None;
@@ -744,6 +876,7 @@ impl ScoreMemo {
                             fits: Vec::new(),
                             reasons: Vec::new(),
                             orders: Vec::new(),
+                            shared_gave_up: (0, 0),
                         });
                         devices.len() - 1
                     });
@@ -766,6 +899,10 @@ impl ScoreMemo {
             device: DeviceSlots {
                 fits: &mut self.devices[memo.device],
                 added: &mut self.device_slots,
+            },
+            node_orders: {
+                self.node_orders.budget = self.shared_budget.unwrap_or(SHARED_ORDER_BUDGET);
+                &mut self.node_orders
             },
             memo,
             hits: &mut self.hits,
@@ -921,7 +1058,10 @@ impl<'a> ShapeSlots<'a> {
     /// The tree behind it belongs to the device shape, so pod shapes that differ in CPU,
     /// memory or identity share it (see `DeviceOrder`); of the nodes changed since its last
     /// use, only those that could win are asked, and each counts as a verdict computed
-    /// ([`MemoStats::misses`]).
+    /// ([`MemoStats::misses`]). Spread first searches the order of all nodes that every
+    /// device shape shares (`NodeOrders`), asking the cards of the first few candidates;
+    /// a device shape they all refuse goes to its own tree, and tries the shared one less
+    /// often while it keeps being refused. Either way the answer is the same.
     ///
     /// `None` when the tie order cannot be indexed; `Some(None)` when no node qualifies.
     pub fn best_by_node_score(
@@ -933,7 +1073,61 @@ impl<'a> ShapeSlots<'a> {
         mut cards: impl FnMut(&NodeView<'_>) -> bool,
     ) -> Option<Option<(i64, NodeId)>> {
         let order = self.order?;
-        let bound = ledger.node_id_bound();
+        let (cpu, mem) = room.unwrap_or((0, 0));
+        // A node's leaf if its cards fit; its room is what the filter's node check reads.
+        let entry = |view: &NodeView<'_>| {
+            let (cpu, mem) = node_room(view.node, view.used);
+            OrderEntry {
+                key: order.key(view.id as usize, score(view)),
+                cpu,
+                mem,
+            }
+        };
+        let (gave_up, skip) = self.device.fits.shared_gave_up;
+        if policy == NodePolicyKind::Spread && skip > 0 {
+            self.device.fits.shared_gave_up.1 -= 1;
+        } else if policy == NodePolicyKind::Spread {
+            let orders = &mut self.node_orders.orders;
+            let k = match orders.iter().position(|o| o.policy == policy) {
+                Some(k) => k,
+                None => {
+                    orders.push(DeviceOrder::empty(policy, order.source, 0));
+                    orders.len() - 1
+                }
+            };
+            let tree = &mut orders[k];
+            tree.sync(ledger, order.source, self.device.added, |id| {
+                (
+                    ledger.view(id).map(|v| entry(&v)).unwrap_or_default(),
+                    false,
+                )
+            });
+            let fits = &mut self.device.fits.fits;
+            let added = &mut *self.device.added;
+            let misses = &mut *self.misses;
+            let found = tree.best_fitting(cpu, mem, self.node_orders.budget, |i| {
+                let id = i as NodeId;
+                let Some(view) = ledger.view(id) else {
+                    return false;
+                };
+                let at = (ledger.version(id), ledger.freed(id));
+                let mut asked = false;
+                let fit = remembered_fit(fits, added, id, at, || {
+                    asked = true;
+                    cards(&view)
+                });
+                *misses += u64::from(asked);
+                fit
+            });
+            if let Ok(best) = found {
+                self.device.fits.shared_gave_up = (0, 0);
+                return Some(best.map(|key| (score_of(key), node_of(key))));
+            }
+            // Refused by the first candidates: a device shape refused again is tried there
+            // less often (every 2, 4, … 64 decisions), as the nodes it fits on rarely change.
+            let gave_up = gave_up.saturating_add(1);
+            self.device.fits.shared_gave_up = (gave_up, (1 << gave_up.min(6)) - 1);
+        }
         let fits = &mut *self.device.fits;
         let k = match fits.orders.iter().position(|o| o.policy == policy) {
             Some(k) => k,
@@ -945,15 +1139,6 @@ impl<'a> ShapeSlots<'a> {
         };
         let DeviceFits { fits, orders, .. } = fits;
         let tree = &mut orders[k];
-        // A node's leaf if its cards fit; its room is what the filter's node check reads.
-        let entry = |view: &NodeView<'_>| {
-            let (cpu, mem) = node_room(view.node, view.used);
-            OrderEntry {
-                key: order.key(view.id as usize, score(view)),
-                cpu,
-                mem,
-            }
-        };
         // A changed node's leaf, and whether it is stale (its card fit not remembered).
         let leaf = |id: NodeId, fits: &[(u64, bool)]| {
             let Some(view) = ledger.view(id) else {
@@ -976,33 +1161,7 @@ impl<'a> ShapeSlots<'a> {
                 _ => (entry(&view), true),
             }
         };
-        let caught_up = tree.source == order.source
-            && tree.cap >= bound
-            && match ledger.latest_changes_since(tree.synced) {
-                Some((n, changed)) if n <= bound => {
-                    for id in changed {
-                        let (e, stale) = leaf(id, fits);
-                        tree.set(id as usize, e, stale);
-                    }
-                    true
-                }
-                _ => false,
-            };
-        if !caught_up {
-            let cap = bound.max(1).next_power_of_two();
-            // A tree's leaves count as card-fit slots toward the memo's bound.
-            *self.device.added += cap.saturating_sub(tree.cap);
-            *tree = DeviceOrder::empty(policy, order.source, cap);
-            for i in 0..bound {
-                let (e, stale) = leaf(i as NodeId, fits);
-                tree.tree[cap + i] = e;
-                tree.stale[i] = stale;
-            }
-            for j in (1..cap).rev() {
-                tree.tree[j] = OrderEntry::merge(tree.tree[2 * j], tree.tree[2 * j + 1]);
-            }
-        }
-        tree.synced = ledger.clock();
+        tree.sync(ledger, order.source, self.device.added, |id| leaf(id, fits));
         let (cpu, mem) = room.unwrap_or((0, 0));
         let added = &mut *self.device.added;
         let misses = &mut *self.misses;
