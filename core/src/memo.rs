@@ -466,11 +466,33 @@ impl DeviceOrder {
         mem: u64,
         mut resolve: impl FnMut(usize) -> OrderEntry,
     ) -> Option<u128> {
+        let Ok(found) = self.descend::<std::convert::Infallible>(cpu, mem, |tree, i, e| {
+            if !tree.stale[i] {
+                return Ok(e);
+            }
+            // Exact now: the same key if the cards fit, none if not. Ancestors only go down,
+            // so the pending branches stay sound.
+            let exact = resolve(i);
+            tree.set(i, exact, false);
+            Ok(exact)
+        });
+        found
+    }
+
+    /// The largest key among the nodes with at least `cpu` and `mem` free, as the leaves count
+    /// when reached: `leaf(tree, i, e)` is what the leaf `e` of node `i` counts as (a key of 0:
+    /// not a candidate), or a reason to give up. Depth-first, the child with the larger key
+    /// first: a branch is left as soon as it cannot beat the best found or lacks the room.
+    #[inline(always)]
+    fn descend<E>(
+        &mut self,
+        cpu: u64,
+        mem: u64,
+        mut leaf: impl FnMut(&mut DeviceOrder, usize, OrderEntry) -> Result<OrderEntry, E>,
+    ) -> Result<Option<u128>, E> {
         let mut best = 0u128;
-        // Depth-first, the child with the larger key first: a branch is left as soon as it
-        // cannot beat the best found or lacks the room. At most one pending sibling per level
-        // (a tree has fewer than `usize::BITS` levels); the first child is entered at once, not
-        // pushed and popped.
+        // At most one pending sibling per level (a tree has fewer than `usize::BITS` levels);
+        // the first child is entered at once, not pushed and popped.
         let mut stack = [0usize; usize::BITS as usize];
         let mut top = 0;
         let mut j = 1;
@@ -489,16 +511,7 @@ impl DeviceOrder {
                     j = first;
                     continue;
                 }
-                let i = j - self.cap;
-                let e = if self.stale[i] {
-                    // Exact now: the same key if the cards fit, none if not. Ancestors only go
-                    // down, so the pending branches stay sound.
-                    let exact = resolve(i);
-                    self.set(i, exact, false);
-                    exact
-                } else {
-                    e
-                };
+                let e = leaf(self, j - self.cap, e)?;
                 if e.key > best && e.cpu >= cpu && e.mem >= mem {
                     best = e.key;
                 }
@@ -509,56 +522,29 @@ impl DeviceOrder {
             top -= 1;
             j = stack[top];
         }
-        (best != 0).then_some(best)
+        Ok((best != 0).then_some(best))
     }
 }
 
 impl DeviceOrder {
     /// The largest key among the nodes with at least `cpu` and `mem` free for which
     /// `fits(i)` holds, asking `fits` of at most `budget` nodes (`Err` past that). For an
-    /// order with exact leaves (no stale ones): [`NodeOrders`]. Depth-first, larger key
-    /// first, as [`DeviceOrder::best`]; the leaves keep their keys whatever `fits` says.
+    /// order with exact leaves (no stale ones): [`NodeOrders`]. The leaves keep their keys
+    /// whatever `fits` says.
     fn best_fitting(
-        &self,
+        &mut self,
         cpu: u64,
         mem: u64,
         mut budget: u32,
         mut fits: impl FnMut(usize) -> bool,
     ) -> Result<Option<u128>, ()> {
-        let mut best = 0u128;
-        let mut stack = [0usize; usize::BITS as usize];
-        let mut top = 0;
-        let mut j = 1;
-        loop {
-            let e = self.tree[j];
-            if e.key > best && e.cpu >= cpu && e.mem >= mem {
-                if j < self.cap {
-                    let (l, r) = (2 * j, 2 * j + 1);
-                    let (first, second) = if self.tree[l].key >= self.tree[r].key {
-                        (l, r)
-                    } else {
-                        (r, l)
-                    };
-                    stack[top] = second;
-                    top += 1;
-                    j = first;
-                    continue;
-                }
-                if budget == 0 {
-                    return Err(());
-                }
-                budget -= 1;
-                if fits(j - self.cap) {
-                    best = e.key;
-                }
+        self.descend(cpu, mem, |_, i, e| {
+            if budget == 0 {
+                return Err(());
             }
-            if top == 0 {
-                break;
-            }
-            top -= 1;
-            j = stack[top];
-        }
-        Ok((best != 0).then_some(best))
+            budget -= 1;
+            Ok(if fits(i) { e } else { OrderEntry::default() })
+        })
     }
 }
 

@@ -469,6 +469,27 @@ fn both_touched<'a>(
         .collect()
 }
 
+/// A writer and a follower after event 1, which showed them `pods` holding as the ledger `l`
+/// says (both agreeing), and an empty batch for the next event.
+fn following(
+    l: &hami_core::ledger::Ledger,
+    pods: &[Pod],
+    keys: &[PodKey],
+    name: &str,
+) -> (Writer, Follower, Facts) {
+    let (mut writer, mut follower, mut facts) =
+        (Writer::default(), Follower::default(), Facts::default());
+    let first = both_touched(pods, keys, [true, true]);
+    assert_eq!(
+        writer.event(&mut facts, 1, l, &first),
+        Written::Facts,
+        "{name}"
+    );
+    assert_eq!(follower.follow(&facts), Ok(()), "{name}");
+    facts.clear();
+    (writer, follower, facts)
+}
+
 /// The checker's helper-thread half ([`hami_sim::des::follow`]) flags exactly the states
 /// the incremental checker on the engine's thread rejects: every case of
 /// [`mutation_cases`], after an event that showed both of them the agreeing state.
@@ -476,22 +497,12 @@ fn both_touched<'a>(
 fn follower_flags_what_the_incremental_checker_rejects() {
     for &(name, mutate, want) in mutation_cases() {
         let (mut l, mut pods, keys, node) = two_pods_on_one_node();
-        let (mut writer, mut follower, mut facts) =
-            (Writer::default(), Follower::default(), Facts::default());
+        let (mut writer, mut follower, mut facts) = following(&l, &pods, &keys, name);
         let mut inc = checker::Incremental::default();
         assert!(
             inc.full_check(&l, pods.iter().map(holding)).is_ok(),
             "{name}"
         );
-        let first = both_touched(&pods, &keys, [true, true]);
-        assert_eq!(
-            writer.event(&mut facts, 1, &l, &first),
-            Written::Facts,
-            "{name}"
-        );
-        assert_eq!(follower.follow(&facts), Ok(()), "{name}");
-        facts.clear();
-
         let mut holds = [true, true];
         mutate(&mut l, &mut pods, &mut holds, &node);
         let second = both_touched(&pods, &keys, holds);
@@ -531,16 +542,8 @@ fn follower_compares_grants_and_node_totals() {
     ];
     for (name, plant) in bugs {
         let (mut l, pods, keys, node) = two_pods_on_one_node();
-        let (mut writer, mut follower, mut facts) =
-            (Writer::default(), Follower::default(), Facts::default());
+        let (mut writer, mut follower, mut facts) = following(&l, &pods, &keys, name);
         let both = both_touched(&pods, &keys, [true, true]);
-        assert_eq!(
-            writer.event(&mut facts, 1, &l, &both),
-            Written::Facts,
-            "{name}"
-        );
-        assert_eq!(follower.follow(&facts), Ok(()), "{name}");
-        facts.clear();
         plant(&mut l, &keys, &node);
         assert_eq!(
             writer.event(&mut facts, 2, &l, &both),
