@@ -18,7 +18,7 @@
 //!   "verdicts": [ {"expectation", "pass", "detail"} ] }
 //! ```
 
-use super::engine::{Engine, RunOptions, RunOutput, Sample};
+use super::engine::{CheckerThread, Engine, RunOptions, RunOutput, Sample};
 use super::expect::{Expectation, Verdict};
 use super::metrics::{MetricName, mean_sd};
 use super::model::Scenario;
@@ -150,7 +150,18 @@ pub fn run_all(sc: &Scenario, jobs: usize, progress: &dyn Progress) -> Result<Re
                     };
                     let v = &sc.variants[vi];
                     let p = &sc.policies[pi];
-                    let r = Engine::new(sc, v, p, seed, RunOptions::default())
+                    // While every thread here has a run, no core is free for a run's own
+                    // helper (its checker and metric): they would only share the cores. Once
+                    // fewer runs are left than threads, the idle cores are theirs.
+                    let opts = RunOptions {
+                        checker_thread: if work.len() - i >= jobs {
+                            CheckerThread::This
+                        } else {
+                            CheckerThread::Auto
+                        },
+                        ..RunOptions::default()
+                    };
+                    let r = Engine::new(sc, v, p, seed, opts)
                         .run()
                         .map(|o| RunRecord::of(&v.name, &p.name, seed, o));
                     progress.done(&format!("{} {} seed {seed}", v.name, p.name));
