@@ -524,9 +524,7 @@ impl DeviceOrder {
         }
         Ok((best != 0).then_some(best))
     }
-}
 
-impl DeviceOrder {
     /// The largest key among the nodes with at least `cpu` and `mem` free for which
     /// `fits(i)` holds, asking `fits` of at most `budget` nodes (`Err` past that). For an
     /// order with exact leaves (no stale ones): [`NodeOrders`]. The leaves keep their keys
@@ -548,8 +546,8 @@ impl DeviceOrder {
     }
 }
 
-/// Spread's orders of all present nodes by score, with their free CPU and memory, whatever
-/// their cards (one per tie order source; see [`ShapeSlots::best_by_node_score`]).
+/// Spread's order of all present nodes by score, with their free CPU and memory, whatever
+/// their cards (rebuilt when the tie order changes; see [`ShapeSlots::best_by_node_score`]).
 ///
 /// Spread's best node is the emptiest, and an empty node's cards take nearly any pod: the
 /// winner is nearly always the first node of this order that has the room, its card fit
