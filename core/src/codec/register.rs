@@ -236,9 +236,13 @@ const DEVICE_FIELDS: &[&str] = &[
 /// missing fields default to zero, unknown fields are ignored, keys match case-insensitively,
 /// `null` is an empty list.
 pub fn decode_register_json(key: &str, value: &str) -> Result<Vec<RegisteredDevice>, CodecError> {
-    // Registrations are decoded per node change: straight from the text when it is well
-    // formed; anything else (and any doubt) goes through the tree decoder, which names the
-    // fault. Both give the same devices for every value the fast path accepts.
+    // Registrations are decoded per node change: the plainest form (what our encoder and
+    // HAMi's write for cards without MIG) straight from the bytes; other well-formed values
+    // through serde without a tree; anything else (and any doubt) through the tree decoder,
+    // which names the fault. All give the same devices for every value they accept.
+    if let Some(devices) = plain::decode(value) {
+        return Ok(devices);
+    }
     let mut de = serde_json::Deserializer::from_str(value);
     if let Ok(devices) = serde::Deserializer::deserialize_any(&mut de, fast::List)
         && de.end().is_ok()
@@ -305,6 +309,174 @@ fn set_field(
         _ => {}
     }
     Ok(())
+}
+
+/// The first path of [`decode_register_json`]: the plainest registrations read straight from
+/// the bytes, as our encoder and HAMi's (Go's `json.Marshal`) write them for cards without MIG
+/// profiles or vendor extras. Taken: no whitespace; an array of objects (or an empty one);
+/// keys spelled exactly as the encoders write them, each at most once, among `id`, `index`,
+/// `count`, `devmem`, `devcore`, `type`, `numa`, `mode` and `health`; strings without escapes
+/// or control characters; integers without a fraction, exponent, leading zero or `-0`, within
+/// the field's range; `true`, `false`; `null` for the zero value. On anything else it gives
+/// up (`None`) and the next path decides, so it answers only where the others agree.
+mod plain {
+    use super::RegisteredDevice;
+
+    /// The devices of `value`, or `None` when it is not in the plainest form.
+    pub(super) fn decode(value: &str) -> Option<Vec<RegisteredDevice>> {
+        let mut c = Cursor { s: value, i: 0 };
+        c.eat(b'[')?;
+        let mut out = Vec::new();
+        if c.peek() == Some(b']') {
+            c.i += 1;
+        } else {
+            loop {
+                out.push(c.device()?);
+                match c.next()? {
+                    b',' => {}
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        (c.i == value.len()).then_some(out)
+    }
+
+    /// A position in the text.
+    struct Cursor<'a> {
+        s: &'a str,
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.s.as_bytes().get(self.i).copied()
+        }
+
+        fn next(&mut self) -> Option<u8> {
+            let c = self.peek()?;
+            self.i += 1;
+            Some(c)
+        }
+
+        fn eat(&mut self, want: u8) -> Option<()> {
+            (self.next()? == want).then_some(())
+        }
+
+        /// Step over `word` if it comes next.
+        fn word(&mut self, word: &str) -> bool {
+            let found = self.s.as_bytes()[self.i..].starts_with(word.as_bytes());
+            if found {
+                self.i += word.len();
+            }
+            found
+        }
+
+        fn device(&mut self) -> Option<RegisteredDevice> {
+            self.eat(b'{')?;
+            let mut d = RegisteredDevice::default();
+            if self.peek() == Some(b'}') {
+                self.i += 1;
+                return Some(d);
+            }
+            let mut seen = 0u16;
+            loop {
+                let field = match self.text()? {
+                    "id" => 0,
+                    "index" => 1,
+                    "count" => 2,
+                    "devmem" => 3,
+                    "devcore" => 4,
+                    "type" => 5,
+                    "numa" => 6,
+                    "mode" => 7,
+                    "health" => 8,
+                    _ => return None,
+                };
+                if seen & (1 << field) != 0 {
+                    return None;
+                }
+                seen |= 1 << field;
+                self.eat(b':')?;
+                match field {
+                    0 => d.id = self.string()?,
+                    1 => d.index = u64::try_from(self.int()?).ok()?,
+                    2 => d.count = i32::try_from(self.int()?).ok()?,
+                    3 => d.devmem = i32::try_from(self.int()?).ok()?,
+                    4 => d.devcore = i32::try_from(self.int()?).ok()?,
+                    5 => d.device_type = self.string()?,
+                    6 => d.numa = self.int()?,
+                    7 => d.mode = self.string()?,
+                    _ => d.health = self.boolean()?,
+                }
+                match self.next()? {
+                    b',' => {}
+                    b'}' => return Some(d),
+                    _ => return None,
+                }
+            }
+        }
+
+        /// A string without escapes or control characters, quotes stepped over.
+        fn text(&mut self) -> Option<&'a str> {
+            self.eat(b'"')?;
+            let from = self.i;
+            // One pass to the first byte that ends or spoils the string.
+            let len = self.s.as_bytes()[from..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            self.i = from + len;
+            self.eat(b'"')?;
+            self.s.get(from..from + len)
+        }
+
+        /// A string field's value: `null` is empty.
+        fn string(&mut self) -> Option<String> {
+            if self.word("null") {
+                return Some(String::new());
+            }
+            self.text().map(str::to_string)
+        }
+
+        /// An integer field's value: `null` is 0.
+        fn int(&mut self) -> Option<i64> {
+            if self.word("null") {
+                return Some(0);
+            }
+            let negative = self.peek() == Some(b'-');
+            if negative {
+                self.i += 1;
+            }
+            let from = self.i;
+            // Summed below zero, so that i64::MIN fits.
+            let mut n: i64 = 0;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                n = n.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
+                self.i += 1;
+            }
+            let digits = self.i - from;
+            let leading_zero = digits > 1 && self.s.as_bytes()[from] == b'0';
+            if digits == 0 || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+                return None;
+            }
+            match (negative, n) {
+                (true, 0) => None,
+                (true, n) => Some(n),
+                (false, n) => n.checked_neg(),
+            }
+        }
+
+        /// A boolean field's value: `null` is false.
+        fn boolean(&mut self) -> Option<bool> {
+            if self.word("true") {
+                Some(true)
+            } else if self.word("false") || self.word("null") {
+                Some(false)
+            } else {
+                None
+            }
+        }
+    }
 }
 
 /// The fast path of [`decode_register_json`]: devices decoded as the text streams by, with no
@@ -629,6 +801,80 @@ mod tests {
         de.end().ok().map(|()| out)
     }
 
+    /// The plain path takes the plainest values (our encoder's output among them) and gives
+    /// up on everything else; where it answers, the tree decoder answers the same.
+    #[test]
+    fn plain_path_takes_the_plainest_values_only() {
+        let devices = vec![
+            RegisteredDevice {
+                id: "GPU-0".into(),
+                index: 3,
+                count: 10,
+                devmem: 81920,
+                devcore: 100,
+                device_type: "NVIDIA-A100 ü".into(),
+                numa: -1,
+                mode: "hami-core".into(),
+                health: true,
+                ..RegisteredDevice::default()
+            },
+            RegisteredDevice::default(),
+        ];
+        let ours = encode_register_json(&devices);
+        // (value, whether the plain path must take it)
+        let cases: &[(&str, bool)] = &[
+            (&ours, true),
+            ("[]", true),
+            ("[{}]", true),
+            (
+                r#"[{"id":null,"count":null,"health":null},{"health":false}]"#,
+                true,
+            ),
+            (
+                r#"[{"numa":-9223372036854775808,"index":9223372036854775807}]"#,
+                true,
+            ),
+            (r#"[{"count":-2147483648,"devcore":2147483647}]"#, true),
+            ("null", false),
+            ("[null]", false),
+            (r#"[ {"id":"a"}]"#, false),
+            (r#"[{"id": "a"}]"#, false),
+            (r#"[{"ID":"a"}]"#, false),
+            (r#"[{"extra":1}]"#, false),
+            (r#"[{"id":"a","id":"b"}]"#, false),
+            (r#"[{"id":"GPU-\u0041"}]"#, false),
+            ("[{\"id\":\"a\tb\"}]", false),
+            (r#"[{"count":01}]"#, false),
+            (r#"[{"count":-0}]"#, false),
+            (r#"[{"count":1.5}]"#, false),
+            (r#"[{"count":1e2}]"#, false),
+            (r#"[{"count":2147483648}]"#, false),
+            (r#"[{"index":-1}]"#, false),
+            (r#"[{"numa":9223372036854775808}]"#, false),
+            (r#"[{"health":1}]"#, false),
+            (r#"[{"health":nul}]"#, false),
+            (r#"[{"id":5}]"#, false),
+            (r#"[{"id":"a"}] "#, false),
+            (r#"[{"id":"a"},]"#, false),
+            (r#"[{"id":"a""#, false),
+            ("[", false),
+            ("", false),
+        ];
+        for &(value, takes) in cases {
+            let plain = plain::decode(value);
+            assert_eq!(plain.is_some(), takes, "{value}");
+            if let Some(devices) = plain {
+                assert_eq!(Ok(devices), decode_register_tree("k", value), "{value}");
+            }
+            assert_eq!(
+                decode_register_json("k", value),
+                decode_register_tree("k", value),
+                "{value}"
+            );
+        }
+        assert_eq!(plain::decode(&ours), Some(devices));
+    }
+
     /// The fast path's field positions name the fields it reads.
     #[test]
     fn field_positions_match_the_field_table() {
@@ -701,6 +947,10 @@ mod tests {
             ("[", false),
         ];
         for &(value, fast_takes) in cases {
+            // The plain path takes only what the fast path does, with its answer.
+            if let Some(devices) = plain::decode(value) {
+                assert_eq!(Some(devices), fast_only(value), "{value}");
+            }
             let fast = fast_only(value);
             assert_eq!(fast.is_some(), fast_takes, "{value}");
             let tree = decode_register_tree("k", value);
