@@ -801,80 +801,6 @@ mod tests {
         de.end().ok().map(|()| out)
     }
 
-    /// The plain path takes the plainest values (our encoder's output among them) and gives
-    /// up on everything else; where it answers, the tree decoder answers the same.
-    #[test]
-    fn plain_path_takes_the_plainest_values_only() {
-        let devices = vec![
-            RegisteredDevice {
-                id: "GPU-0".into(),
-                index: 3,
-                count: 10,
-                devmem: 81920,
-                devcore: 100,
-                device_type: "NVIDIA-A100 ü".into(),
-                numa: -1,
-                mode: "hami-core".into(),
-                health: true,
-                ..RegisteredDevice::default()
-            },
-            RegisteredDevice::default(),
-        ];
-        let ours = encode_register_json(&devices);
-        // (value, whether the plain path must take it)
-        let cases: &[(&str, bool)] = &[
-            (&ours, true),
-            ("[]", true),
-            ("[{}]", true),
-            (
-                r#"[{"id":null,"count":null,"health":null},{"health":false}]"#,
-                true,
-            ),
-            (
-                r#"[{"numa":-9223372036854775808,"index":9223372036854775807}]"#,
-                true,
-            ),
-            (r#"[{"count":-2147483648,"devcore":2147483647}]"#, true),
-            ("null", false),
-            ("[null]", false),
-            (r#"[ {"id":"a"}]"#, false),
-            (r#"[{"id": "a"}]"#, false),
-            (r#"[{"ID":"a"}]"#, false),
-            (r#"[{"extra":1}]"#, false),
-            (r#"[{"id":"a","id":"b"}]"#, false),
-            (r#"[{"id":"GPU-\u0041"}]"#, false),
-            ("[{\"id\":\"a\tb\"}]", false),
-            (r#"[{"count":01}]"#, false),
-            (r#"[{"count":-0}]"#, false),
-            (r#"[{"count":1.5}]"#, false),
-            (r#"[{"count":1e2}]"#, false),
-            (r#"[{"count":2147483648}]"#, false),
-            (r#"[{"index":-1}]"#, false),
-            (r#"[{"numa":9223372036854775808}]"#, false),
-            (r#"[{"health":1}]"#, false),
-            (r#"[{"health":nul}]"#, false),
-            (r#"[{"id":5}]"#, false),
-            (r#"[{"id":"a"}] "#, false),
-            (r#"[{"id":"a"},]"#, false),
-            (r#"[{"id":"a""#, false),
-            ("[", false),
-            ("", false),
-        ];
-        for &(value, takes) in cases {
-            let plain = plain::decode(value);
-            assert_eq!(plain.is_some(), takes, "{value}");
-            if let Some(devices) = plain {
-                assert_eq!(Ok(devices), decode_register_tree("k", value), "{value}");
-            }
-            assert_eq!(
-                decode_register_json("k", value),
-                decode_register_tree("k", value),
-                "{value}"
-            );
-        }
-        assert_eq!(plain::decode(&ours), Some(devices));
-    }
-
     /// The fast path's field positions name the fields it reads.
     #[test]
     fn field_positions_match_the_field_table() {
@@ -894,71 +820,118 @@ mod tests {
         }
     }
 
+    /// Each quick path answers exactly as the tree decoder or gives up, and takes what it
+    /// should: the plain path only the plainest values (our encoder's output among them), the
+    /// serde path every well-formed value but a field given twice or a value a field refuses.
     #[test]
-    fn fast_path_decodes_exactly_as_the_tree_decoder_or_gives_up() {
+    fn quick_paths_decode_exactly_as_the_tree_decoder_or_give_up() {
+        let devices = vec![
+            RegisteredDevice {
+                id: "GPU-0".into(),
+                index: 3,
+                count: 10,
+                devmem: 81920,
+                devcore: 100,
+                device_type: "NVIDIA-A100 ü".into(),
+                numa: -1,
+                mode: "hami-core".into(),
+                health: true,
+                ..RegisteredDevice::default()
+            },
+            RegisteredDevice::default(),
+        ];
+        let ours = encode_register_json(&devices);
+        assert_eq!(plain::decode(&ours), Some(devices));
         let mig = r#"{"migprofiles":[{"Name":"1g.10gb","MemoryMB":9984,"Core":14,"SliceCount":1,"placements":[{"start":0,"size":1}]}]}"#;
-        // (value, whether the fast path must take it)
-        let cases: &[(&str, bool)] = &[
-            ("null", true),
-            ("[]", true),
-            ("[null]", true),
+        let mig = format!("[{mig}, null]");
+        // (value, whether the plain path must take it, whether the serde path must)
+        let cases: &[(&str, bool, bool)] = &[
+            (&ours, true, true),
+            ("[]", true, true),
+            ("[{}]", true, true),
             (
                 r#"[{"id":"GPU-0","index":0,"count":10,"devmem":81920,"devcore":100,"type":"NVIDIA-A100","numa":1,"mode":"hami-core","health":true}]"#,
                 true,
+                true,
             ),
+            (
+                r#"[{"id":null,"count":null,"health":null},{"health":false}]"#,
+                true,
+                true,
+            ),
+            (
+                r#"[{"numa":-9223372036854775808,"index":9223372036854775807}]"#,
+                true,
+                true,
+            ),
+            (
+                r#"[{"count":-2147483648,"devcore":2147483647}]"#,
+                true,
+                true,
+            ),
+            // Well formed, but not the plainest form.
+            ("null", false, true),
+            ("[null]", false, true),
+            (r#"[ {"id":"a"}]"#, false, true),
+            (r#"[{"id": "a"}]"#, false, true),
+            (r#"[{"id":"a"}] "#, false, true),
             // Go matches keys ignoring case and skips unknown ones.
             (
                 r#"[{"ID":"GPU-1","DevMem":1024,"Health":true,"extra":{"a":[1,2]}}]"#,
+                false,
                 true,
             ),
-            (&format!("[{mig}, null]"), true),
+            (&mig, false, true),
             (
                 r#"[{"custominfo":{"b":1,"a":"x"},"devicevendor":"NVIDIA"}]"#,
+                false,
                 true,
             ),
-            (r#"[{"id":null,"count":null,"health":null}]"#, true),
-            (r#"[{"id":"GPU-\u0041"}]"#, true),
-            (r#"[{"\u0069d":"escaped key"}]"#, true),
+            (r#"[{"id":"GPU-\u0041"}]"#, false, true),
+            (r#"[{"\u0069d":"escaped key"}]"#, false, true),
+            (r#"[{"index":18446744073709551615}]"#, false, true),
             // The same field twice: the tree decoder's answer (keys in byte order) stands.
-            (r#"[{"id":"a","ID":"b"}]"#, false),
-            (r#"[{"id":"a","id":"b"}]"#, false),
+            (r#"[{"id":"a","ID":"b"}]"#, false, false),
+            (r#"[{"id":"a","id":"b"}]"#, false, false),
             // Refused values and shapes: the tree decoder names the fault.
-            (
-                r#"[{"index":18446744073709551615,"numa":-9223372036854775808,"count":-2147483648,"devcore":2147483647}]"#,
-                true,
-            ),
-            (r#"[{"numa":9223372036854775808}]"#, false),
-            (r#"[{"devmem":2147483648}]"#, false),
-            (r#"[{"devcore":1e2}]"#, false),
-            (r#"[{"count":-0}]"#, false),
-            (r#"[{"id":5}]"#, false),
-            (r#"[{"type":true}]"#, false),
-            (r#"[{"mode":["x"]}]"#, false),
-            (r#"[{"count":"3"}]"#, false),
-            (r#"[{"health":1}]"#, false),
-            (r#"[{"count":1.5}]"#, false),
-            (r#"[{"count":4294967296}]"#, false),
-            (r#"[{"index":-1}]"#, false),
-            (r#"[{"health":"yes"}]"#, false),
-            (r#"[{"migprofiles":{}}]"#, false),
-            ("[1]", false),
-            (r#"{"id":"GPU-0"}"#, false),
-            ("[] x", false),
-            ("[", false),
+            ("[{\"id\":\"a\tb\"}]", false, false),
+            (r#"[{"count":01}]"#, false, false),
+            (r#"[{"count":-0}]"#, false, false),
+            (r#"[{"count":1.5}]"#, false, false),
+            (r#"[{"devcore":1e2}]"#, false, false),
+            (r#"[{"devmem":2147483648}]"#, false, false),
+            (r#"[{"count":4294967296}]"#, false, false),
+            (r#"[{"index":-1}]"#, false, false),
+            (r#"[{"numa":9223372036854775808}]"#, false, false),
+            (r#"[{"health":1}]"#, false, false),
+            (r#"[{"health":nul}]"#, false, false),
+            (r#"[{"health":"yes"}]"#, false, false),
+            (r#"[{"id":5}]"#, false, false),
+            (r#"[{"type":true}]"#, false, false),
+            (r#"[{"mode":["x"]}]"#, false, false),
+            (r#"[{"count":"3"}]"#, false, false),
+            (r#"[{"migprofiles":{}}]"#, false, false),
+            ("[1]", false, false),
+            (r#"{"id":"GPU-0"}"#, false, false),
+            (r#"[{"id":"a"},]"#, false, false),
+            (r#"[{"id":"a""#, false, false),
+            ("[] x", false, false),
+            ("[", false, false),
+            ("", false, false),
         ];
-        for &(value, fast_takes) in cases {
-            // The plain path takes only what the fast path does, with its answer.
-            if let Some(devices) = plain::decode(value) {
-                assert_eq!(Some(devices), fast_only(value), "{value}");
+        for &(value, plain_takes, fast_takes) in cases {
+            let tree = decode_register_tree("k", value);
+            let plain = plain::decode(value);
+            assert_eq!(plain.is_some(), plain_takes, "plain path: {value}");
+            if let Some(devices) = plain {
+                assert_eq!(Ok(devices), tree, "plain path: {value}");
             }
             let fast = fast_only(value);
-            assert_eq!(fast.is_some(), fast_takes, "{value}");
-            let tree = decode_register_tree("k", value);
-            let both = decode_register_json("k", value);
-            assert_eq!(both, tree, "{value}");
+            assert_eq!(fast.is_some(), fast_takes, "serde path: {value}");
             if let Some(devices) = fast {
-                assert_eq!(Ok(devices), tree, "{value}");
+                assert_eq!(Ok(devices), tree, "serde path: {value}");
             }
+            assert_eq!(decode_register_json("k", value), tree, "{value}");
         }
     }
 }
