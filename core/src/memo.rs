@@ -557,9 +557,11 @@ impl DeviceOrder {
 /// in all of them). A device shape whose first candidates refuse it takes its own order.
 #[derive(Debug, Clone, Default)]
 struct NodeOrders {
-    orders: Vec<DeviceOrder>,
-    /// How many nodes a search may ask before it gives up (see [`SHARED_ORDER_BUDGET`]).
-    budget: u32,
+    /// Spread's order (the only policy that takes this path), once built.
+    order: Option<DeviceOrder>,
+    /// How many nodes a search may ask before it gives up: [`SHARED_ORDER_BUDGET`] unless a
+    /// test set another ([`ScoreMemo::set_shared_order_budget`]).
+    budget: Option<u32>,
 }
 
 /// How many nodes a device shape's card fit is asked of in [`NodeOrders`] before the search
@@ -716,11 +718,8 @@ pub struct ScoreMemo {
     /// Node slots held in `devices` and `node_orders` (counted against
     /// [`ScoreMemo::MAX_SLOTS`] with `slots`).
     device_slots: usize,
-    /// Spread's orders of all nodes, shared by every device shape.
+    /// Spread's order of all nodes, shared by every device shape.
     node_orders: NodeOrders,
-    /// [`SHARED_ORDER_BUDGET`] unless a test set another
-    /// ([`ScoreMemo::set_shared_order_budget`]).
-    shared_budget: Option<u32>,
     slots: usize,
     hits: u64,
     misses: u64,
@@ -779,7 +778,7 @@ impl ScoreMemo {
     /// small clusters. Decisions are the same whatever the budget.
     #[doc(hidden)]
     pub fn set_shared_order_budget(&mut self, budget: u32) {
-        self.shared_budget = Some(budget);
+        self.node_orders.budget = Some(budget);
     }
 
     /// Hit and miss counts so far.
@@ -797,7 +796,7 @@ impl ScoreMemo {
         self.shapes.clear();
         self.devices.clear();
         self.device_index.clear();
-        self.node_orders.orders.clear();
+        self.node_orders.order = None;
         self.device_slots = 0;
         self.slots = 0;
         self.name_ranks = None;
@@ -884,10 +883,7 @@ impl ScoreMemo {
                 fits: &mut self.devices[memo.device],
                 added: &mut self.device_slots,
             },
-            node_orders: {
-                self.node_orders.budget = self.shared_budget.unwrap_or(SHARED_ORDER_BUDGET);
-                &mut self.node_orders
-            },
+            node_orders: &mut self.node_orders,
             memo,
             hits: &mut self.hits,
             misses: &mut self.misses,
@@ -1067,50 +1063,10 @@ impl<'a> ShapeSlots<'a> {
                 mem,
             }
         };
-        let (gave_up, skip) = self.device.fits.shared_gave_up;
-        if policy == NodePolicyKind::Spread && skip > 0 {
-            self.device.fits.shared_gave_up.1 -= 1;
-        } else if policy == NodePolicyKind::Spread {
-            let orders = &mut self.node_orders.orders;
-            let k = match orders.iter().position(|o| o.policy == policy) {
-                Some(k) => k,
-                None => {
-                    orders.push(DeviceOrder::empty(policy, order.source, 0));
-                    orders.len() - 1
-                }
-            };
-            let tree = &mut orders[k];
-            tree.sync(ledger, order.source, self.device.added, |id| {
-                (
-                    ledger.view(id).map(|v| entry(&v)).unwrap_or_default(),
-                    false,
-                )
-            });
-            let fits = &mut self.device.fits.fits;
-            let added = &mut *self.device.added;
-            let misses = &mut *self.misses;
-            let found = tree.best_fitting(cpu, mem, self.node_orders.budget, |i| {
-                let id = i as NodeId;
-                let Some(view) = ledger.view(id) else {
-                    return false;
-                };
-                let at = (ledger.version(id), ledger.freed(id));
-                let mut asked = false;
-                let fit = remembered_fit(fits, added, id, at, || {
-                    asked = true;
-                    cards(&view)
-                });
-                *misses += u64::from(asked);
-                fit
-            });
-            if let Ok(best) = found {
-                self.device.fits.shared_gave_up = (0, 0);
-                return Some(best.map(|key| (score_of(key), node_of(key))));
-            }
-            // Refused by the first candidates: a device shape refused again is tried there
-            // less often (every 2, 4, … 64 decisions), as the nodes it fits on rarely change.
-            let gave_up = gave_up.saturating_add(1);
-            self.device.fits.shared_gave_up = (gave_up, (1 << gave_up.min(6)) - 1);
+        if policy == NodePolicyKind::Spread
+            && let Some(best) = self.shared_best(ledger, order, cpu, mem, entry, &mut cards)
+        {
+            return Some(best.map(|key| (score_of(key), node_of(key))));
         }
         let fits = &mut *self.device.fits;
         let k = match fits.orders.iter().position(|o| o.policy == policy) {
@@ -1163,6 +1119,68 @@ impl<'a> ShapeSlots<'a> {
             }
         });
         Some(best.map(|key| (score_of(key), node_of(key))))
+    }
+
+    /// Spread's search of the order all device shapes share ([`NodeOrders`]): the best key
+    /// among the nodes with `cpu` and `mem` free whose cards fit (`cards`, remembered with the
+    /// device shape's card fits), `None` when the search gave up or this device shape is
+    /// waiting out its back-off after earlier give-ups (see [`DeviceFits::shared_gave_up`]).
+    fn shared_best(
+        &mut self,
+        ledger: &Ledger,
+        order: TieOrder<'_>,
+        cpu: u64,
+        mem: u64,
+        entry: impl Fn(&NodeView<'_>) -> OrderEntry,
+        cards: &mut impl FnMut(&NodeView<'_>) -> bool,
+    ) -> Option<Option<u128>> {
+        let (gave_up, skip) = self.device.fits.shared_gave_up;
+        if skip > 0 {
+            self.device.fits.shared_gave_up.1 -= 1;
+            return None;
+        }
+        let tree = self
+            .node_orders
+            .order
+            .get_or_insert_with(|| DeviceOrder::empty(NodePolicyKind::Spread, order.source, 0));
+        tree.sync(ledger, order.source, self.device.added, |id| {
+            (
+                ledger.view(id).map(|v| entry(&v)).unwrap_or_default(),
+                false,
+            )
+        });
+        let budget = self.node_orders.budget.unwrap_or(SHARED_ORDER_BUDGET);
+        let fits = &mut self.device.fits.fits;
+        let added = &mut *self.device.added;
+        let misses = &mut *self.misses;
+        let found = tree.best_fitting(cpu, mem, budget, |i| {
+            let id = i as NodeId;
+            let Some(view) = ledger.view(id) else {
+                return false;
+            };
+            let at = (ledger.version(id), ledger.freed(id));
+            let mut asked = false;
+            let fit = remembered_fit(fits, added, id, at, || {
+                asked = true;
+                cards(&view)
+            });
+            *misses += u64::from(asked);
+            fit
+        });
+        match found {
+            Ok(best) => {
+                self.device.fits.shared_gave_up = (0, 0);
+                Some(best)
+            }
+            Err(()) => {
+                // Refused by the first candidates: a device shape refused again is tried there
+                // less often (every 2, 4, … 64 decisions), as the nodes it fits on rarely
+                // change.
+                let gave_up = gave_up.saturating_add(1);
+                self.device.fits.shared_gave_up = (gave_up, (1 << gave_up.min(6)) - 1);
+                None
+            }
+        }
     }
 
     /// Why node `id` refuses this shape at `version`, as a bit per [`crate::fit::Reason`] (by

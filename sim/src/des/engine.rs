@@ -1805,8 +1805,6 @@ impl<'a> Engine<'a> {
                 .full_check(ledger, self.pods.iter().map(Self::pod_check))?;
         } else {
             let cross = self.opts.cross_check.then(|| self.check());
-            ids.sort_unstable();
-            ids.dedup();
             let list =
                 Self::touched_list(&self.pods, &self.var.classes, &mut self.touched_keys, ids);
             let r = self
@@ -1829,14 +1827,16 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Pods `ids` as the checkers take them, their keys written into the first `ids.len()`
-    /// of `keys` (buffers kept between events).
+    /// Pods `ids` (sorted and rid of repeats here) as the checkers take them, their keys
+    /// written into the first `ids.len()` of `keys` (buffers kept between events).
     fn touched_list<'p>(
         pods: &'p [SimPod],
         classes: &[PodClass],
         keys: &'p mut Vec<PodKey>,
-        ids: &[u32],
+        ids: &mut Vec<u32>,
     ) -> Vec<checker::Touched<'p>> {
+        ids.sort_unstable();
+        ids.dedup();
         for (k, &id) in ids.iter().enumerate() {
             if keys.len() <= k {
                 keys.push(PodKey::new("sim", String::new()));
@@ -2022,25 +2022,8 @@ impl<'a> Engine<'a> {
             let verdict = match halt {
                 // Stop early: the helper reads what is queued, then ends.
                 Some(h) => Err(h),
-                None => {
-                    let (verdict, kept) = h.finish();
-                    match kept {
-                        Some((records, metric)) => {
-                            self.followed = Some(records);
-                            self.take_metric(metric).and(verdict)
-                        }
-                        None => Err(Halt::Unfollowable),
-                    }
-                }
+                None => self.finish_following(h, ended),
             };
-            // The last full check, once the helper is done: it shares its work with a thread
-            // of its own, which then has the other core to itself.
-            let verdict = verdict.and_then(|()| {
-                if ended && self.check().is_err() {
-                    return Err(Halt::Violation(self.events));
-                }
-                Ok(())
-            });
             if let Err(h) = verdict {
                 return self.check_here(h);
             }
@@ -2077,14 +2060,31 @@ impl<'a> Engine<'a> {
             return Err(Halt::Unfollowable);
         };
         let mut ids = std::mem::take(&mut self.touched);
-        ids.sort_unstable();
-        ids.dedup();
-        let list = Self::touched_list(&self.pods, &self.var.classes, &mut self.touched_keys, &ids);
+        let list = Self::touched_list(
+            &self.pods,
+            &self.var.classes,
+            &mut self.touched_keys,
+            &mut ids,
+        );
         let r = h.event(self.events, self.ctl.ledger(), &list);
-        drop(list);
         ids.clear();
         self.touched = ids;
         r
+    }
+
+    /// The helper's verdict on every event, its records and metric taken back, then the last
+    /// full check when the run `ended` at its stop condition. The check runs once the helper
+    /// is done: it shares its work with a thread of its own, which then has the other core.
+    fn finish_following(&mut self, h: FollowerThread, ended: bool) -> Result<(), Halt> {
+        let (verdict, kept) = h.finish();
+        let (records, metric) = kept.ok_or(Halt::Unfollowable)?;
+        self.followed = Some(records);
+        self.take_metric(metric)?;
+        verdict?;
+        if ended && self.check().is_err() {
+            return Err(Halt::Violation(self.events));
+        }
+        Ok(())
     }
 
     /// The fragmentation metric as the helper kept it: its integral, its samples (one per

@@ -230,7 +230,9 @@ impl Writer {
     /// engine's state is `ledger` and `touched` are the pods it changed (as for
     /// [`super::checker::Incremental::after_event`]; every pod changed since the last event
     /// must be among them). The ledger must be one lineage: every call's ledger is the last
-    /// one's, changed. A result other than [`Written::Facts`] leaves `facts` half written.
+    /// one's, changed, and a node's registration (its name and cards) must not change once
+    /// told (the engine follows only runs without faults). A result other than
+    /// [`Written::Facts`] leaves `facts` half written.
     pub fn event(
         &mut self,
         facts: &mut Facts,
@@ -238,20 +240,24 @@ impl Writer {
         ledger: &Ledger,
         touched: &[Touched<'_>],
     ) -> Written {
+        // Each changed node once (the ledger skips changes a later one supersedes).
         self.ids.clear();
-        match self.clock.and_then(|c| ledger.changes_since(c)) {
-            Some(changed) => self.ids.extend(changed),
+        match self.clock.and_then(|c| ledger.latest_changes_since(c)) {
+            Some((_, changed)) => self.ids.extend(changed),
             None => self.ids.extend(0..ledger.node_id_bound() as NodeId),
         }
         self.clock = Some(ledger.clock());
-        self.ids.sort_unstable();
-        self.ids.dedup();
         for &id in &self.ids {
             let Some(e) = ledger.entry(id) else {
                 facts.nodes.push(NodeFact { id, entry: None });
                 continue;
             };
-            if e.node.devices.iter().any(|d| d.mode == DeviceMode::Mig) {
+            if self.named.len() <= id as usize {
+                self.named.resize(id as usize + 1, false);
+            }
+            let first = !self.named[id as usize];
+            // Registrations do not change once told: their cards' modes are read once.
+            if first && e.node.devices.iter().any(|d| d.mode == DeviceMode::Mig) {
                 return Written::Unfollowable;
             }
             if !ledger.check_node_bounds(id).is_empty() {
@@ -262,10 +268,7 @@ impl Writer {
                 .cards
                 .extend(e.usage.iter().map(|u| (u.used, u.used_cores, u.used_mem)));
             let cards = (from, facts.cards.len() as u32);
-            if self.named.len() <= id as usize {
-                self.named.resize(id as usize + 1, false);
-            }
-            let named = (!self.named[id as usize]).then(|| {
+            let named = first.then(|| {
                 self.named[id as usize] = true;
                 let name = facts.put(&e.node.name);
                 let from = facts.spans.len() as u32;
