@@ -185,13 +185,14 @@ fn open(path: &Path) -> Result<csv::Reader<std::fs::File>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Column indexes of `names` in the header; the error names the missing column.
+/// Column indexes of `names` in the header, and the header; the error names the missing
+/// column.
 fn columns(
     path: &Path,
     r: &mut csv::Reader<std::fs::File>,
     names: &[&str],
     optional: &[&str],
-) -> Result<Vec<Option<usize>>, String> {
+) -> Result<(Vec<Option<usize>>, csv::StringRecord), String> {
     let h = r
         .headers()
         .map_err(|e| format!("{}:1: {e}", path.display()))?
@@ -210,7 +211,30 @@ fn columns(
     for n in optional {
         out.push(h.iter().position(|c| c.trim() == *n));
     }
-    Ok(out)
+    Ok((out, h))
+}
+
+/// A row the CSV reader refused, as `file:line: what`: a row with fewer values than the
+/// header names the first column it lacks (the reader's own words give a record number and a
+/// byte offset instead).
+fn row_error(path: &Path, header: &csv::StringRecord, e: &csv::Error) -> String {
+    let line = e.position().map_or(0, csv::Position::line);
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } if len < expected_len => format!(
+            "{}:{line}: column {}: missing value ({len} values where the header has {expected_len})",
+            path.display(),
+            header.get(*len as usize).unwrap_or("?").trim(),
+        ),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "{}:{line}: {len} values where the header has {expected_len} columns",
+            path.display()
+        ),
+        _ => format!("{}:{line}: {e}", path.display()),
+    }
 }
 
 fn field<'a>(
@@ -242,7 +266,7 @@ fn num(path: &Path, line: u64, name: &str, v: &str) -> Result<u64, String> {
 /// column name.
 pub fn read_nodes(path: &Path) -> Result<Vec<TraceNode>, String> {
     let mut r = open(path)?;
-    let cols = columns(
+    let (cols, header) = columns(
         path,
         &mut r,
         &["sn", "cpu_milli", "memory_mib", "gpu", "model"],
@@ -250,7 +274,7 @@ pub fn read_nodes(path: &Path) -> Result<Vec<TraceNode>, String> {
     )?;
     let mut out = Vec::new();
     for rec in r.records() {
-        let rec = rec.map_err(|e| format!("{}: {e}", path.display()))?;
+        let rec = rec.map_err(|e| row_error(path, &header, &e))?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let f = |i: usize, n: &str| field(path, line, &rec, cols[i], n);
         let gpu = num(path, line, "gpu", f(3, "gpu")?)?;
@@ -280,7 +304,7 @@ pub fn read_nodes(path: &Path) -> Result<Vec<TraceNode>, String> {
 /// files have only the first five columns). Errors carry `file:line` and the column name.
 pub fn read_pods(path: &Path) -> Result<Vec<TracePod>, String> {
     let mut r = open(path)?;
-    let cols = columns(
+    let (cols, header) = columns(
         path,
         &mut r,
         &["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"],
@@ -288,7 +312,7 @@ pub fn read_pods(path: &Path) -> Result<Vec<TracePod>, String> {
     )?;
     let mut out = Vec::new();
     for rec in r.records() {
-        let rec = rec.map_err(|e| format!("{}: {e}", path.display()))?;
+        let rec = rec.map_err(|e| row_error(path, &header, &e))?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let f = |i: usize, n: &str| field(path, line, &rec, cols[i], n);
         let num_gpu = num(path, line, "num_gpu", f(3, "num_gpu")?)?;

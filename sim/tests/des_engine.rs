@@ -554,16 +554,44 @@ fn follower_compares_grants_and_node_totals() {
     }
 }
 
-/// [`SMALL`] without its faults: with them the checker stays on the engine's thread.
-fn small_without_faults() -> Scenario {
+/// [`SMALL`]'s text without its faults: with them the checker stays on the engine's thread.
+fn small_text_without_faults() -> String {
     let from = SMALL
         .find("faults:")
         .unwrap_or_else(|| panic!("SMALL has faults"));
     let to = SMALL
         .find("api:")
         .unwrap_or_else(|| panic!("SMALL has api"));
-    let text = format!("{}{}", &SMALL[..from], &SMALL[to..]);
-    Scenario::parse(Path::new("small.yaml"), &text).unwrap_or_else(|e| panic!("{e}"))
+    format!("{}{}", &SMALL[..from], &SMALL[to..])
+}
+
+/// [`SMALL`] without its faults.
+fn small_without_faults() -> Scenario {
+    Scenario::parse(Path::new("small.yaml"), &small_text_without_faults())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A sweep over cluster sizes gives a variant per size, named for it, with every pool
+/// scaled in proportion; each variant runs.
+#[test]
+fn a_node_count_sweep_gives_a_variant_per_size() {
+    let text = format!("{}sweep: {{nodes: [5, 20]}}\n", small_text_without_faults());
+    let sc = Scenario::parse(Path::new("small.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let sizes: Vec<(&str, usize)> = sc
+        .variants
+        .iter()
+        .map(|v| (v.name.as_str(), v.nodes.len()))
+        .collect();
+    assert_eq!(sizes, [("small@nodes=5", 5), ("small@nodes=20", 20)]);
+    for v in &sc.variants {
+        // 6 A100 and 4 T4 nodes in the file: the same 3:2 split at every size.
+        let t4 = v.nodes.iter().filter(|(_, pool)| *pool == 1).count();
+        assert_eq!(t4 * 5, v.nodes.len() * 2, "{}", v.name);
+        let o = Engine::new(&sc, v, &sc.policies[0], 5, RunOptions::default())
+            .run()
+            .unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        assert!(o.metrics["placed"] > 10.0, "{}: {:?}", v.name, o.metrics);
+    }
 }
 
 /// One run of policy `p` of `sc` (first variant) with the checker on `thread`.

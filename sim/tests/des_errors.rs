@@ -49,4 +49,5 @@ broken! {
     duration_missing_value => "duration-missing-value",
     memory_and_percent => "memory-and-percent",
     yaml_syntax => "yaml-syntax",
+    empty_pool => "empty-pool",
 }

@@ -58,6 +58,25 @@ fn bad_csv_rows_name_file_line_and_column() {
     let p = tmp("nodes2.csv", "sn,cpu_milli,gpu,model\nn1,1000,2,T4\n");
     let e = read_nodes(&p).err().unwrap_or_default();
     assert!(e.contains("missing column \"memory_mib\""), "{e}");
+    // A row cut short names its line and the first column it lacks; a long one its line.
+    let p = tmp(
+        "pods3.csv",
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np1,1000,10,1,500\np2,1000\n",
+    );
+    let e = read_pods(&p).err().unwrap_or_default();
+    assert!(
+        e.contains("pods3.csv:3: column memory_mib: missing value"),
+        "{e}"
+    );
+    let p = tmp(
+        "nodes3.csv",
+        "sn,cpu_milli,memory_mib,gpu,model\nn1,1000,10,2,T4,extra\n",
+    );
+    let e = read_nodes(&p).err().unwrap_or_default();
+    assert!(
+        e.contains("nodes3.csv:2: 6 values where the header has 5"),
+        "{e}"
+    );
 }
 
 #[test]

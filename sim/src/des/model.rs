@@ -787,6 +787,15 @@ impl Scenario {
                             format!("pool name {:?} is used twice", v.name),
                         ));
                     }
+                    if v.count == 0 {
+                        // Left out, a pool would still get a node (sweeps keep every pool at
+                        // least one): say so instead of building what the file did not ask.
+                        return Err(w.at_loc(
+                            p.referenced,
+                            Some(&format!("{f}.count")),
+                            "count must be at least 1 (remove the pool to leave it out)",
+                        ));
+                    }
                     if v.cards == 0 || v.cards > 64 {
                         return Err(w.at_loc(
                             p.referenced,
