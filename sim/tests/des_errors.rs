@@ -50,4 +50,6 @@ broken! {
     memory_and_percent => "memory-and-percent",
     yaml_syntax => "yaml-syntax",
     empty_pool => "empty-pool",
+    fault_too_many_nodes => "fault-too-many-nodes",
+    fault_too_many_cards => "fault-too-many-cards",
 }

@@ -1108,6 +1108,43 @@ impl Scenario {
             if nodes.is_empty() {
                 return Err(top("cluster", "the cluster has no GPU nodes".into()));
             }
+            // A fault may not ask for more nodes, or more cards per node, than this cluster
+            // has where it strikes (the engine would take fewer without a word).
+            for (i, (f, res)) in file.faults.iter().zip(&faults).enumerate() {
+                let hit: Vec<&Node> = nodes
+                    .iter()
+                    .filter(|(_, p)| res.pool.is_none_or(|want| *p == want))
+                    .map(|(n, _)| n)
+                    .collect();
+                let most_cards = hit.iter().map(|n| n.devices.len()).max().unwrap_or(0);
+                let size = match &s {
+                    Some(n) => format!(" at sweep size {n}"),
+                    None => String::new(),
+                };
+                if res.nodes == 0 || res.nodes as usize > hit.len() {
+                    return Err(w.at_loc(
+                        f.referenced,
+                        Some(&format!("faults[{i}].nodes")),
+                        format!(
+                            "asks for {} node(s); the cluster has {} where this fault strikes{size}",
+                            res.nodes,
+                            hit.len()
+                        ),
+                    ));
+                }
+                if res.kind == FaultKind::DeviceUnhealthy
+                    && (res.cards == 0 || res.cards as usize > most_cards)
+                {
+                    return Err(w.at_loc(
+                        f.referenced,
+                        Some(&format!("faults[{i}].cards")),
+                        format!(
+                            "asks for {} card(s) per node; its nodes have at most {most_cards}{size}",
+                            res.cards
+                        ),
+                    ));
+                }
+            }
             let total_cards: u64 = nodes.iter().map(|(n, _)| n.devices.len() as u64).sum();
             let mut source = source.clone();
             if let Source::Generated { arrival, .. } = &mut source {
