@@ -52,4 +52,5 @@ broken! {
     empty_pool => "empty-pool",
     fault_too_many_nodes => "fault-too-many-nodes",
     fault_too_many_cards => "fault-too-many-cards",
+    duplicate_key => "duplicate-key",
 }

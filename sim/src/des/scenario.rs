@@ -771,11 +771,59 @@ pub fn parse_file(path: &Path, text: &str) -> Result<DesFile, String> {
         let first = msg.lines().next().unwrap_or("").trim().to_string();
         let first = strip_location_suffix(&first);
         let first = strip_location_prefix(&first);
+        let first = reword(&first, text, e.location());
         match e.location() {
             Some(l) => Where { path, text }.at_loc(l, None, first),
             None => format!("{}: {first}", path.display()),
         }
     })
+}
+
+/// The reader's words for two common faults, in ours: a key given twice (the reader suggests a
+/// reader option), and a number field given something else (the reader says only `invalid
+/// u32`, naming neither the value nor what was wanted).
+fn reword(msg: &str, text: &str, at: Option<Location>) -> String {
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("key {key} is given twice");
+    }
+    let int = msg.strip_prefix("invalid ").filter(|t| {
+        matches!(
+            *t,
+            "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64"
+        )
+    });
+    match (int, at) {
+        (Some(ty), Some(at)) => {
+            let wanted = if ty.starts_with('u') {
+                "a whole number, 0 or more"
+            } else {
+                "a whole number"
+            };
+            format!(
+                "expected {wanted} (it must fit {ty}), got {:?}",
+                value_at(text, at.line(), at.column())
+            )
+        }
+        _ => msg.to_string(),
+    }
+}
+
+/// The scalar written at `line:column` (both from 1) of `text`, up to the next separator.
+fn value_at(text: &str, line: u64, column: u64) -> String {
+    let line = text
+        .lines()
+        .nth(line.saturating_sub(1) as usize)
+        .unwrap_or("");
+    let rest: String = line
+        .chars()
+        .skip(column.saturating_sub(1) as usize)
+        .collect();
+    let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
+    rest[..end].trim().to_string()
 }
 
 /// serde-saphyr starts some messages with `error: line L column C: `; the prefix we write
