@@ -153,7 +153,7 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
         let decoded = match spec.register_format {
             RegisterFormat::Json => decode_register_json(key, value),
             RegisterFormat::LegacyText => decode_legacy_register(key, value),
-            RegisterFormat::NodeCapacity | RegisterFormat::VendorJson => {
+            RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => {
                 warnings.push(Warning {
                     object: node_object(&name),
                     key: key.to_string(),

@@ -11,7 +11,7 @@ use crate::codec::register::{
     encode_legacy_register, encode_register_json,
 };
 use crate::codec::score::decode_pair_scores;
-use crate::family::{FamilyId, RegisterFormat, ascend_templates};
+use crate::family::{CapacityMemory, FamilyId, RegisterFormat, ascend_templates};
 use crate::ledger::{DeviceGrant, PodGrant};
 use crate::model::{Device, DeviceMode, LinkScores, MigProfile, Node};
 use crate::policy::devices::Templates;
@@ -29,9 +29,26 @@ pub fn default_templates() -> Templates {
 
 /// Build a node from its annotations (every family's registration, the topology score and the
 /// cordon list) plus allocatable CPU (milli) and memory (MiB). Errors name the annotation.
+/// Families that register through node capacity get no cards here: see
+/// [`node_from_registration`].
 pub fn node_from_annotations(
     name: &str,
     annotations: &BTreeMap<String, String>,
+    cpu_milli: u64,
+    memory_mib: u64,
+) -> Result<Node, CodecError> {
+    node_from_registration(name, annotations, |_| None, cpu_milli, memory_mib)
+}
+
+/// Build a node as HAMi's scheduler sees it: the cards of every family, each from its
+/// registration annotation or, for the families without one, from the Node's
+/// `status.capacity` (`capacity` looks a resource up there, see [`capacity_devices`]); then
+/// the topology score and the cordon list, plus allocatable CPU (milli) and memory (MiB).
+/// Cards come in family table order. Errors name the annotation or the capacity resource.
+pub fn node_from_registration<'a>(
+    name: &str,
+    annotations: &BTreeMap<String, String>,
+    capacity: impl Fn(&str) -> Option<&'a str>,
     cpu_milli: u64,
     memory_mib: u64,
 ) -> Result<Node, CodecError> {
@@ -40,6 +57,10 @@ pub fn node_from_annotations(
     node.memory_mib = memory_mib;
     for f in FamilyId::all() {
         let spec = f.spec();
+        if spec.capacity_rule().is_some() {
+            node.devices.extend(capacity_devices(f, name, &capacity)?);
+            continue;
+        }
         let Some(key) = spec.register() else { continue };
         let Some(value) = annotations.get(key) else {
             continue;
@@ -47,9 +68,9 @@ pub fn node_from_annotations(
         let devs = match spec.register_format {
             RegisterFormat::Json => decode_register_json(key, value)?,
             RegisterFormat::LegacyText => decode_legacy_register(key, value)?,
-            // Devices known from node capacity or a vendor's own JSON are not HAMi's
-            // registration format; the vendor integration builds them.
-            RegisterFormat::NodeCapacity | RegisterFormat::VendorJson => continue,
+            // A vendor's own JSON is not HAMi's registration format (node capacity was read
+            // above).
+            RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => continue,
         };
         for d in devs {
             node.devices.push(device_from_registered(f, &d));
@@ -87,6 +108,122 @@ pub fn node_from_annotations(
         }
     }
     Ok(node)
+}
+
+/// The most cards one family may have on a node made from its capacity: a guard against a
+/// capacity value that would make millions of cards (HAMi would loop that many times).
+pub const MAX_CAPACITY_CARDS: u64 = 256;
+
+/// Where a capacity value sits in the Node object, as errors name it.
+const CAPACITY_FIELD: &str = "status.capacity";
+
+/// The cards HAMi's scheduler makes for family `f` on node `node` from the Node's
+/// `status.capacity` ([`crate::family::CapacityRule`]): `ceil(capacity of cards_resource / units_per_card)`
+/// cards, named `<node><id_infix><index>`, each with the rule's cores, split count and model,
+/// healthy, on NUMA node 0 (or 1 for the second half under `numa_halves`), and memory either
+/// fixed or the node's memory capacity times the family's memory unit shared evenly.
+///
+/// `capacity` looks a resource up (its quantity text). No cards, and no error, when the family
+/// has no rule or the node has no such capacity or 0 of it (HAMi's "device not found").
+/// Errors, naming `status.capacity` and the resource: a value that is not a whole count, or
+/// more than [`MAX_CAPACITY_CARDS`] cards.
+pub fn capacity_devices<'a>(
+    f: FamilyId,
+    node: &str,
+    capacity: impl Fn(&str) -> Option<&'a str>,
+) -> Result<Vec<Device>, CodecError> {
+    let Some(rule) = f.spec().capacity_rule() else {
+        return Ok(Vec::new());
+    };
+    let count = |resource: &str| -> Result<u64, CodecError> {
+        match capacity(resource) {
+            None => Ok(0),
+            Some(text) => crate::quantity::parse_count(text)
+                .map_err(|_| CodecError::new(CAPACITY_FIELD, resource, text, "a whole number")),
+        }
+    };
+    let units = count(rule.cards_resource)?;
+    if units == 0 {
+        return Ok(Vec::new());
+    }
+    let cards = units.div_ceil(rule.units_per_card.max(1));
+    if cards > MAX_CAPACITY_CARDS {
+        return Err(CodecError::new(
+            CAPACITY_FIELD,
+            rule.cards_resource,
+            &units.to_string(),
+            format!(
+                "at most {MAX_CAPACITY_CARDS} cards ({} units each)",
+                rule.units_per_card
+            ),
+        ));
+    }
+    let memory_mib = match rule.memory {
+        CapacityMemory::FixedMib(m) => m,
+        CapacityMemory::ShareOf(resource) => {
+            // HAMi: memoryTotal * factor * units_per_card / capacity, cut to 32 bits.
+            let total = u128::from(count(resource)?);
+            let mib =
+                total * u128::from(f.spec().memory_unit_mib) * u128::from(rule.units_per_card)
+                    / u128::from(units);
+            u64::try_from(mib.min(i32::MAX as u128)).unwrap_or(0)
+        }
+    };
+    Ok((0..cards)
+        .map(|i| {
+            // `cards` is at most MAX_CAPACITY_CARDS, so the index fits.
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            let mut d = Device::new(
+                format!("{node}{}{i}", rule.id_infix),
+                index,
+                f,
+                rule.model,
+                memory_mib,
+            );
+            d.cores = rule.cores;
+            d.split_count = rule.split_count;
+            d.numa = i32::from(rule.numa_halves && i >= cards / 2);
+            d
+        })
+        .collect())
+}
+
+/// The `status.capacity` entries a vendor device plugin advertises for `node`'s cards of the
+/// families that register through node capacity (resource name → whole count), so that
+/// [`capacity_devices`] reads the same cards back: the card-counting resource, the memory
+/// resource when the rule shares it, and the family's count resource (one per sharing slot)
+/// when it is another resource. Cards a rule cannot describe (memory that differs from card to
+/// card, or is not a whole number of memory units) come back alike, with the average memory
+/// rounded down to a unit. Empty when the node has no such cards.
+pub fn node_capacity(node: &Node) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for f in FamilyId::all() {
+        let spec = f.spec();
+        let Some(rule) = spec.capacity_rule() else {
+            continue;
+        };
+        let cards: Vec<&Device> = node.devices.iter().filter(|d| d.family == f).collect();
+        if cards.is_empty() {
+            continue;
+        }
+        let n = cards.len() as u64;
+        out.insert(
+            rule.cards_resource.to_string(),
+            (n * rule.units_per_card).to_string(),
+        );
+        if let CapacityMemory::ShareOf(resource) = rule.memory {
+            let total: u64 = cards.iter().map(|d| d.memory_mib).sum();
+            out.insert(
+                resource.to_string(),
+                (total / spec.memory_unit_mib.max(1)).to_string(),
+            );
+        }
+        if spec.count_resource != rule.cards_resource {
+            let slots: u64 = cards.iter().map(|d| u64::from(d.split_count)).sum();
+            out.insert(spec.count_resource.to_string(), slots.to_string());
+        }
+    }
+    out
 }
 
 fn device_from_registered(family: FamilyId, d: &RegisteredDevice) -> Device {
@@ -167,7 +304,7 @@ pub fn node_register_annotations(node: &Node) -> BTreeMap<String, String> {
         let v = match spec.register_format {
             RegisterFormat::Json => encode_register_json(&devs),
             RegisterFormat::LegacyText => encode_legacy_register(&devs),
-            RegisterFormat::NodeCapacity | RegisterFormat::VendorJson => continue,
+            RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => continue,
         };
         out.insert(key.to_string(), v);
     }

@@ -3,7 +3,7 @@
 //! They build real k8s-openapi objects, so what they produce goes through the same request
 //! translation and annotation codec as a cluster's objects.
 
-use crate::annotations::node_register_annotations;
+use crate::annotations::{node_capacity, node_register_annotations};
 use crate::family::FamilyId;
 use crate::model::{Device, DeviceMode, LinkScores, MigProfile, Node};
 use k8s_openapi::api::core::v1::{
@@ -121,7 +121,9 @@ impl NodeBuilder {
     }
 }
 
-/// A Kubernetes Node object for `node`, with HAMi registration annotations.
+/// A Kubernetes Node object for `node`: HAMi registration annotations, and its allocatable CPU
+/// and memory plus the cards of the node-capacity families ([`node_capacity`]) as both
+/// capacity and allocatable.
 pub fn k8s_node(node: &Node) -> K8sNode {
     let mut alloc = BTreeMap::new();
     if node.cpu_milli > 0 {
@@ -133,6 +135,11 @@ pub fn k8s_node(node: &Node) -> K8sNode {
             Quantity(format!("{}Mi", node.memory_mib)),
         );
     }
+    // Cards of the families without a registration annotation are advertised as capacity,
+    // all allocatable (every card healthy, as those families report).
+    for (resource, count) in node_capacity(node) {
+        alloc.insert(resource, Quantity(count));
+    }
     K8sNode {
         metadata: ObjectMeta {
             name: Some(node.name.clone()),
@@ -140,6 +147,7 @@ pub fn k8s_node(node: &Node) -> K8sNode {
             ..ObjectMeta::default()
         },
         status: Some(NodeStatus {
+            capacity: Some(alloc.clone()),
             allocatable: Some(alloc),
             ..NodeStatus::default()
         }),

@@ -6,7 +6,7 @@
 
 use crate::annotations::{
     attach_mig_allocations, bind_annotations_into, grant_from_annotations,
-    mig_allocations_annotation, node_from_annotations,
+    mig_allocations_annotation, node_from_registration,
 };
 use crate::codec::keys;
 use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
@@ -21,7 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
 /// A Node object as the controller reads it: its name and its model decoded from the
-/// registration annotations and allocatable CPU and memory, or why they were refused.
+/// registration annotations (and, for the families without one, `status.capacity`) and
+/// allocatable CPU and memory, or why they were refused.
 #[derive(Debug, Clone)]
 pub struct NodeRead {
     /// The Node object's name.
@@ -45,7 +46,15 @@ pub fn read_node(n: &K8sNode) -> NodeRead {
     let mem = q("memory")
         .and_then(|v| crate::quantity::parse_memory_mib(v).ok())
         .unwrap_or(0);
-    let node = node_from_annotations(&name, ann, cpu, mem).map_err(|e| e.to_string());
+    let capacity = n.status.as_ref().and_then(|s| s.capacity.as_ref());
+    let node = node_from_registration(
+        &name,
+        ann,
+        |r| capacity.and_then(|c| c.get(r)).map(|q| q.0.as_str()),
+        cpu,
+        mem,
+    )
+    .map_err(|e| e.to_string());
     NodeRead { name, node }
 }
 

@@ -64,6 +64,12 @@ pub struct FamilySpec {
     /// word the per-family annotation keys are built from. Equal to `keyword` for every family
     /// HAMi ships today; kept separate because HAMi keeps the two concepts apart.
     pub common_word: &'static str,
+    /// Core units a container gets on each card when it asks none of this family's cores:
+    /// `None` follows HAMi's general rule (NVIDIA's configured `defaultCores`, and a whole-card
+    /// request taking the card's compute exclusively when the family has a cores resource);
+    /// `Some(c)` is the vendor's own fixed answer (Cambricon, MetaX and Enflame whole cards
+    /// 100; Kunlunxin whole XPU and Moore Threads 0).
+    pub cores_unasked: Option<u32>,
     /// Behaviour beyond data, interpreted by [`crate::family::Quirk`] users.
     pub quirk: Quirk,
 }
@@ -77,12 +83,53 @@ pub enum RegisterFormat {
     LegacyText,
     /// No registration annotation: HAMi derives the devices from the node's
     /// `status.capacity` of the vendor resources (Cambricon, MetaX whole GPU, Moore Threads,
-    /// Enflame whole GCU, Kunlunxin whole XPU). `register_annotation` is then empty.
-    NodeCapacity,
+    /// Enflame whole GCU, Kunlunxin whole XPU) by the rule carried here.
+    /// `register_annotation` is then empty.
+    NodeCapacity(CapacityRule),
     /// A vendor-specific JSON annotation written by the vendor's own device plugin (MetaX
     /// `metax-tech.com/node-gpu-devices`, Enflame `enflame.com/gcu-drs-capacity`); not decoded by
     /// [`crate::codec`].
     VendorJson,
+}
+
+/// How HAMi makes the cards of a family that has no registration annotation out of the node's
+/// `status.capacity` (`GetNodeDevices` of the vendor's scheduler-side code): every card of the
+/// node is alike, so a few totals say everything the scheduler knows about them.
+///
+/// Contract: [`crate::annotations::capacity_devices`] and
+/// [`crate::annotations::node_capacity`] read and write exactly these rules, so a node written
+/// by one is read back unchanged by the other (for cards this rule can describe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityRule {
+    /// The resource whose capacity counts the cards: `units_per_card` of it per card, and one
+    /// card more for a remainder (HAMi loops while `index * units_per_card < capacity`).
+    pub cards_resource: &'static str,
+    /// Capacity units of `cards_resource` one card stands for (100 for Cambricon's
+    /// `mlu.smlu.vcore`, 16 for Moore Threads' `sgpu-core`, 1 for a plain card count).
+    pub units_per_card: u64,
+    /// The memory of each card.
+    pub memory: CapacityMemory,
+    /// Core units of each card (HAMi's `Devcore`).
+    pub cores: u32,
+    /// Containers that may share a card (HAMi's `Count`).
+    pub split_count: u32,
+    /// Card ids are `<node name><id_infix><index>`, as HAMi names them.
+    pub id_infix: &'static str,
+    /// The model HAMi registers every card with (its `Type`).
+    pub model: &'static str,
+    /// Whether the cards from index `cards / 2` on (rounded down, so a lone card too) sit on
+    /// NUMA node 1, as HAMi places Kunlunxin XPUs; else every card is on node 0.
+    pub numa_halves: bool,
+}
+
+/// The memory of a card made from node capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityMemory {
+    /// Every card has this many MiB, whatever the node says.
+    FixedMib(u64),
+    /// The node's capacity of this resource (in the family's memory units,
+    /// [`FamilySpec::memory_unit_mib`]) is shared evenly by its cards.
+    ShareOf(&'static str),
 }
 
 /// Vendor behaviour that is more than a table row.
@@ -94,6 +141,9 @@ pub enum Quirk {
     Mig,
     /// Ascend: memory requests are rounded up to the card's vNPU template sizes.
     AscendTemplates,
+    /// Moore Threads: the memory and cores a container asks are for all of its cards
+    /// together; each card is asked an equal share (rounded down, as HAMi divides).
+    TotalsAcrossCards,
 }
 
 /// Index of a family in [`FAMILIES`]; cheap to copy and compare.
@@ -157,6 +207,15 @@ impl FamilySpec {
     /// The registration annotation key, or `None` when the family registers through node capacity.
     pub fn register(&self) -> Option<&'static str> {
         non_empty(self.register_annotation)
+    }
+
+    /// How the family's cards are made from node capacity, or `None` when it registers
+    /// through an annotation.
+    pub fn capacity_rule(&self) -> Option<&CapacityRule> {
+        match &self.register_format {
+            RegisterFormat::NodeCapacity(rule) => Some(rule),
+            _ => None,
+        }
     }
 
     /// The to-allocate annotation key, or `None` when HAMi writes only the allocated record.
@@ -342,6 +401,7 @@ pub const NVIDIA: FamilySpec = FamilySpec {
     nouse_uuid_annotation: Some("nvidia.com/nouse-gpuuuid"),
     memory_unit_mib: 1,
     multi_card: true,
+    cores_unasked: None,
     quirk: Quirk::Mig,
 };
 
@@ -369,6 +429,7 @@ macro_rules! ascend {
             nouse_uuid_annotation: Some(concat!("hami.io/no-use-", $word, "-uuid")),
             memory_unit_mib: 1,
             multi_card: true,
+            cores_unasked: None,
             quirk: Quirk::AscendTemplates,
         }
     };
@@ -397,7 +458,16 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_resource: Some("cambricon.com/mlu.smlu.vcore"),
         priority_resource: None,
         register_annotation: "",
-        register_format: RegisterFormat::NodeCapacity,
+        register_format: RegisterFormat::NodeCapacity(CapacityRule {
+            cards_resource: "cambricon.com/mlu.smlu.vcore",
+            units_per_card: 100,
+            memory: CapacityMemory::ShareOf("cambricon.com/mlu.smlu.vmemory"),
+            cores: 100,
+            split_count: 100,
+            id_infix: "-cambricon-mlu-",
+            model: "MLU",
+            numa_halves: false,
+        }),
         to_allocate_annotation: "hami.io/cambricon-mlu-devices-to-allocate",
         allocated_annotation: "hami.io/cambricon-mlu-devices-allocated",
         handshake_annotation: None,
@@ -407,6 +477,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("cambricon.com/nouse-gpuuuid"),
         memory_unit_mib: 256,
         multi_card: true,
+        cores_unasked: Some(100),
         quirk: Quirk::None,
     },
     // Hygon DCU: legacy text registration; memoryFactor 1 in the default config.
@@ -430,6 +501,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("hygon.com/nouse-gpuuuid"),
         memory_unit_mib: 1,
         multi_card: true,
+        cores_unasked: None,
         quirk: Quirk::None,
     },
     // Iluvatar: the first chip of HAMi's default `iluvatars` list; memory in 256 MiB units.
@@ -453,6 +525,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("hami.io/no-use-MR-V100-uuid"),
         memory_unit_mib: 256,
         multi_card: true,
+        cores_unasked: None,
         quirk: Quirk::None,
     },
     // MetaX whole GPU: devices from node capacity (64 GiB per card in HAMi).
@@ -466,7 +539,16 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_resource: None,
         priority_resource: None,
         register_annotation: "",
-        register_format: RegisterFormat::NodeCapacity,
+        register_format: RegisterFormat::NodeCapacity(CapacityRule {
+            cards_resource: "metax-tech.com/gpu",
+            units_per_card: 1,
+            memory: CapacityMemory::FixedMib(65536),
+            cores: 100,
+            split_count: 1,
+            id_infix: "-metax-",
+            model: "Metax-GPU",
+            numa_halves: false,
+        }),
         to_allocate_annotation: "hami.io/metax-gpu-devices-to-allocate",
         allocated_annotation: "hami.io/metax-gpu-devices-allocated",
         handshake_annotation: None,
@@ -476,6 +558,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("metax-tech.com/nouse-gpuuuid"),
         memory_unit_mib: 1,
         multi_card: true,
+        cores_unasked: Some(100),
         quirk: Quirk::None,
     },
     // MetaX shared GPU: vendor JSON registration; vmemory in GiB (MemoryFactor 1024).
@@ -499,6 +582,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("metax-tech.com/nouse-gpuuuid"),
         memory_unit_mib: 1024,
         multi_card: true,
+        cores_unasked: None,
         quirk: Quirk::None,
     },
     // Moore Threads: devices from node capacity; sgpu-memory in 512 MiB units.
@@ -512,7 +596,16 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_resource: Some("mthreads.com/sgpu-core"),
         priority_resource: None,
         register_annotation: "",
-        register_format: RegisterFormat::NodeCapacity,
+        register_format: RegisterFormat::NodeCapacity(CapacityRule {
+            cards_resource: "mthreads.com/sgpu-core",
+            units_per_card: 16,
+            memory: CapacityMemory::ShareOf("mthreads.com/sgpu-memory"),
+            cores: 16,
+            split_count: 100,
+            id_infix: "-mthreads-",
+            model: "Mthreads",
+            numa_halves: false,
+        }),
         to_allocate_annotation: "hami.io/mthreads-vgpu-devices-to-allocate",
         allocated_annotation: "hami.io/mthreads-vgpu-devices-allocated",
         handshake_annotation: None,
@@ -522,7 +615,8 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("mthreads.ai/nouse-gpuuuid"),
         memory_unit_mib: 512,
         multi_card: true,
-        quirk: Quirk::None,
+        cores_unasked: Some(0),
+        quirk: Quirk::TotalsAcrossCards,
     },
     // Enflame whole GCU: devices from node capacity.
     FamilySpec {
@@ -535,7 +629,17 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_resource: None,
         priority_resource: None,
         register_annotation: "",
-        register_format: RegisterFormat::NodeCapacity,
+        register_format: RegisterFormat::NodeCapacity(CapacityRule {
+            cards_resource: "enflame.com/gcu",
+            units_per_card: 1,
+            // HAMi registers a whole GCU with a token 100 "MiB" and asks 100 for it.
+            memory: CapacityMemory::FixedMib(100),
+            cores: 100,
+            split_count: 1,
+            id_infix: "-GCU-",
+            model: "GCU",
+            numa_halves: false,
+        }),
         to_allocate_annotation: "hami.io/enflame-gcu-devices-to-allocate",
         allocated_annotation: "hami.io/enflame-gcu-devices-allocated",
         handshake_annotation: None,
@@ -545,6 +649,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: None,
         memory_unit_mib: 1,
         multi_card: true,
+        cores_unasked: Some(100),
         quirk: Quirk::None,
     },
     // Enflame shared GCU (DRS): one card per container, capacity from the vendor's JSON
@@ -569,6 +674,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("enflame.com/nouse-gpuuuid"),
         memory_unit_mib: 1024,
         multi_card: false,
+        cores_unasked: None,
         quirk: Quirk::None,
     },
     // Kunlunxin whole XPU: devices from node capacity, only the allocated record is written.
@@ -582,7 +688,16 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_resource: None,
         priority_resource: None,
         register_annotation: "",
-        register_format: RegisterFormat::NodeCapacity,
+        register_format: RegisterFormat::NodeCapacity(CapacityRule {
+            cards_resource: "kunlunxin.com/xpu",
+            units_per_card: 1,
+            memory: CapacityMemory::FixedMib(98304),
+            cores: 100,
+            split_count: 100,
+            id_infix: "-kunlun-",
+            model: "kunlun",
+            numa_halves: true,
+        }),
         to_allocate_annotation: "",
         allocated_annotation: "hami.io/kunlun-allocated",
         handshake_annotation: None,
@@ -592,6 +707,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("baidu.com/nouse-gpuuuid"),
         memory_unit_mib: 1,
         multi_card: true,
+        cores_unasked: Some(0),
         quirk: Quirk::None,
     },
     // Kunlunxin shared XPU: JSON registration; memory rounded to HAMi's vXPU sizes (MiB).
@@ -615,6 +731,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("hami.io/no-use-xpu-uuid"),
         memory_unit_mib: 1,
         multi_card: true,
+        cores_unasked: None,
         quirk: Quirk::None,
     },
     // AMD: JSON registration, no handshake key.
@@ -638,6 +755,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("amd.com/nouse-gpu-uuid"),
         memory_unit_mib: 1,
         multi_card: true,
+        cores_unasked: None,
         quirk: Quirk::None,
     },
 ];
@@ -696,7 +814,7 @@ mod tests {
             }
             assert_eq!(
                 f.register().is_none(),
-                f.register_format == RegisterFormat::NodeCapacity
+                matches!(f.register_format, RegisterFormat::NodeCapacity(_))
             );
             assert!(f.memory_unit_mib >= 1);
         }

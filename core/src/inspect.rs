@@ -130,7 +130,7 @@ fn node(a: &BTreeMap<String, String>, r: &mut Report) {
         let decoded = match spec.register_format {
             RegisterFormat::Json => codec::decode_register_json(key, value),
             RegisterFormat::LegacyText => codec::decode_legacy_register(key, value),
-            RegisterFormat::NodeCapacity | RegisterFormat::VendorJson => {
+            RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => {
                 r.known.remove(key);
                 continue;
             }

@@ -610,21 +610,32 @@ impl RequestTranslator {
                 }
                 _ => MemoryRequest::Percent(100),
             };
-            let mut cores_v =
-                cores
-                    .map(|(_, v)| v as u32)
-                    .unwrap_or(if names.family == FamilyId::NVIDIA {
-                        self.default_cores
-                    } else {
-                        0
-                    });
-            // HAMi >= 2.8: a whole-card request without a compute share takes the card exclusively.
+            let mut cores_v = match (cores, spec.cores_unasked) {
+                (Some((_, v)), _) => v as u32,
+                (None, Some(fixed)) => fixed,
+                (None, None) if names.family == FamilyId::NVIDIA => self.default_cores,
+                (None, None) => 0,
+            };
+            // HAMi >= 2.8: a whole-card request without a compute share takes the card
+            // exclusively (families with their own answer keep it).
             if memory == MemoryRequest::Percent(100)
                 && cores_v == 0
                 && spec.cores_resource.is_some()
+                && spec.cores_unasked.is_none()
             {
                 cores_v = 100;
             }
+            let (memory, cores_v) = if spec.quirk == Quirk::TotalsAcrossCards && count > 1 {
+                // `count` is 2..=64 here, checked above.
+                let per_card = |v: u64| v / count;
+                let memory = match memory {
+                    MemoryRequest::Mib(m) => MemoryRequest::Mib(per_card(m)),
+                    other => other,
+                };
+                (memory, per_card(u64::from(cores_v)) as u32)
+            } else {
+                (memory, cores_v)
+            };
             let mode = if names.family == FamilyId::NVIDIA {
                 mode
             } else {

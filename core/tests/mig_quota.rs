@@ -349,7 +349,9 @@ fn quotas_are_per_family() {
             q(&[(cambricon, Some(4096), None)]),
             vec![mlu("m1", "8")],
             mlu("m2", "12"),
-            Err("mlu: 2/2 ResourceQuotaNotFit"),
+            // Asking no cores, a Cambricon container takes its card's compute whole (HAMi's
+            // default of 100), so the first card is out on cores, the second on the quota.
+            Err("mlu: 1/2 CardInsufficientCore, 1/2 ResourceQuotaNotFit"),
         ),
         (
             "an NVIDIA limit of zero does not limit Cambricon",

@@ -45,14 +45,15 @@ pub use time::WireTime;
 /// A value that could not be decoded: which annotation, where in it, what was there and what was
 /// expected.
 ///
-/// Contract: `key` is the annotation key the caller passed to the decoder; `segment` locates the
+/// Contract: `key` is the annotation key the caller passed to the decoder, or the path of a Node
+/// object field when the value came from one (`status.capacity`, named as such); `segment` locates the
 /// problem inside the value (for example `container 1, device 3, field "usedmem"`; indexes are
 /// 0-based as in the value); `raw` is the offending text (shortened to 120 characters); `expected`
 /// says in words what would have been accepted. The Display form is one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("annotation {key}: {segment}: found {raw:?}, expected {expected}")]
+#[error("{}: {segment}: found {raw:?}, expected {expected}", place(key))]
 pub struct CodecError {
-    /// The annotation key whose value failed to decode.
+    /// The annotation key whose value failed to decode, or a `status.…` field path.
     pub key: String,
     /// Where inside the value the problem is.
     pub segment: String,
@@ -76,6 +77,15 @@ impl CodecError {
             raw: shorten(raw),
             expected: expected.into(),
         }
+    }
+}
+
+/// How an error names where its value came from: `annotation KEY`, or a Node field path as is.
+fn place(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.starts_with("status.") {
+        key.into()
+    } else {
+        format!("annotation {key}").into()
     }
 }
 
