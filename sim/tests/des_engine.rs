@@ -791,12 +791,17 @@ fn shipped_fault_scenario_npu_mix_scaled_passes_the_checker() {
                 "count: 32, family: ascend310p",
                 "count: 3, family: ascend310p",
             ),
+            (
+                "count: 24, family: cambricon",
+                "count: 3, family: cambricon",
+            ),
+            ("count: 16, family: kunlun", "count: 2, family: kunlun"),
             ("count: 32, family: hygon", "count: 3, family: hygon"),
             (
                 "count: 32, model: NVIDIA-L40S",
                 "count: 3, model: NVIDIA-L40S",
             ),
-            ("rate: 1.6", "rate: 0.12"),
+            ("rate: 2,", "rate: 0.15,"),
             ("time: 4h", "time: 70m"),
         ],
     );
@@ -841,4 +846,53 @@ fn quickstart_check_against_committed_baseline() {
         .unwrap_or_else(|e| panic!("{e}"));
     let out = check_scenario(&sc, Some(&base), 2, &Quiet).unwrap_or_else(|e| panic!("{e}"));
     assert!(out.pass(), "{}", out.render());
+}
+
+/// Every family that registers through node capacity, side by side with NVIDIA cards that can
+/// fail: each pool's nodes read back as the scenario built them, and every policy runs with
+/// both checkers after every event through a device fault and a scheduler restart.
+#[test]
+fn node_capacity_families_are_simulated_as_hami_reads_them() {
+    let text = r#"
+name: capacity-families
+seed: 5
+cluster:
+  pools:
+    - {name: mlu, count: 3, family: cambricon, model: MLU, cards: 4, memory: 24Gi, cpu: "64"}
+    - {name: mtt, count: 2, family: mthreads, model: Mthreads, cards: 8, memory: 48Gi}
+    - {name: metax, count: 2, family: metax-gpu, model: Metax-GPU, cards: 8, memory: 64Gi}
+    - {name: gcu, count: 2, family: enflame-gcu, model: GCU, cards: 8, memory: 100Mi}
+    - {name: xpu, count: 2, family: kunlun, model: kunlun, cards: 8, memory: 96Gi}
+    - {name: t4, count: 2, model: NVIDIA-Tesla-T4, cards: 4, memory: 15Gi}
+workload:
+  arrival: {process: poisson, rate: 0.5}
+  duration: {dist: exponential, mean: 2m}
+  mix:
+    - {name: mlu-share, weight: 3, family: cambricon, memory: 6Gi, cores: 30, cpu: "2"}
+    - {name: mlu-mem, weight: 1, family: cambricon, memory: 4Gi}
+    - {name: mtt-x2, weight: 2, family: mthreads, cards: 2, memory: 8Gi, cores: 8}
+    - {name: metax, weight: 2, family: metax-gpu, cards: 2}
+    - {name: gcu, weight: 2, family: enflame-gcu}
+    - {name: xpu, weight: 2, family: kunlun, cards: 2}
+    - {name: gpu, weight: 2, memory: 4Gi, cores: 25}
+policies:
+  - {name: binpack, node: binpack, device: binpack}
+  - {name: spread, node: spread, device: spread}
+  - {name: fgd, node: fgd, device: binpack}
+faults:
+  - {at: 5m, kind: device-unhealthy, pool: t4, nodes: 1, cards: 2, recover_after: 5m}
+  - {at: 8m, kind: node-loss, pool: mlu, nodes: 1, recover_after: 4m}
+  - {at: 10m, kind: scheduler-restart}
+stop: {time: 20m}
+"#;
+    let sc = Scenario::parse(Path::new("capacity.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    for (n, _) in sc.variants[0].nodes.iter() {
+        let read = hami_core::control::read_node(&hami_sim::des::engine::node_object(n));
+        assert_eq!(read.node.as_ref(), Ok(n), "node {} reads back", n.name);
+    }
+    let mlu = &sc.variants[0].nodes[0].0;
+    assert_eq!(mlu.devices.len(), 4);
+    assert_eq!(mlu.devices[3].uuid, "mlu-00000-cambricon-mlu-3");
+    assert_eq!(mlu.devices[3].memory_mib, 24 * 1024);
+    run_all_policies(&sc);
 }

@@ -242,6 +242,9 @@ pub struct RunOutput {
     pub reasons: BTreeMap<String, u64>,
     /// Time-averaged compute allocation per pool, share.
     pub pools: BTreeMap<String, f64>,
+    /// Time-averaged memory allocation per pool, share (what shows a pool whose grants carry
+    /// no compute share, such as whole Kunlunxin XPUs or Ascend memory-only slices).
+    pub pools_memory: BTreeMap<String, f64>,
     /// Time series.
     pub series: Vec<Sample>,
     /// (arrived GPU demand % of capacity, allocation share) per arrival (thinned).
@@ -540,11 +543,14 @@ pub struct Engine<'a> {
     used_mem: u64,
     occupied: u64,
     frag: f64,
-    pool_cap: Vec<u64>,
-    pool_used: Vec<u64>,
+    /// Per pool: core units and memory (MiB) of its cards.
+    pool_cap: Vec<[u64; 2]>,
+    /// Per pool: core units and memory granted now.
+    pool_used: Vec<[u64; 2]>,
     last_t: u64,
     area: [f64; 6],
-    pool_area: Vec<f64>,
+    /// Per pool: time integrals of the compute and memory shares.
+    pool_area: Vec<[f64; 2]>,
     pending: u64,
     running: u64,
     binding: u64,
@@ -629,13 +635,15 @@ impl<'a> Engine<'a> {
         let mut cap_cores = 0;
         let mut cap_mem = 0;
         let mut cap_cards = 0;
-        let mut pool_cap = vec![0u64; var.pools.len().max(1)];
+        let mut pool_cap = vec![[0u64; 2]; var.pools.len().max(1)];
         for n in &nodes {
             for d in &n.node.devices {
                 cap_cores += u64::from(d.cores);
                 cap_mem += d.memory_mib;
                 cap_cards += 1;
-                pool_cap[n.pool as usize] += u64::from(d.cores);
+                let cap = &mut pool_cap[n.pool as usize];
+                cap[0] += u64::from(d.cores);
+                cap[1] += d.memory_mib;
             }
         }
         let expected = sc.stop_pods.unwrap_or(match &var.source {
@@ -689,10 +697,10 @@ impl<'a> Engine<'a> {
             occupied: 0,
             frag: 0.0,
             pool_cap,
-            pool_used: vec![0; npools],
+            pool_used: vec![[0; 2]; npools],
             last_t: 0,
             area: [0.0; 6],
-            pool_area: vec![0.0; npools],
+            pool_area: vec![[0.0; 2]; npools],
             pending: 0,
             running: 0,
             binding: 0,
@@ -780,8 +788,15 @@ impl<'a> Engine<'a> {
             }
             self.area[4] += dt * self.pending as f64;
             self.area[5] += dt;
-            for (i, a) in self.pool_area.iter_mut().enumerate() {
-                *a += dt * self.pool_used[i] as f64 / self.pool_cap[i].max(1) as f64;
+            for ((area, used), cap) in self
+                .pool_area
+                .iter_mut()
+                .zip(&self.pool_used)
+                .zip(&self.pool_cap)
+            {
+                for ((a, u), c) in area.iter_mut().zip(used).zip(cap) {
+                    *a += dt * *u as f64 / (*c).max(1) as f64;
+                }
             }
             self.last_t = t;
         }
@@ -857,7 +872,9 @@ impl<'a> Engine<'a> {
         self.used_mem = self.used_mem + mem - sn.mem;
         self.used_cores = self.used_cores + cores - sn.cores;
         let p = sn.pool as usize;
-        self.pool_used[p] = self.pool_used[p] + cores - sn.cores;
+        let used = &mut self.pool_used[p];
+        used[0] = used[0] + cores - sn.cores;
+        used[1] = used[1] + mem - sn.mem;
         self.frag += frag - sn.frag;
         sn.occupied = occ;
         sn.mem = mem;
@@ -1659,7 +1676,9 @@ impl<'a> Engine<'a> {
                         .devices
                         .iter()
                         .enumerate()
-                        .filter(|(_, d)| d.healthy)
+                        // HAMi reads no health for cards made from node capacity (it makes
+                        // them all healthy), so a fault there would go unseen: they are spared.
+                        .filter(|(_, d)| d.healthy && d.family.spec().capacity_rule().is_none())
                         .map(|(i, _)| i)
                         .collect();
                     let mut h = healthy;
@@ -2185,13 +2204,15 @@ impl<'a> Engine<'a> {
         put(M::PlacementsPerSec, self.placed as f64 / wall.max(1e-9));
         put(M::EventsPerSec, self.events as f64 / wall.max(1e-9));
         put(M::WallSecs, wall);
-        let pools = self
-            .var
-            .pools
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), self.pool_area[i] / span))
-            .collect();
+        let per_pool = |k: usize| {
+            self.var
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name.clone(), self.pool_area[i][k] / span))
+                .collect()
+        };
+        let (pools, pools_memory) = (per_pool(0), per_pool(1));
         let reasons = self
             .reasons
             .iter()
@@ -2201,6 +2222,7 @@ impl<'a> Engine<'a> {
             metrics: m,
             reasons,
             pools,
+            pools_memory,
             series: std::mem::take(&mut self.series),
             per_arrival: std::mem::take(&mut self.per_arrival),
             wait_quantiles: (0..=100).map(|i| q(f64::from(i) / 100.0)).collect(),

@@ -10,7 +10,8 @@ use super::scenario::{
 };
 use super::units::Dur;
 use crate::trace::{TraceNode, TracePod, read_nodes, read_pods};
-use hami_core::family::FamilyId;
+use hami_core::annotations::{capacity_devices, node_capacity};
+use hami_core::family::{CapacityMemory, FamilyId};
 use hami_core::model::{Device, LinkScores, Node};
 use hami_core::policy::fgd::{TargetWorkload, TaskType};
 use hami_core::policy::{DevicePolicyChain, NodePolicyKind};
@@ -183,11 +184,25 @@ fn q(s: String) -> Quantity {
     Quantity(s)
 }
 
-/// The node of a pool: cards registered with the family's row.
+/// The node of a pool: cards registered with the family's row. A family that registers
+/// through node capacity gets the cards HAMi makes from the capacity its device plugin would
+/// advertise for the pool ([`capacity_pool_problem`] has turned away what that cannot carry).
 fn pool_node(p: &super::scenario::PoolSpec, name: String) -> Node {
     let mut node = Node::new(name.clone());
     node.cpu_milli = p.cpu.map(|c| c.0).unwrap_or(0);
     node.memory_mib = p.ram.map(|m| m.0).unwrap_or(0);
+    if p.family.0.spec().capacity_rule().is_some() {
+        node.devices = (0..p.cards)
+            .map(|i| Device::new(String::new(), i, p.family.0, p.model.clone(), p.memory.0))
+            .collect();
+        let capacity = node_capacity(&node);
+        // A validated pool (1..=64 cards) advertises whole counts within the core's limits,
+        // so reading them back cannot fail; were it to, the node would have no cards.
+        node.devices = capacity_devices(p.family.0, &name, |r| capacity.get(r).map(String::as_str))
+            .unwrap_or_default();
+        node.links = LinkScores::new(node.devices.len());
+        return node;
+    }
     let numa = p.numa.unwrap_or(1).max(1);
     let per_numa = p.cards.div_ceil(numa).max(1);
     for i in 0..p.cards {
@@ -218,6 +233,81 @@ fn pool_node(p: &super::scenario::PoolSpec, name: String) -> Node {
         }
     };
     node
+}
+
+/// What a pool of a family that registers through node capacity asks that such a
+/// registration cannot carry, as (field, message): HAMi makes every card of such a node alike,
+/// with the vendor's model, cores, split count and NUMA node, and memory either fixed or the
+/// node's advertised total (in the family's memory units) shared evenly. `None` when the pool
+/// fits, or its family registers through an annotation.
+fn capacity_pool_problem(v: &super::scenario::PoolSpec) -> Option<(&'static str, String)> {
+    let spec = v.family.0.spec();
+    let rule = spec.capacity_rule()?;
+    let name = spec.name;
+    let why = format!("{name} cards register through node capacity, and HAMi gives each");
+    let mem_text = |m: u64| {
+        if m.is_multiple_of(1024) {
+            format!("{}Gi", m / 1024)
+        } else {
+            format!("{m}Mi")
+        }
+    };
+    if v.model != rule.model {
+        return Some((
+            "model",
+            format!(
+                "{why} the model {:?}; write model: {}",
+                rule.model, rule.model
+            ),
+        ));
+    }
+    match rule.memory {
+        CapacityMemory::FixedMib(m) if v.memory.0 != m => {
+            return Some((
+                "memory",
+                format!("{why} {}; write memory: {}", mem_text(m), mem_text(m)),
+            ));
+        }
+        CapacityMemory::ShareOf(resource) if !v.memory.0.is_multiple_of(spec.memory_unit_mib) => {
+            return Some((
+                "memory",
+                format!(
+                    "{name} memory is advertised as {resource} in units of {}Mi, and {} is not a whole number of them",
+                    spec.memory_unit_mib,
+                    mem_text(v.memory.0)
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(c) = v.cores.filter(|&c| c != rule.cores) {
+        return Some((
+            "cores",
+            format!("{why} {} core units, not {c}; remove cores", rule.cores),
+        ));
+    }
+    if let Some(c) = v.split.filter(|&c| c != rule.split_count) {
+        return Some((
+            "split",
+            format!(
+                "{why} a split count of {}, not {c}; remove split",
+                rule.split_count
+            ),
+        ));
+    }
+    if v.numa.is_some() {
+        return Some((
+            "numa",
+            format!("HAMi decides the NUMA node of {name} cards itself; remove numa"),
+        ));
+    }
+    if v.nvlink != NvLink::None {
+        return Some((
+            "nvlink",
+            format!("HAMi reads no card topology for {name}; remove nvlink"),
+        ));
+    }
+    None
 }
 
 fn class_of_mix(m: &super::scenario::MixEntry) -> Result<PodClass, String> {
@@ -508,6 +598,15 @@ fn explicit_nodes(
                 return Err(err(
                     format!("{f}.cards[{j}].memory"),
                     "memory must be positive".into(),
+                ));
+            }
+            if c.family.0.spec().capacity_rule().is_some() {
+                return Err(err(
+                    format!("{f}.cards[{j}].family"),
+                    format!(
+                        "{} cards register through node capacity, where HAMi names and sizes them itself; a pool builds such nodes",
+                        c.family.0.spec().name
+                    ),
                 ));
             }
             let mut d = Device::new(
@@ -809,6 +908,9 @@ impl Scenario {
                             Some(&format!("{f}.memory")),
                             "memory must be positive",
                         ));
+                    }
+                    if let Some((field, msg)) = capacity_pool_problem(v) {
+                        return Err(w.at_loc(p.referenced, Some(&format!("{f}.{field}")), msg));
                     }
                     if v.name.is_empty()
                         || !v
@@ -1116,7 +1218,26 @@ impl Scenario {
                     .filter(|(_, p)| res.pool.is_none_or(|want| *p == want))
                     .map(|(n, _)| n)
                     .collect();
-                let most_cards = hit.iter().map(|n| n.devices.len()).max().unwrap_or(0);
+                // Only cards whose health HAMi reads can fail (see the engine's fault).
+                let most_cards = hit
+                    .iter()
+                    .map(|n| {
+                        n.devices
+                            .iter()
+                            .filter(|d| d.family.spec().capacity_rule().is_none())
+                            .count()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let unseen = if hit.iter().any(|n| {
+                    n.devices
+                        .iter()
+                        .any(|d| d.family.spec().capacity_rule().is_some())
+                }) {
+                    " cards whose health HAMi reads (cards made from node capacity have none)"
+                } else {
+                    ""
+                };
                 let size = match &s {
                     Some(n) => format!(" at sweep size {n}"),
                     None => String::new(),
@@ -1139,7 +1260,7 @@ impl Scenario {
                         f.referenced,
                         Some(&format!("faults[{i}].cards")),
                         format!(
-                            "asks for {} card(s) per node; its nodes have at most {most_cards}{size}",
+                            "asks for {} card(s) per node; its nodes have at most {most_cards}{unseen}{size}",
                             res.cards
                         ),
                     ));

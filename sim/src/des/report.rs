@@ -712,44 +712,14 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
         let table = md_table(res, v, &cols);
         let _ = writeln!(md, "{table}");
         let _ = writeln!(html, "{}", md_table_to_html(&table));
-        // pools
-        let pools: BTreeMap<String, Vec<(String, f64)>> = {
-            let mut m: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-            for p in &res.policies {
-                let mine: Vec<&RunRecord> = res
-                    .runs
-                    .iter()
-                    .filter(|r| &r.variant == v && &r.policy == p)
-                    .collect();
-                let mut acc: BTreeMap<String, f64> = BTreeMap::new();
-                for r in &mine {
-                    for (k, x) in &r.pools {
-                        *acc.entry(k.clone()).or_insert(0.0) += x / mine.len().max(1) as f64;
-                    }
-                }
-                for (k, x) in acc {
-                    m.entry(k).or_default().push((p.clone(), x));
-                }
-            }
-            m
-        };
-        if pools.len() > 1 {
-            let mut t = String::from("| pool |");
-            for p in &res.policies {
-                let _ = write!(t, " {p} |");
-            }
-            let _ = writeln!(t, "\n|---|{}", "---:|".repeat(res.policies.len()));
-            for (pool, xs) in &pools {
-                let _ = write!(t, "| {pool} |");
-                for (_, x) in xs {
-                    let _ = write!(t, " {:.1}% |", x * 100.0);
-                }
-                let _ = writeln!(t);
-            }
-            let _ = writeln!(md, "Per-pool compute allocation (time average):\n\n{t}");
+        if let Some(t) = pool_table(res, v) {
+            let _ = writeln!(
+                md,
+                "Per-pool allocation, compute / memory (time average):\n\n{t}"
+            );
             let _ = writeln!(
                 html,
-                "<p>Per-pool compute allocation (time average):</p>{}",
+                "<p>Per-pool allocation, compute / memory (time average):</p>{}",
                 md_table_to_html(&t)
             );
         }
@@ -795,6 +765,46 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
     std::fs::write(&p, html).map_err(|x| format!("{}: {x}", p.display()))?;
     files.push(p);
     Ok(files)
+}
+
+/// The per-pool table of variant `v` (markdown): a row per pool, a `compute / memory` cell per
+/// policy, each the mean over the policy's seeds. `None` for a cluster of one pool, whose
+/// figures are the run's own.
+fn pool_table(res: &Results, v: &str) -> Option<String> {
+    // pool → per policy (compute, memory), averaged over that policy's runs.
+    let mut m: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for (pi, p) in res.policies.iter().enumerate() {
+        let mine: Vec<&RunRecord> = res
+            .runs
+            .iter()
+            .filter(|r| r.variant == v && &r.policy == p)
+            .collect();
+        let n = mine.len().max(1) as f64;
+        for r in &mine {
+            for (k, x) in &r.pools {
+                let row = m.entry(k.as_str()).or_default();
+                row.resize(res.policies.len(), (0.0, 0.0));
+                row[pi].0 += x / n;
+                row[pi].1 += r.pools_memory.get(k).copied().unwrap_or(0.0) / n;
+            }
+        }
+    }
+    if m.len() < 2 {
+        return None;
+    }
+    let mut t = String::from("| pool |");
+    for p in &res.policies {
+        let _ = write!(t, " {p} |");
+    }
+    let _ = writeln!(t, "\n|---|{}", "---:|".repeat(res.policies.len()));
+    for (pool, xs) in &m {
+        let _ = write!(t, "| {pool} |");
+        for (c, mem) in xs {
+            let _ = write!(t, " {:.1}% / {:.1}% |", c * 100.0, mem * 100.0);
+        }
+        let _ = writeln!(t);
+    }
+    Some(t)
 }
 
 fn md_table_to_html(t: &str) -> String {

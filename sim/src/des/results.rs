@@ -42,8 +42,12 @@ pub struct RunRecord {
     pub metrics: BTreeMap<String, f64>,
     /// Unschedulable attempts by reason.
     pub reasons: BTreeMap<String, u64>,
-    /// Per-pool compute allocation.
+    /// Per-pool compute allocation (time-averaged share of the pool's core units).
     pub pools: BTreeMap<String, f64>,
+    /// Per-pool memory allocation (time-averaged share of the pool's card memory); absent in
+    /// files written before it was added.
+    #[serde(default)]
+    pub pools_memory: BTreeMap<String, f64>,
     /// Wait quantiles 0..=100 %, seconds.
     pub wait_quantiles: Vec<f64>,
     /// (arrived %, allocation) per arrival, thinned.
@@ -100,6 +104,7 @@ impl RunRecord {
             metrics: o.metrics,
             reasons: o.reasons,
             pools: o.pools,
+            pools_memory: o.pools_memory,
             wait_quantiles: o.wait_quantiles,
             per_arrival: o.per_arrival,
             series: o.series,

@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for Family {
         })?;
         if !simulable(f) {
             return Err(serde::de::Error::custom(format!(
-                "family {s:?} registers its devices through node capacity or a vendor format, which the core does not decode from annotations; the simulator supports {}",
+                "family {s:?} registers its devices in its vendor's own annotation format, which the core does not decode; the simulator supports {}",
                 names()
             )));
         }
@@ -59,15 +59,11 @@ impl<'de> Deserialize<'de> for Family {
     }
 }
 
-/// Whether a family's nodes can be registered through HAMi's registration annotation (the only
-/// path the core decodes), so the simulator can build them.
+/// Whether the core reads a family's nodes (HAMi's registration annotation, or node capacity
+/// for the families without one), so the simulator can build them. Families registered in a
+/// vendor's own annotation format (MetaX sGPU, Enflame DRS) are not read.
 pub fn simulable(f: FamilyId) -> bool {
-    let s = f.spec();
-    s.register().is_some()
-        && matches!(
-            s.register_format,
-            RegisterFormat::Json | RegisterFormat::LegacyText
-        )
+    !matches!(f.spec().register_format, RegisterFormat::VendorJson)
 }
 
 /// A node policy name.
