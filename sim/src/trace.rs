@@ -230,8 +230,13 @@ fn row_error(path: &Path, header: &csv::StringRecord, e: &csv::Error) -> String 
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!(
-            "{}:{line}: {len} values where the header has {expected_len} columns",
-            path.display()
+            "{}:{line}: {len} values where the header has {expected_len} columns: value {} has no column (the last is {})",
+            path.display(),
+            expected_len + 1,
+            header
+                .get((*expected_len as usize).saturating_sub(1))
+                .unwrap_or("?")
+                .trim(),
         ),
         _ => format!("{}:{line}: {e}", path.display()),
     }

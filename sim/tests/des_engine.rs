@@ -896,3 +896,39 @@ stop: {time: 20m}
     assert_eq!(mlu.devices[3].memory_mib, 24 * 1024);
     run_all_policies(&sc);
 }
+
+/// Pods that never get a card still count in the wait quantiles, with the time they waited
+/// until the run stopped: one card, a pod a second that holds it for the whole run.
+#[test]
+fn pods_still_waiting_at_the_end_count_in_the_wait_quantiles() {
+    let text = r#"
+name: starved
+seed: 1
+cluster:
+  pools:
+    - {name: one, count: 1, model: NVIDIA-Tesla-T4, cards: 1, memory: 15Gi}
+workload:
+  arrival: {process: constant, rate: 1}
+  duration: {dist: fixed, value: 1h}
+  mix:
+    - {name: whole, weight: 1}
+policies:
+  - {name: binpack, node: binpack, device: binpack}
+stop: {time: 100s}
+"#;
+    let sc = Scenario::parse(Path::new("starved.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let o = Engine::new(
+        &sc,
+        &sc.variants[0],
+        &sc.policies[0],
+        1,
+        RunOptions::default(),
+    )
+    .run()
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.metrics["placed"], 1.0, "{:?}", o.metrics);
+    // About a hundred pods waited 0..100 s: the median is near 50 s, the 99th near 99 s.
+    let (p50, p99) = (o.metrics["wait_p50"], o.metrics["wait_p99"]);
+    assert!((45.0..=55.0).contains(&p50), "p50 {p50}");
+    assert!((95.0..=100.0).contains(&p99), "p99 {p99}");
+}

@@ -59,4 +59,5 @@ broken! {
     fault_too_many_nodes => "fault-too-many-nodes",
     fault_too_many_cards => "fault-too-many-cards",
     duplicate_key => "duplicate-key",
+    trace_replay_kind => "trace-replay-kind",
 }

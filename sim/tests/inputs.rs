@@ -58,7 +58,8 @@ fn bad_csv_rows_name_file_line_and_column() {
     let p = tmp("nodes2.csv", "sn,cpu_milli,gpu,model\nn1,1000,2,T4\n");
     let e = read_nodes(&p).err().unwrap_or_default();
     assert!(e.contains("missing column \"memory_mib\""), "{e}");
-    // A row cut short names its line and the first column it lacks; a long one its line.
+    // A row cut short names its line and the first column it lacks; a long one its line, the
+    // first value without a column and the last column.
     let p = tmp(
         "pods3.csv",
         "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np1,1000,10,1,500\np2,1000\n",
@@ -74,7 +75,9 @@ fn bad_csv_rows_name_file_line_and_column() {
     );
     let e = read_nodes(&p).err().unwrap_or_default();
     assert!(
-        e.contains("nodes3.csv:2: 6 values where the header has 5"),
+        e.contains(
+            "nodes3.csv:2: 6 values where the header has 5 columns: value 6 has no column (the last is model)"
+        ),
         "{e}"
     );
 }

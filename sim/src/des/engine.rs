@@ -2159,6 +2159,25 @@ impl<'a> Engine<'a> {
         // the results need none of them, so another thread frees them (or this one, when no
         // thread can be started: the closure is dropped here then).
         let checked_on_helper = self.followed.is_some();
+        // A pod still waiting for its first placement when the run stops has waited at least
+        // this long: left out, an overloaded run's worst waits would vanish from the
+        // quantiles (the pods that never got a card are the ones that waited most).
+        let now = self.now;
+        self.waits.extend(
+            self.pods
+                .iter()
+                .filter(|p| {
+                    !p.placed_once
+                        && matches!(
+                            p.state,
+                            PodState::Active
+                                | PodState::Backoff
+                                | PodState::Parked
+                                | PodState::Binding
+                        )
+                })
+                .map(|p| (now.saturating_sub(p.arrival) as f64 / 1000.0) as f32),
+        );
         let heavy = (
             std::mem::take(&mut self.pods),
             std::mem::take(&mut self.checker),

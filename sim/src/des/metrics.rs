@@ -180,9 +180,11 @@ impl MetricName {
             MetricName::UnallocatedGpus => {
                 "time-averaged GPU capacity not granted, card equivalents of compute"
             }
-            MetricName::WaitP50 => "median wait from arrival to placement, seconds",
-            MetricName::WaitP95 => "95th percentile wait, seconds",
-            MetricName::WaitP99 => "99th percentile wait, seconds",
+            MetricName::WaitP50 => {
+                "median wait from arrival to first placement (a pod still waiting at the end counts the time so far), seconds"
+            }
+            MetricName::WaitP95 => "95th percentile wait (as wait_p50), seconds",
+            MetricName::WaitP99 => "99th percentile wait (as wait_p50), seconds",
             MetricName::PendingMean => "time-averaged pending pods",
             MetricName::PendingEnd => "pending pods at the end",
             MetricName::Arrived => "pods that arrived",

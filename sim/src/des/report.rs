@@ -209,8 +209,122 @@ where
             .label(l.name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
     }
+    let share = |v: f64, a: f64, b: f64| (v - a) / (b - a).max(f64::MIN_POSITIVE);
+    let corner = emptiest_corner(lines.iter().flat_map(|l| {
+        l.points
+            .iter()
+            .map(|&(x, y)| (share(x, xa, xb), share(y, ya, yb)))
+    }));
     ch.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(corner)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(120, 120, 120))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+/// The corner of a plot where the legend covers the fewest data points: each corner's box (30 %
+/// of the width, 35 % of the height, roomier than a legend of a few lines) counts the points in
+/// it, given as shares of the axes (0..=1, origin lower left). Ties go to upper right, upper
+/// left, lower right, lower left, in that order.
+fn emptiest_corner(points: impl Iterator<Item = (f64, f64)>) -> SeriesLabelPosition {
+    // (corner, on the right, at the top)
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let mut counts = [0usize; 4];
+    for (x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        for (n, &(_, right, top)) in counts.iter_mut().zip(&corners) {
+            let in_x = if right { x >= 0.7 } else { x <= 0.3 };
+            let in_y = if top { y >= 0.65 } else { y <= 0.35 };
+            *n += usize::from(in_x && in_y);
+        }
+    }
+    let best = (0..corners.len()).min_by_key(|&i| counts[i]).unwrap_or(0);
+    corners[best].0.clone()
+}
+
+/// The waits under this many seconds are drawn at it on the wait CDF's log axis.
+const WAIT_AXIS_FLOOR_S: f64 = 0.1;
+
+/// The wait-time CDF: `lines` of (wait s, % of pods) on a log wait axis from
+/// [`WAIT_AXIS_FLOOR_S`], so that the few long waits are not squeezed against the many
+/// immediate ones, and a percent axis that starts at the tens below the smallest share of pods
+/// placed at once (it is named on the axis).
+fn draw_wait_cdf<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    lines: &[Line],
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(e)?;
+    let lo = WAIT_AXIS_FLOOR_S;
+    let wmax = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .filter(|x| x.is_finite())
+        .fold(0.0f64, f64::max);
+    let hi = if wmax > lo { wmax * 1.5 } else { 1.0 };
+    // The share of pods placed within the floor, for the line where it is smallest.
+    let at_once = lines
+        .iter()
+        .map(|l| {
+            l.points
+                .iter()
+                .filter(|p| p.0 <= lo)
+                .map(|p| p.1)
+                .fold(0.0f64, f64::max)
+        })
+        .fold(100.0f64, f64::min);
+    let ya = ((at_once / 10.0).floor() * 10.0).clamp(0.0, 90.0);
+    let ydesc = if ya > 0.0 {
+        format!("Pods that waited at most this long (%, from {ya:.0} %)")
+    } else {
+        "Pods that waited at most this long (%)".to_string()
+    };
+    let mut ch = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d((lo..hi).log_scale(), ya..100.0)
+        .map_err(e)?;
+    ch.configure_mesh()
+        .x_desc(format!(
+            "Wait (s, log scale; waits under {lo} s at the left edge)"
+        ))
+        .y_desc(ydesc)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(e)?;
+    for l in lines {
+        let c = l.color;
+        let pts = l.points.iter().map(|&(x, y)| (x.max(lo), y.max(ya)));
+        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(e)?
+            .label(l.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+    }
+    let (la, lb) = (lo.ln(), hi.ln());
+    let corner = emptiest_corner(lines.iter().flat_map(|l| {
+        l.points.iter().map(move |&(x, y)| {
+            (
+                (x.max(lo).ln() - la) / (lb - la).max(f64::MIN_POSITIVE),
+                (y - ya) / (100.0 - ya).max(f64::MIN_POSITIVE),
+            )
+        })
+    }));
+    ch.configure_series_labels()
+        .position(corner)
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(120, 120, 120))
@@ -388,19 +502,11 @@ pub fn plots(
             points: pts,
         });
     }
-    let wmax = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.0))
-        .fold(0.0f64, f64::max);
     render_both!(out, (1000, 620), |area| {
-        draw_lines(
+        draw_wait_cdf(
             &area,
-            "Wait from arrival to placement (CDF, mean quantiles over seeds)",
-            "Wait (s)",
-            "Pods placed within the wait (%)",
+            "Wait from arrival to first placement (CDF, mean quantiles over seeds)",
             &lines,
-            Some((0.0, 100.0)),
-            Some((0.0, if wmax > 0.0 { wmax * 1.05 } else { 1.0 })),
         )?;
     });
     written.push((name, "Wait-time CDF".into()));
@@ -828,4 +934,47 @@ fn md_table_to_html(t: &str) -> String {
     }
     s.push_str("</table>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legend_goes_where_the_data_is_not() {
+        // A rising curve leaves the upper left and the lower right empty; of the two, the
+        // upper left comes first in the tie order.
+        let rising = (0..=100).map(|i| (f64::from(i) / 100.0, f64::from(i) / 100.0));
+        let falling = (0..=100).map(|i| (f64::from(i) / 100.0, 1.0 - f64::from(i) / 100.0));
+        let low_flat = (0..=100).map(|i| (f64::from(i) / 100.0, 0.2));
+        let high_flat = (0..=100).map(|i| (f64::from(i) / 100.0, 0.9));
+        let high_then_low = (0..=100).map(|i| {
+            let x = f64::from(i) / 100.0;
+            (x, if x < 0.5 { 0.9 } else { 0.1 })
+        });
+        type Case = (&'static str, Vec<(f64, f64)>, SeriesLabelPosition);
+        let cases: [Case; 6] = [
+            ("rising", rising.collect(), SeriesLabelPosition::UpperLeft),
+            (
+                "falling",
+                falling.collect(),
+                SeriesLabelPosition::UpperRight,
+            ),
+            ("low", low_flat.collect(), SeriesLabelPosition::UpperRight),
+            ("high", high_flat.collect(), SeriesLabelPosition::LowerRight),
+            (
+                "high, then low",
+                high_then_low.collect(),
+                SeriesLabelPosition::UpperRight,
+            ),
+            (
+                "no data",
+                vec![(f64::NAN, 0.5)],
+                SeriesLabelPosition::UpperRight,
+            ),
+        ];
+        for (what, pts, want) in cases {
+            assert_eq!(emptiest_corner(pts.into_iter()), want, "{what}");
+        }
+    }
 }

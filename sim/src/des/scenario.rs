@@ -15,12 +15,27 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `kind: discrete-event`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DesKind {
     /// The discrete-event simulator.
     #[default]
     DiscreteEvent,
+}
+
+impl<'de> Deserialize<'de> for DesKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "discrete-event" => Ok(DesKind::DiscreteEvent),
+            // The other kind of scenario file has its own command: say which.
+            "trace-replay" => Err(serde::de::Error::custom(
+                "a trace-replay scenario (the FGD paper's experiment) is run by `hami fgd run FILE`, not `hami sim`",
+            )),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown kind {other:?}; `hami sim` runs kind discrete-event (trace-replay files go to `hami fgd run`)"
+            ))),
+        }
+    }
 }
 
 /// A device family name from the core family table (`nvidia`, `ascend910b3`, …).
