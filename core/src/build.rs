@@ -122,8 +122,8 @@ impl NodeBuilder {
 }
 
 /// A Kubernetes Node object for `node`: HAMi registration annotations, and its allocatable CPU
-/// and memory plus the cards of the node-capacity families ([`node_capacity`]) as both
-/// capacity and allocatable.
+/// and memory plus the cards of the node-capacity families ([`node_capacity`]); when it has
+/// such cards, `status.capacity` holds the same entries (else it is left out).
 pub fn k8s_node(node: &Node) -> K8sNode {
     let mut alloc = BTreeMap::new();
     if node.cpu_milli > 0 {
@@ -136,10 +136,16 @@ pub fn k8s_node(node: &Node) -> K8sNode {
         );
     }
     // Cards of the families without a registration annotation are advertised as capacity,
-    // all allocatable (every card healthy, as those families report).
-    for (resource, count) in node_capacity(node) {
-        alloc.insert(resource, Quantity(count));
-    }
+    // all allocatable (every card healthy, as those families report). Only then is there a
+    // capacity to write: the simulator publishes every node through here, and a copy of the
+    // allocatable map per node was a cost for nothing the scheduler reads.
+    let cards = node_capacity(node);
+    let capacity = (!cards.is_empty()).then(|| {
+        for (resource, count) in cards {
+            alloc.insert(resource, Quantity(count));
+        }
+        alloc.clone()
+    });
     K8sNode {
         metadata: ObjectMeta {
             name: Some(node.name.clone()),
@@ -147,7 +153,7 @@ pub fn k8s_node(node: &Node) -> K8sNode {
             ..ObjectMeta::default()
         },
         status: Some(NodeStatus {
-            capacity: Some(alloc.clone()),
+            capacity,
             allocatable: Some(alloc),
             ..NodeStatus::default()
         }),
