@@ -338,6 +338,21 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
             key: "hami.io/mthreads-vgpu-devices-allocated",
             want: "n1-mthreads-0,Mthreads,8192,8:;",
         },
+        // Moore Threads' memory and cores are the container's, shared by its cards: 16 units
+        // of 512 MiB and 8 cores for two cards are 4 GiB and 4 cores on each.
+        Case {
+            capacity: &[
+                ("mthreads.com/sgpu-core", "32"),
+                ("mthreads.com/sgpu-memory", "192"),
+            ],
+            limits: &[
+                ("mthreads.com/vgpu", "2"),
+                ("mthreads.com/sgpu-memory", "16"),
+                ("mthreads.com/sgpu-core", "8"),
+            ],
+            key: "hami.io/mthreads-vgpu-devices-allocated",
+            want: "n1-mthreads-0,Mthreads,4096,4:n1-mthreads-1,Mthreads,4096,4:;",
+        },
         Case {
             capacity: &[("metax-tech.com/gpu", "2")],
             limits: &[("metax-tech.com/gpu", "2")],
@@ -376,42 +391,4 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
         );
         ctl.ledger().check_invariants().expect("invariants");
     }
-}
-
-#[test]
-fn moore_threads_memory_and_cores_are_shared_by_the_containers_cards() {
-    let mut ctl = controller();
-    ctl.handle(
-        0,
-        Event::NodeChanged(Box::new(node_with_capacity(
-            "n1",
-            &[
-                ("mthreads.com/sgpu-core", "32"),
-                ("mthreads.com/sgpu-memory", "192"),
-            ],
-        ))),
-    );
-    // 16 units of 512 MiB and 8 cores for two cards: 4 GiB and 4 cores on each.
-    let pod = PodBuilder::new("p")
-        .container(
-            "main",
-            &[
-                ("mthreads.com/vgpu", "2"),
-                ("mthreads.com/sgpu-memory", "16"),
-                ("mthreads.com/sgpu-core", "8"),
-            ],
-        )
-        .build();
-    let acts = ctl.handle(1, Event::PodPending(Box::new(pod)));
-    let Some(Action::PatchPod { annotations, .. }) = acts.first() else {
-        panic!("the pod is placed: {acts:?}")
-    };
-    assert_eq!(
-        annotations
-            .get("hami.io/mthreads-vgpu-devices-allocated")
-            .cloned()
-            .flatten()
-            .as_deref(),
-        Some("n1-mthreads-0,Mthreads,4096,4:n1-mthreads-1,Mthreads,4096,4:;")
-    );
 }

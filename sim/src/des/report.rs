@@ -194,6 +194,34 @@ where
         .y_label_area_size(70)
         .build_cartesian_2d(xa..xb, ya..yb)
         .map_err(e)?;
+    let share = |v: f64, a: f64, b: f64| (v - a) / (b - a).max(f64::MIN_POSITIVE);
+    plot_lines(
+        &mut ch,
+        xdesc,
+        ydesc,
+        lines,
+        |x, y| (x, y),
+        |x, y| (share(x, xa, xb), share(y, ya, yb)),
+    )
+}
+
+/// The common part of the line charts: labelled axes and mesh, one line per entry of `lines`
+/// (each data point drawn at `place(x, y)`), and the legend in the corner where it covers the
+/// fewest drawn points (`share` gives a drawn point as shares of the axes, see
+/// [`emptiest_corner`]).
+fn plot_lines<'a, DB, X>(
+    ch: &mut ChartContext<'a, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+    xdesc: &str,
+    ydesc: &str,
+    lines: &[Line],
+    place: impl Fn(f64, f64) -> (f64, f64),
+    share: impl Fn(f64, f64) -> (f64, f64),
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
     ch.configure_mesh()
         .x_desc(xdesc)
         .y_desc(ydesc)
@@ -204,16 +232,17 @@ where
         .map_err(e)?;
     for l in lines {
         let c = l.color;
-        ch.draw_series(LineSeries::new(l.points.iter().copied(), c.stroke_width(2)))
+        let pts = l.points.iter().map(|&(x, y)| place(x, y));
+        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))
             .map_err(e)?
             .label(l.name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
     }
-    let share = |v: f64, a: f64, b: f64| (v - a) / (b - a).max(f64::MIN_POSITIVE);
     let corner = emptiest_corner(lines.iter().flat_map(|l| {
-        l.points
-            .iter()
-            .map(|&(x, y)| (share(x, xa, xb), share(y, ya, yb)))
+        l.points.iter().map(|&(x, y)| {
+            let (px, py) = place(x, y);
+            share(px, py)
+        })
     }));
     ch.configure_series_labels()
         .position(corner)
@@ -296,41 +325,20 @@ where
         .y_label_area_size(70)
         .build_cartesian_2d((lo..hi).log_scale(), ya..100.0)
         .map_err(e)?;
-    ch.configure_mesh()
-        .x_desc(format!(
-            "Wait (s, log scale; waits under {lo} s at the left edge)"
-        ))
-        .y_desc(ydesc)
-        .label_style(("sans-serif", 15))
-        .axis_desc_style(("sans-serif", 17))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(e)?;
-    for l in lines {
-        let c = l.color;
-        let pts = l.points.iter().map(|&(x, y)| (x.max(lo), y.max(ya)));
-        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))
-            .map_err(e)?
-            .label(l.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
-    }
     let (la, lb) = (lo.ln(), hi.ln());
-    let corner = emptiest_corner(lines.iter().flat_map(|l| {
-        l.points.iter().map(move |&(x, y)| {
+    plot_lines(
+        &mut ch,
+        &format!("Wait (s, log scale; waits under {lo} s at the left edge)"),
+        &ydesc,
+        lines,
+        |x, y| (x.max(lo), y.max(ya)),
+        |x, y| {
             (
-                (x.max(lo).ln() - la) / (lb - la).max(f64::MIN_POSITIVE),
+                (x.ln() - la) / (lb - la).max(f64::MIN_POSITIVE),
                 (y - ya) / (100.0 - ya).max(f64::MIN_POSITIVE),
             )
-        })
-    }));
-    ch.configure_series_labels()
-        .position(corner)
-        .label_font(("sans-serif", 15))
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(120, 120, 120))
-        .draw()
-        .map_err(e)?;
-    Ok(())
+        },
+    )
 }
 
 macro_rules! render_both {
@@ -350,14 +358,21 @@ macro_rules! render_both {
     }};
 }
 
+/// The runs of policy `p` in variant `v`, one per seed, in the order they were recorded.
+fn runs_of<'a>(res: &'a Results, v: &str, p: &str) -> Vec<&'a RunRecord> {
+    res.runs
+        .iter()
+        .filter(|r| r.variant == v && r.policy == p)
+        .collect()
+}
+
 fn first_seed_runs<'a>(res: &'a Results, v: &str) -> Vec<(usize, &'a RunRecord)> {
     res.policies
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
-            res.runs
-                .iter()
-                .filter(|r| r.variant == v && &r.policy == p)
+            runs_of(res, v, p)
+                .into_iter()
                 .min_by_key(|r| r.seed)
                 .map(|r| (i, r))
         })
@@ -478,11 +493,7 @@ pub fn plots(
     let out = dir.join(&name);
     let mut lines = Vec::new();
     for (i, p) in res.policies.iter().enumerate() {
-        let mine: Vec<&RunRecord> = res
-            .runs
-            .iter()
-            .filter(|r| r.variant == v && &r.policy == p)
-            .collect();
+        let mine = runs_of(res, v, p);
         if mine.is_empty() {
             continue;
         }
@@ -659,11 +670,7 @@ where
     // reason → policy index → mean count over seeds
     let mut m: BTreeMap<String, BTreeMap<usize, f64>> = BTreeMap::new();
     for (i, p) in res.policies.iter().enumerate() {
-        let mine: Vec<&RunRecord> = res
-            .runs
-            .iter()
-            .filter(|r| r.variant == v && &r.policy == p)
-            .collect();
+        let mine = runs_of(res, v, p);
         let n = mine.len().max(1) as f64;
         for r in &mine {
             for (k, c) in &r.reasons {
@@ -880,11 +887,7 @@ fn pool_table(res: &Results, v: &str) -> Option<String> {
     // pool → per policy (compute, memory), averaged over that policy's runs.
     let mut m: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for (pi, p) in res.policies.iter().enumerate() {
-        let mine: Vec<&RunRecord> = res
-            .runs
-            .iter()
-            .filter(|r| r.variant == v && &r.policy == p)
-            .collect();
+        let mine = runs_of(res, v, p);
         let n = mine.len().max(1) as f64;
         for r in &mine {
             for (k, x) in &r.pools {
