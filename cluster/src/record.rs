@@ -153,6 +153,7 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
         let decoded = match spec.register_format {
             RegisterFormat::Json => decode_register_json(key, value),
             RegisterFormat::LegacyText => decode_legacy_register(key, value),
+            RegisterFormat::MetaxJson => hami_core::codec::decode_metax_sdevices(key, value),
             RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => {
                 warnings.push(Warning {
                     object: node_object(&name),

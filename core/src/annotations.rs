@@ -5,6 +5,7 @@
 use crate::codec::CodecError;
 use crate::codec::devices::{DeviceRef, push_device, visit_pod_devices};
 use crate::codec::keys;
+use crate::codec::metax::{decode_metax_sdevices, encode_metax_sdevices};
 use crate::codec::mig::{MigAllocation, encode_mig_allocations};
 use crate::codec::register::{
     MigPlacement, RegisteredDevice, decode_legacy_register, decode_register_json,
@@ -68,8 +69,8 @@ pub fn node_from_registration<'a>(
         let devs = match spec.register_format {
             RegisterFormat::Json => decode_register_json(key, value)?,
             RegisterFormat::LegacyText => decode_legacy_register(key, value)?,
-            // A vendor's own JSON is not HAMi's registration format (node capacity was read
-            // above).
+            RegisterFormat::MetaxJson => decode_metax_sdevices(key, value)?,
+            // Enflame's DRS profiles are not decoded (node capacity was read above).
             RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => continue,
         };
         for d in devs {
@@ -304,6 +305,7 @@ pub fn node_register_annotations(node: &Node) -> BTreeMap<String, String> {
         let v = match spec.register_format {
             RegisterFormat::Json => encode_register_json(&devs),
             RegisterFormat::LegacyText => encode_legacy_register(&devs),
+            RegisterFormat::MetaxJson => encode_metax_sdevices(&devs),
             RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => continue,
         };
         out.insert(key.to_string(), v);

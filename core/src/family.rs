@@ -86,9 +86,12 @@ pub enum RegisterFormat {
     /// Enflame whole GCU, Kunlunxin whole XPU) by the rule carried here.
     /// `register_annotation` is then empty.
     NodeCapacity(CapacityRule),
-    /// A vendor-specific JSON annotation written by the vendor's own device plugin (MetaX
-    /// `metax-tech.com/node-gpu-devices`, Enflame `enflame.com/gcu-drs-capacity`); not decoded by
-    /// [`crate::codec`].
+    /// MetaX's own JSON card list (`metax-tech.com/node-gpu-devices`), written by MetaX's
+    /// device plugin for its shared GPUs ([`crate::codec::metax`]).
+    MetaxJson,
+    /// A vendor-specific JSON annotation written by the vendor's own device plugin that the
+    /// core does not decode (Enflame `enflame.com/gcu-drs-capacity`: DRS slice profiles, which
+    /// HAMi fits by its own rules).
     VendorJson,
 }
 
@@ -141,6 +144,9 @@ pub enum Quirk {
     Mig,
     /// Ascend: memory requests are rounded up to the card's vNPU template sizes.
     AscendTemplates,
+    /// MetaX sGPU: a memory value written with a unit (`8Gi`) is a byte quantity, cut to
+    /// whole MiB; a bare number is in the family's memory units (GiB).
+    MemoryWithUnitIsBytes,
     /// Moore Threads: the memory and cores a container asks are for all of its cards
     /// together; each card is asked an equal share (rounded down, as HAMi divides).
     TotalsAcrossCards,
@@ -561,7 +567,8 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_unasked: Some(100),
         quirk: Quirk::None,
     },
-    // MetaX shared GPU: vendor JSON registration; vmemory in GiB (MemoryFactor 1024).
+    // MetaX shared GPU: MetaX's own JSON card list; vmemory in GiB (MemoryFactor 1024) unless
+    // written with a unit; 100 cores when none are asked.
     FamilySpec {
         name: "metax-sgpu",
         keyword: "Metax-SGPU",
@@ -572,7 +579,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_resource: Some("metax-tech.com/vcore"),
         priority_resource: None,
         register_annotation: "metax-tech.com/node-gpu-devices",
-        register_format: RegisterFormat::VendorJson,
+        register_format: RegisterFormat::MetaxJson,
         to_allocate_annotation: "hami.io/metax-sgpu-devices-to-allocate",
         allocated_annotation: "hami.io/metax-sgpu-devices-allocated",
         handshake_annotation: None,
@@ -582,8 +589,8 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("metax-tech.com/nouse-gpuuuid"),
         memory_unit_mib: 1024,
         multi_card: true,
-        cores_unasked: None,
-        quirk: Quirk::None,
+        cores_unasked: Some(100),
+        quirk: Quirk::MemoryWithUnitIsBytes,
     },
     // Moore Threads: devices from node capacity; sgpu-memory in 512 MiB units.
     FamilySpec {

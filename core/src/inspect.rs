@@ -130,6 +130,7 @@ fn node(a: &BTreeMap<String, String>, r: &mut Report) {
         let decoded = match spec.register_format {
             RegisterFormat::Json => codec::decode_register_json(key, value),
             RegisterFormat::LegacyText => codec::decode_legacy_register(key, value),
+            RegisterFormat::MetaxJson => codec::decode_metax_sdevices(key, value),
             RegisterFormat::NodeCapacity(_) | RegisterFormat::VendorJson => {
                 r.known.remove(key);
                 continue;

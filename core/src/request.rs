@@ -602,7 +602,14 @@ impl RequestTranslator {
                 ));
             }
             let unit = spec.memory_unit_mib.max(1);
+            // MetaX sGPU reads a memory value written with a unit as bytes (whole MiB, cut).
+            let bytes_written = spec.quirk == Quirk::MemoryWithUnitIsBytes
+                && found.iter().any(|&(j, s, v)| {
+                    j == i && s == Slot::Memory && v.bytes().any(|b| b.is_ascii_alphabetic())
+                });
             let memory = match (mem, pct) {
+                (Some((_, m)), _) if bytes_written && m >> 20 > 0 => MemoryRequest::Mib(m >> 20),
+                (Some(_), _) if bytes_written => MemoryRequest::Percent(100),
                 (Some((_, m)), _) if m > 0 => MemoryRequest::Mib(m * unit * self.memory_factor),
                 (_, Some((_, p))) if p > 0 => MemoryRequest::Percent(p as u32),
                 _ if self.default_memory > 0 && names.family == FamilyId::NVIDIA => {

@@ -848,9 +848,10 @@ fn quickstart_check_against_committed_baseline() {
     assert!(out.pass(), "{}", out.render());
 }
 
-/// Every family that registers through node capacity, side by side with NVIDIA cards that can
-/// fail: each pool's nodes read back as the scenario built them, and every policy runs with
-/// both checkers after every event through a device fault and a scheduler restart.
+/// Every family that registers through node capacity, and MetaX's shared GPUs (registered in
+/// MetaX's own list), side by side with NVIDIA cards that can fail: each pool's nodes read back
+/// as the scenario built them, and every policy runs with both checkers after every event
+/// through device faults and a scheduler restart.
 #[test]
 fn node_capacity_families_are_simulated_as_hami_reads_them() {
     let text = r#"
@@ -863,6 +864,7 @@ cluster:
     - {name: metax, count: 2, family: metax-gpu, model: Metax-GPU, cards: 8, memory: 64Gi}
     - {name: gcu, count: 2, family: enflame-gcu, model: GCU, cards: 8, memory: 100Mi}
     - {name: xpu, count: 2, family: kunlun, model: kunlun, cards: 8, memory: 96Gi}
+    - {name: sgpu, count: 2, family: metax-sgpu, model: MXC500, cards: 4, memory: 64Gi, split: 16}
     - {name: t4, count: 2, model: NVIDIA-Tesla-T4, cards: 4, memory: 15Gi}
 workload:
   arrival: {process: poisson, rate: 0.5}
@@ -874,6 +876,7 @@ workload:
     - {name: metax, weight: 2, family: metax-gpu, cards: 2}
     - {name: gcu, weight: 2, family: enflame-gcu}
     - {name: xpu, weight: 2, family: kunlun, cards: 2}
+    - {name: sgpu, weight: 2, family: metax-sgpu, memory: 8Gi, cores: 20}
     - {name: gpu, weight: 2, memory: 4Gi, cores: 25}
 policies:
   - {name: binpack, node: binpack, device: binpack}
@@ -881,6 +884,7 @@ policies:
   - {name: fgd, node: fgd, device: binpack}
 faults:
   - {at: 5m, kind: device-unhealthy, pool: t4, nodes: 1, cards: 2, recover_after: 5m}
+  - {at: 6m, kind: device-unhealthy, pool: sgpu, nodes: 1, cards: 1, recover_after: 5m}
   - {at: 8m, kind: node-loss, pool: mlu, nodes: 1, recover_after: 4m}
   - {at: 10m, kind: scheduler-restart}
 stop: {time: 20m}

@@ -66,7 +66,8 @@ impl<'de> Deserialize<'de> for Family {
         })?;
         if !simulable(f) {
             return Err(serde::de::Error::custom(format!(
-                "family {s:?} registers its devices in its vendor's own annotation format, which the core does not decode; the simulator supports {}",
+                "family {s:?} registers its cards in its vendor's own annotation ({}), which the core does not decode; the simulator supports {}",
+                f.spec().register_annotation,
                 names()
             )));
         }
@@ -76,7 +77,7 @@ impl<'de> Deserialize<'de> for Family {
 
 /// Whether the core reads a family's nodes (HAMi's registration annotation, or node capacity
 /// for the families without one), so the simulator can build them. Families registered in a
-/// vendor's own annotation format (MetaX sGPU, Enflame DRS) are not read.
+/// vendor's own annotation format that the core does not decode (Enflame DRS) are not read.
 pub fn simulable(f: FamilyId) -> bool {
     !matches!(f.spec().register_format, RegisterFormat::VendorJson)
 }
