@@ -67,8 +67,8 @@ pub struct FamilySpec {
     /// Core units a container gets on each card when it asks none of this family's cores:
     /// `None` follows HAMi's general rule (NVIDIA's configured `defaultCores`, and a whole-card
     /// request taking the card's compute exclusively when the family has a cores resource);
-    /// `Some(c)` is the vendor's own fixed answer (Cambricon, MetaX and Enflame whole cards
-    /// 100; Kunlunxin whole XPU and Moore Threads 0).
+    /// `Some(c)` is the vendor's own fixed answer (Cambricon, MetaX and Enflame whole cards,
+    /// MetaX sGPU and Kunlunxin whole XPUs 100; Moore Threads 0).
     pub cores_unasked: Option<u32>,
     /// Behaviour beyond data, interpreted by [`crate::family::Quirk`] users.
     pub quirk: Quirk,
@@ -147,6 +147,9 @@ pub enum Quirk {
     /// MetaX sGPU: a memory value written with a unit (`8Gi`) is a byte quantity, cut to
     /// whole MiB; a bare number is in the family's memory units (GiB).
     MemoryWithUnitIsBytes,
+    /// Kunlunxin whole XPUs: a container takes 1, 2, 4 or 8 of them (HAMi's topology
+    /// selection places no other count; which cards it picks is not modelled).
+    XpuGroups,
     /// Moore Threads: the memory and cores a container asks are for all of its cards
     /// together; each card is asked an equal share (rounded down, as HAMi divides).
     TotalsAcrossCards,
@@ -684,7 +687,8 @@ pub static FAMILIES: &[FamilySpec] = &[
         cores_unasked: None,
         quirk: Quirk::None,
     },
-    // Kunlunxin whole XPU: devices from node capacity, only the allocated record is written.
+    // Kunlunxin whole XPU: devices from node capacity, only the allocated record is written;
+    // HAMi grants each card whole (its memory and 100 cores).
     FamilySpec {
         name: "kunlun",
         keyword: "kunlun",
@@ -714,8 +718,8 @@ pub static FAMILIES: &[FamilySpec] = &[
         nouse_uuid_annotation: Some("baidu.com/nouse-gpuuuid"),
         memory_unit_mib: 1,
         multi_card: true,
-        cores_unasked: Some(0),
-        quirk: Quirk::None,
+        cores_unasked: Some(100),
+        quirk: Quirk::XpuGroups,
     },
     // Kunlunxin shared XPU: JSON registration; memory rounded to HAMi's vXPU sizes (MiB).
     FamilySpec {

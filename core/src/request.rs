@@ -585,8 +585,25 @@ impl RequestTranslator {
             {
                 return Err(err(n, format!("percentage must be 0..=100, got {p}")));
             }
+            if spec.quirk == Quirk::XpuGroups && ![1, 2, 4, 8].contains(&count) {
+                return Err(err(
+                    &names.count,
+                    format!(
+                        "{} takes 1, 2, 4 or 8 cards per container (HAMi's topology selection places no other count), asked {count}",
+                        spec.name
+                    ),
+                ));
+            }
+            // Moore Threads asks cores for all the container's cards: each card gets its share.
+            let per_card_cores = |v: u64| {
+                if spec.quirk == Quirk::TotalsAcrossCards {
+                    v / count
+                } else {
+                    v
+                }
+            };
             if let Some((n, v)) = cores
-                && v > 100
+                && per_card_cores(v) > 100
             {
                 return Err(err(
                     n,
@@ -604,9 +621,15 @@ impl RequestTranslator {
             let unit = spec.memory_unit_mib.max(1);
             // MetaX sGPU reads a memory value written with a unit as bytes (whole MiB, cut).
             let bytes_written = spec.quirk == Quirk::MemoryWithUnitIsBytes
-                && found.iter().any(|&(j, s, v)| {
-                    j == i && s == Slot::Memory && v.bytes().any(|b| b.is_ascii_alphabetic())
-                });
+                && found
+                    .iter()
+                    .any(|&(j, s, v)| j == i && s == Slot::Memory && has_byte_unit(v));
+            if let Some((n, m)) = mem
+                && bytes_written
+                && m >> 20 > i32::MAX as u64
+            {
+                return Err(err(n, format!("{} MiB is more than any card has", m >> 20)));
+            }
             let memory = match (mem, pct) {
                 (Some((_, m)), _) if bytes_written && m >> 20 > 0 => MemoryRequest::Mib(m >> 20),
                 (Some(_), _) if bytes_written => MemoryRequest::Percent(100),
@@ -667,6 +690,20 @@ impl RequestTranslator {
         debug_assert!(out.windows(2).all(|w| w[0].family < w[1].family));
         Ok(out)
     }
+}
+
+/// Whether a quantity is written with a unit of bytes (`8Gi`, `1500M`, `2k`): what HAMi's
+/// MetaX code takes for a byte count. A bare number, milli (`1000m`) or an exponent (`5e0`)
+/// is not one.
+fn has_byte_unit(text: &str) -> bool {
+    const UNITS: [&str; 12] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+    ];
+    let t = text.trim();
+    UNITS.iter().any(|u| {
+        t.strip_suffix(u)
+            .is_some_and(|num| num.ends_with(|c: char| c.is_ascii_digit() || c == '.'))
+    })
 }
 
 fn cpu_mem(pod: &PodKey, c: &Container) -> Result<(u64, u64), RequestError> {

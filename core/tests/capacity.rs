@@ -369,7 +369,8 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
             capacity: &[("kunlunxin.com/xpu", "8")],
             limits: &[("kunlunxin.com/xpu", "1")],
             key: "hami.io/kunlun-allocated",
-            want: "n1-kunlun-0,kunlun,98304,0:;",
+            // HAMi's Kunlunxin fit grants the whole card: its memory and its cores.
+            want: "n1-kunlun-0,kunlun,98304,100:;",
         },
     ];
     for c in cases {
@@ -391,4 +392,39 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
         );
         ctl.ledger().check_invariants().expect("invariants");
     }
+}
+
+#[test]
+fn container_counts_hami_cannot_place_are_refused_with_the_reason() {
+    let tr = RequestTranslator::default();
+    // Kunlunxin XPUs go in groups of 1, 2, 4 or 8.
+    for (n, ok) in [
+        ("1", true),
+        ("2", true),
+        ("3", false),
+        ("4", true),
+        ("6", false),
+        ("8", true),
+    ] {
+        let pod = PodBuilder::new("p")
+            .container("main", &[("kunlunxin.com/xpu", n)])
+            .build();
+        let got = tr.translate(&pod);
+        assert_eq!(got.is_ok(), ok, "{n} XPUs: {got:?}");
+        if let Err(e) = got {
+            assert!(e.to_string().contains("takes 1, 2, 4 or 8 cards"), "{e}");
+        }
+    }
+    // Moore Threads' cores are the container's: 8 cards with 128 cores is 16 per card.
+    let pod = PodBuilder::new("p")
+        .container(
+            "main",
+            &[
+                ("mthreads.com/vgpu", "8"),
+                ("mthreads.com/sgpu-core", "128"),
+            ],
+        )
+        .build();
+    let req = tr.translate(&pod).expect("16 cores per card");
+    assert_eq!(req.containers[0].devices[0].cores, 16);
 }

@@ -84,6 +84,9 @@ fn memory_is_gib_unless_written_with_a_unit_and_cores_default_to_the_whole_card(
         (Some("1500M"), None, MemoryRequest::Mib(1430), 100),
         // Less than a MiB written with a unit is no memory: the whole card, as HAMi reads it.
         (Some("100Ki"), None, MemoryRequest::Percent(100), 100),
+        // Milli and exponent forms are bare numbers to HAMi (Go prints them without a unit).
+        (Some("2000m"), None, MemoryRequest::Mib(2048), 100),
+        (Some("3e0"), None, MemoryRequest::Mib(3072), 100),
         (None, Some("50"), MemoryRequest::Percent(100), 50),
     ];
     for (mem, cores, want_mem, want_cores) in cases {
@@ -104,6 +107,23 @@ fn memory_is_gib_unless_written_with_a_unit_and_cores_default_to_the_whole_card(
             "{mem:?} {cores:?}"
         );
     }
+}
+
+#[test]
+fn a_memory_larger_than_any_card_is_refused() {
+    let pod = PodBuilder::new("p")
+        .container(
+            "main",
+            &[
+                ("metax-tech.com/sgpu", "1"),
+                ("metax-tech.com/vmemory", "3Pi"),
+            ],
+        )
+        .build();
+    let e = RequestTranslator::default()
+        .translate(&pod)
+        .expect_err("3 PiB");
+    assert!(e.to_string().contains("more than any card has"), "{e}");
 }
 
 #[test]
