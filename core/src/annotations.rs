@@ -5,14 +5,14 @@
 use crate::codec::CodecError;
 use crate::codec::devices::{DeviceRef, push_device, visit_pod_devices};
 use crate::codec::keys;
-use crate::codec::metax::{decode_metax_sdevices, encode_metax_sdevices};
+use crate::codec::metax::{decode_metax_sdevices, encode_metax_allocation, encode_metax_sdevices};
 use crate::codec::mig::{MigAllocation, encode_mig_allocations};
 use crate::codec::register::{
     MigPlacement, RegisteredDevice, decode_legacy_register, decode_register_json,
     encode_legacy_register, encode_register_json,
 };
 use crate::codec::score::decode_pair_scores;
-use crate::family::{CapacityMemory, FamilyId, RegisterFormat, ascend_templates};
+use crate::family::{CapacityMemory, FamilyId, RegisterFormat, VendorBind, ascend_templates};
 use crate::ledger::{DeviceGrant, PodGrant};
 use crate::model::{Device, DeviceMode, LinkScores, MigProfile, Node};
 use crate::policy::devices::Templates;
@@ -360,6 +360,107 @@ pub fn bind_annotations_into<V>(
             out.insert(key.to_string(), wrap(v.clone()));
         }
     }
+}
+
+/// Whether a bind of `grant` writes annotations beyond HAMi's device lists
+/// ([`vendor_bind_annotations`]): a check that costs no node lookup.
+pub fn needs_vendor_bind(grant: &PodGrant) -> bool {
+    grant
+        .devices()
+        .any(|d| d.family.spec().vendor_bind != VendorBind::None)
+}
+
+/// The annotations the device plugins of `grant`'s families read besides HAMi's device lists
+/// ([`VendorBind`]), for a grant on `node` at `now_unix` (seconds; HAMi writes these times in
+/// nanoseconds, so they are `now_unix` × 10⁹). A card's index is its index on `node` (0 for a
+/// card the node does not list). Empty when no family of the grant has any.
+pub fn vendor_bind_annotations(
+    grant: &PodGrant,
+    node: &Node,
+    now_unix: i64,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut families: Vec<FamilyId> = grant.devices().map(|d| d.family).collect();
+    families.sort_unstable();
+    families.dedup();
+    let index = |uuid: &str| {
+        node.devices
+            .iter()
+            .find(|d| d.uuid == uuid)
+            .map_or(0, |d| d.index)
+    };
+    let nanos = || now_unix.saturating_mul(1_000_000_000).to_string();
+    let clamp = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+    for f in families {
+        match f.spec().vendor_bind {
+            VendorBind::None => {}
+            VendorBind::CambriconProfile => {
+                out.insert("CAMBRICON_DSMLU_ASSIGNED".to_string(), "false".to_string());
+                if let Some(d) = grant
+                    .containers
+                    .iter()
+                    .find_map(|c| of_family(c, f).first().copied())
+                {
+                    out.insert(
+                        "CAMBRICON_DSMLU_PROFILE".to_string(),
+                        format!("{}_{}_{}", index(&d.uuid), d.cores, d.memory_mib / 256),
+                    );
+                }
+            }
+            VendorBind::CardIndexes {
+                key,
+                node_key,
+                time_key,
+            } => {
+                let last = grant
+                    .containers
+                    .iter()
+                    .map(|c| of_family(c, f))
+                    .filter(|c| !c.is_empty())
+                    .last();
+                if let Some(cards) = last {
+                    let list: Vec<String> =
+                        cards.iter().map(|d| index(&d.uuid).to_string()).collect();
+                    out.insert(key.to_string(), list.join(","));
+                    if let Some(k) = node_key {
+                        out.insert(k.to_string(), grant.node.clone());
+                    }
+                    if let Some(k) = time_key {
+                        out.insert(k.to_string(), nanos());
+                    }
+                }
+            }
+            VendorBind::MetaxList => {
+                let containers: Vec<Vec<(&str, i32, i32)>> = grant
+                    .containers
+                    .iter()
+                    .map(|c| {
+                        of_family(c, f)
+                            .iter()
+                            .map(|d| {
+                                (
+                                    d.uuid.as_str(),
+                                    clamp(u64::from(d.cores)),
+                                    clamp(d.memory_mib),
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect();
+                out.insert(
+                    "metax-tech.com/gpu-devices-allocated".to_string(),
+                    encode_metax_allocation(&containers),
+                );
+                out.insert("metax-tech.com/predicate-time".to_string(), nanos());
+            }
+        }
+    }
+    out
+}
+
+/// The cards of family `f` in one container's grant.
+fn of_family(c: &[DeviceGrant], f: FamilyId) -> Vec<&DeviceGrant> {
+    c.iter().filter(|d| d.family == f).collect()
 }
 
 /// The length of family `f`'s device list for `grant` (what [`bind_annotations_into`] writes,

@@ -6,7 +6,7 @@
 
 use crate::annotations::{
     attach_mig_allocations, bind_annotations_into, grant_from_annotations,
-    mig_allocations_annotation, node_from_registration,
+    mig_allocations_annotation, needs_vendor_bind, node_from_registration, vendor_bind_annotations,
 };
 use crate::codec::keys;
 use crate::ledger::{Ledger, NodeId, PodGrant, Quota};
@@ -437,6 +437,18 @@ impl Controller {
                 let node = grant.node.clone();
                 let mut patch: BTreeMap<String, Option<String>> = BTreeMap::new();
                 bind_annotations_into(&grant, now, &mut patch, Some);
+                // The vendor plugins that read more than the device lists get it (Cambricon,
+                // Kunlunxin, Moore Threads, MetaX sGPU); the others skip the node lookup.
+                if needs_vendor_bind(&grant)
+                    && let Some(e) = self
+                        .ledger
+                        .node_id(&node)
+                        .and_then(|id| self.ledger.entry(id))
+                {
+                    for (k, v) in vendor_bind_annotations(&grant, &e.node, now) {
+                        patch.insert(k, Some(v));
+                    }
+                }
                 // Only a grant of MIG instances has allocations to write: the others skip the
                 // node lookup.
                 let holds_mig = grant.devices().any(|d| d.mig.is_some());

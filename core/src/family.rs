@@ -70,8 +70,38 @@ pub struct FamilySpec {
     /// `Some(c)` is the vendor's own fixed answer (Cambricon, MetaX and Enflame whole cards,
     /// MetaX sGPU and Kunlunxin whole XPUs 100; Moore Threads 0).
     pub cores_unasked: Option<u32>,
+    /// Pod annotations the vendor's device plugin reads besides the device lists, written
+    /// at bind ([`crate::annotations::vendor_bind_annotations`]).
+    pub vendor_bind: VendorBind,
     /// Behaviour beyond data, interpreted by [`crate::family::Quirk`] users.
     pub quirk: Quirk,
+}
+
+/// The pod annotations a vendor's device plugin reads besides HAMi's device lists, as HAMi's
+/// `PatchAnnotations` for that vendor writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorBind {
+    /// Nothing more.
+    None,
+    /// Cambricon: `CAMBRICON_DSMLU_ASSIGNED` = `false`, and `CAMBRICON_DSMLU_PROFILE` =
+    /// `<index>_<cores>_<memory / 256 MiB>` of the first card of the first container that
+    /// holds one.
+    CambriconProfile,
+    /// The indexes of the cards of the last container that holds some, comma-separated, under
+    /// `key`; with `node_key` the node's name, with `time_key` the bind time in nanoseconds
+    /// (Kunlunxin: `BAIDU_COM_DEVICE_IDX`; Moore Threads: `mthreads.com/gpu-index`, …).
+    CardIndexes {
+        /// Annotation of the index list.
+        key: &'static str,
+        /// Annotation of the node name, if written.
+        node_key: Option<&'static str>,
+        /// Annotation of the bind time (ns), if written.
+        time_key: Option<&'static str>,
+    },
+    /// MetaX sGPU: `metax-tech.com/gpu-devices-allocated` = per container a JSON list of
+    /// `{uuid, compute, vRam}` (empty containers as `[]`), and `metax-tech.com/predicate-time`
+    /// = the bind time in nanoseconds.
+    MetaxList,
 }
 
 /// How a family encodes its node registration annotation.
@@ -411,6 +441,7 @@ pub const NVIDIA: FamilySpec = FamilySpec {
     memory_unit_mib: 1,
     multi_card: true,
     cores_unasked: None,
+    vendor_bind: VendorBind::None,
     quirk: Quirk::Mig,
 };
 
@@ -439,6 +470,7 @@ macro_rules! ascend {
             memory_unit_mib: 1,
             multi_card: true,
             cores_unasked: None,
+            vendor_bind: VendorBind::None,
             quirk: Quirk::AscendTemplates,
         }
     };
@@ -487,6 +519,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 256,
         multi_card: true,
         cores_unasked: Some(100),
+        vendor_bind: VendorBind::CambriconProfile,
         quirk: Quirk::None,
     },
     // Hygon DCU: legacy text registration; memoryFactor 1 in the default config.
@@ -511,6 +544,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1,
         multi_card: true,
         cores_unasked: None,
+        vendor_bind: VendorBind::None,
         quirk: Quirk::None,
     },
     // Iluvatar: the first chip of HAMi's default `iluvatars` list; memory in 256 MiB units.
@@ -535,6 +569,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 256,
         multi_card: true,
         cores_unasked: None,
+        vendor_bind: VendorBind::None,
         quirk: Quirk::None,
     },
     // MetaX whole GPU: devices from node capacity (64 GiB per card in HAMi).
@@ -568,6 +603,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1,
         multi_card: true,
         cores_unasked: Some(100),
+        vendor_bind: VendorBind::None,
         quirk: Quirk::None,
     },
     // MetaX shared GPU: MetaX's own JSON card list; vmemory in GiB (MemoryFactor 1024) unless
@@ -593,6 +629,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1024,
         multi_card: true,
         cores_unasked: Some(100),
+        vendor_bind: VendorBind::MetaxList,
         quirk: Quirk::MemoryWithUnitIsBytes,
     },
     // Moore Threads: devices from node capacity; sgpu-memory in 512 MiB units.
@@ -626,6 +663,11 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 512,
         multi_card: true,
         cores_unasked: Some(0),
+        vendor_bind: VendorBind::CardIndexes {
+            key: "mthreads.com/gpu-index",
+            node_key: Some("mthreads.com/predicate-node"),
+            time_key: Some("mthreads.com/predicate-time"),
+        },
         quirk: Quirk::TotalsAcrossCards,
     },
     // Enflame whole GCU: devices from node capacity.
@@ -660,6 +702,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1,
         multi_card: true,
         cores_unasked: Some(100),
+        vendor_bind: VendorBind::None,
         quirk: Quirk::None,
     },
     // Enflame shared GCU (DRS): one card per container, capacity from the vendor's JSON
@@ -685,6 +728,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1024,
         multi_card: false,
         cores_unasked: None,
+        vendor_bind: VendorBind::None,
         quirk: Quirk::None,
     },
     // Kunlunxin whole XPU: devices from node capacity, only the allocated record is written;
@@ -719,6 +763,11 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1,
         multi_card: true,
         cores_unasked: Some(100),
+        vendor_bind: VendorBind::CardIndexes {
+            key: "BAIDU_COM_DEVICE_IDX",
+            node_key: None,
+            time_key: None,
+        },
         quirk: Quirk::XpuGroups,
     },
     // Kunlunxin shared XPU: JSON registration; memory rounded to HAMi's vXPU sizes (MiB).
@@ -743,6 +792,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1,
         multi_card: true,
         cores_unasked: None,
+        vendor_bind: VendorBind::None,
         quirk: Quirk::None,
     },
     // AMD: JSON registration, no handshake key.
@@ -767,6 +817,7 @@ pub static FAMILIES: &[FamilySpec] = &[
         memory_unit_mib: 1,
         multi_card: true,
         cores_unasked: None,
+        vendor_bind: VendorBind::None,
         quirk: Quirk::None,
     },
 ];

@@ -294,6 +294,13 @@ fn a_cambricon_pod_is_placed_bound_and_rebuilt_after_a_restart() {
     ] {
         assert_eq!(annotations.get(key), Some(&Some(list.to_string())), "{key}");
     }
+    // What Cambricon's device plugin reads: index, cores and memory in 256 MiB units.
+    for (k, v) in [
+        ("CAMBRICON_DSMLU_PROFILE", "0_30_8"),
+        ("CAMBRICON_DSMLU_ASSIGNED", "false"),
+    ] {
+        assert_eq!(annotations.get(k), Some(&Some(v.to_string())), "{k}");
+    }
     assert!(
         acts.iter()
             .any(|a| matches!(a, Action::BindPod { node, .. } if node == "mlu-node")),
@@ -323,6 +330,8 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
         limits: &'static [(&'static str, &'static str)],
         key: &'static str,
         want: &'static str,
+        /// Annotations the vendor's device plugin reads besides the device lists.
+        extras: &'static [(&'static str, &'static str)],
     }
     let cases = [
         Case {
@@ -337,6 +346,11 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
             ],
             key: "hami.io/mthreads-vgpu-devices-allocated",
             want: "n1-mthreads-0,Mthreads,8192,8:;",
+            extras: &[
+                ("mthreads.com/gpu-index", "0"),
+                ("mthreads.com/predicate-node", "n1"),
+                ("mthreads.com/predicate-time", "1000000000"),
+            ],
         },
         // Moore Threads' memory and cores are the container's, shared by its cards: 16 units
         // of 512 MiB and 8 cores for two cards are 4 GiB and 4 cores on each.
@@ -352,18 +366,21 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
             ],
             key: "hami.io/mthreads-vgpu-devices-allocated",
             want: "n1-mthreads-0,Mthreads,4096,4:n1-mthreads-1,Mthreads,4096,4:;",
+            extras: &[("mthreads.com/gpu-index", "0,1")],
         },
         Case {
             capacity: &[("metax-tech.com/gpu", "2")],
             limits: &[("metax-tech.com/gpu", "2")],
             key: "hami.io/metax-gpu-devices-allocated",
             want: "n1-metax-0,Metax-GPU,65536,100:n1-metax-1,Metax-GPU,65536,100:;",
+            extras: &[],
         },
         Case {
             capacity: &[("enflame.com/gcu", "4")],
             limits: &[("enflame.com/gcu", "1")],
             key: "hami.io/enflame-gcu-devices-allocated",
             want: "n1-GCU-0,GCU,100,100:;",
+            extras: &[],
         },
         Case {
             capacity: &[("kunlunxin.com/xpu", "8")],
@@ -371,6 +388,7 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
             key: "hami.io/kunlun-allocated",
             // HAMi's Kunlunxin fit grants the whole card: its memory and its cores.
             want: "n1-kunlun-0,kunlun,98304,100:;",
+            extras: &[("BAIDU_COM_DEVICE_IDX", "0")],
         },
     ];
     for c in cases {
@@ -390,6 +408,13 @@ fn a_pod_of_each_capacity_family_lands_on_the_cards_hami_names() {
             "{}",
             c.key
         );
+        for (k, v) in c.extras {
+            assert_eq!(
+                annotations.get(*k).cloned().flatten().as_deref(),
+                Some(*v),
+                "{k}"
+            );
+        }
         ctl.ledger().check_invariants().expect("invariants");
     }
 }

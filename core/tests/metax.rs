@@ -160,6 +160,20 @@ fn a_metax_pod_is_placed_on_a_shared_card() {
         list == "GPU-m0,Metax-SGPU,16384,25:;" || list == "GPU-m1,Metax-SGPU,16384,25:;",
         "{list}"
     );
+    // MetaX's own allocation record, for its device plugin, names the same card.
+    let uuid = &list[..6];
+    let record = annotations
+        .get("metax-tech.com/gpu-devices-allocated")
+        .cloned()
+        .flatten();
+    assert_eq!(
+        record.as_deref(),
+        Some(format!(r#"[[{{"uuid":"{uuid}","compute":25,"vRam":16384}}]]"#).as_str())
+    );
+    assert_eq!(
+        annotations.get("metax-tech.com/predicate-time"),
+        Some(&Some("1000000000".to_string()))
+    );
     c.ledger().check_invariants().expect("invariants");
 }
 

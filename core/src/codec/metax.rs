@@ -119,6 +119,36 @@ pub fn encode_metax_sdevices(devices: &[RegisteredDevice]) -> String {
     serde_json::to_string(&cards).unwrap_or_default()
 }
 
+/// One card of a container's MetaX allocation (`metax-tech.com/gpu-devices-allocated`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct MetaxGrant<'a> {
+    uuid: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    compute: i32,
+    #[serde(rename = "vRam", skip_serializing_if = "is_zero")]
+    v_ram: i32,
+}
+
+/// MetaX's allocation record of a pod: per container (every container, in order, `[]` for
+/// one without MetaX cards) the cards as `{"uuid", "compute", "vRam"}` (MiB), zero values
+/// left out as Go does.
+pub fn encode_metax_allocation(containers: &[Vec<(&str, i32, i32)>]) -> String {
+    let doc: Vec<Vec<MetaxGrant<'_>>> = containers
+        .iter()
+        .map(|c| {
+            c.iter()
+                .map(|&(uuid, compute, v_ram)| MetaxGrant {
+                    uuid,
+                    compute,
+                    v_ram,
+                })
+                .collect()
+        })
+        .collect();
+    // Plain structs with string keys always serialize.
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +215,16 @@ mod tests {
             r#"[{"uuid":"GPU-x","model":"MXC500","totalDevCount":8,"totalCompute":100,"totalVRam":32768,"availableDevCount":8,"availableCompute":100,"availableVRam":32768,"healthy":true},{"uuid":"GPU-y","model":"MXC500","totalDevCount":8,"totalCompute":100,"totalVRam":32768,"availableDevCount":8,"availableCompute":100,"availableVRam":32768,"numa":1}]"#
         );
         assert_eq!(decode_metax_sdevices(KEY, &text).expect("own text"), cards);
+    }
+
+    #[test]
+    fn the_allocation_record_lists_every_container() {
+        let text =
+            encode_metax_allocation(&[vec![], vec![("GPU-a", 30, 8192), ("GPU-b", 0, 1024)]]);
+        assert_eq!(
+            text,
+            r#"[[],[{"uuid":"GPU-a","compute":30,"vRam":8192},{"uuid":"GPU-b","vRam":1024}]]"#
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use devices::{
 };
 pub use handshake::Handshake;
 pub use lock::{LockOwner, NodeLock};
-pub use metax::{decode_metax_sdevices, encode_metax_sdevices};
+pub use metax::{decode_metax_sdevices, encode_metax_allocation, encode_metax_sdevices};
 pub use mig::{
     MigAllocation, check_mig_allocations, decode_checked_mig_allocations, decode_mig_allocations,
     encode_mig_allocations,
