@@ -415,9 +415,9 @@ pub fn vendor_bind_annotations(
                 let last = grant
                     .containers
                     .iter()
+                    .rev()
                     .map(|c| of_family(c, f))
-                    .filter(|c| !c.is_empty())
-                    .last();
+                    .find(|c| !c.is_empty());
                 if let Some(cards) = last {
                     let list: Vec<String> =
                         cards.iter().map(|d| index(&d.uuid).to_string()).collect();
