@@ -885,6 +885,7 @@ policies:
 faults:
   - {at: 5m, kind: device-unhealthy, pool: t4, nodes: 1, cards: 2, recover_after: 5m}
   - {at: 6m, kind: device-unhealthy, pool: sgpu, nodes: 1, cards: 1, recover_after: 5m}
+  - {at: 7m, kind: device-unhealthy, nodes: 4, cards: 1, recover_after: 5m}
   - {at: 8m, kind: node-loss, pool: mlu, nodes: 1, recover_after: 4m}
   - {at: 10m, kind: scheduler-restart}
 stop: {time: 20m}
@@ -935,4 +936,44 @@ stop: {time: 100s}
     let (p50, p99) = (o.metrics["wait_p50"], o.metrics["wait_p99"]);
     assert!((45.0..=55.0).contains(&p50), "p50 {p50}");
     assert!((95.0..=100.0).contains(&p99), "p99 {p99}");
+}
+
+/// A device fault with no pool strikes a node with cards it can fail: with one NVIDIA node
+/// among seven Cambricon ones, failing every card of one node leaves no NVIDIA card for the
+/// pods that come after it.
+#[test]
+fn a_device_fault_without_a_pool_strikes_cards_whose_health_hami_reads() {
+    let text = r#"
+name: fault-target
+seed: 3
+cluster:
+  pools:
+    - {name: t4, count: 1, model: NVIDIA-Tesla-T4, cards: 4, memory: 15Gi}
+    - {name: mlu, count: 7, family: cambricon, model: MLU, cards: 4, memory: 24Gi}
+workload:
+  arrival: {process: constant, rate: 1}
+  duration: {dist: fixed, value: 1h}
+  mix:
+    - {name: whole, weight: 1}
+policies:
+  - {name: binpack, node: binpack, device: binpack}
+faults:
+  - {at: 1ms, kind: device-unhealthy, nodes: 1, cards: 4}
+stop: {time: 30s}
+"#;
+    let sc =
+        Scenario::parse(Path::new("fault-target.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let o = Engine::new(
+        &sc,
+        &sc.variants[0],
+        &sc.policies[0],
+        3,
+        RunOptions::default(),
+    )
+    .run()
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Only the pod that arrived at 0 s, before the fault, got a card (struck at a Cambricon
+    // node, the fault would have left three for the pods after it).
+    assert_eq!(o.metrics["placed"], 1.0, "{:?}", o.metrics);
+    assert!(o.metrics["arrived"] >= 25.0, "{:?}", o.metrics);
 }

@@ -45,6 +45,7 @@ broken! {
     capacity_nvlink => "capacity-nvlink",
     capacity_explicit_card => "capacity-explicit-card",
     capacity_fault => "capacity-fault",
+    capacity_fault_nodes => "capacity-fault-nodes",
     missing_trace_file => "missing-trace-file",
     expectation_unknown_policy => "expectation-unknown-policy",
     expectation_bad_form => "expectation-bad-form",

@@ -27,7 +27,7 @@ use hami_core::control::{Action, Controller, Event, NodeRead, read_node};
 use hami_core::fit::Reason;
 use hami_core::hash::FastBuild;
 use hami_core::ledger::{NodeId, NodeView};
-use hami_core::model::{DeviceMode, Node};
+use hami_core::model::{Device, DeviceMode, Node};
 use hami_core::pipeline::{NodeVerdict, Reasons, Scheduler, SchedulerConfig};
 use hami_core::policy::fgd::{AccessRows, Fgd};
 use hami_core::policy::{NodePolicy, NodePolicyKind, TieRule, paper};
@@ -365,6 +365,13 @@ pub fn node_object(node: &Node) -> K8sNode {
             );
     }
     k
+}
+
+/// Whether a device fault may make card `d` unhealthy: HAMi reads no health for cards made
+/// from node capacity (it makes them all healthy), so a fault there would go unseen; such
+/// cards are spared.
+pub fn can_fail(d: &Device) -> bool {
+    d.family.spec().capacity_rule().is_none()
 }
 
 /// The threads freeing finished runs' state that had not finished when the last run ended (see
@@ -1624,11 +1631,14 @@ impl<'a> Engine<'a> {
     // ---------------------------------------------------------------- faults
 
     fn pick_nodes(&mut self, f: &FaultRes, up: bool) -> Vec<u32> {
+        // A device fault strikes only nodes with a card it can fail (see `can_fail`).
+        let device_fault = f.kind == FaultKind::DeviceUnhealthy;
         let mut cands: Vec<u32> = self
             .nodes
             .iter()
             .enumerate()
             .filter(|(_, n)| n.up == up && f.pool.is_none_or(|p| p == n.pool))
+            .filter(|(_, n)| !device_fault || n.node.devices.iter().any(can_fail))
             .map(|(i, _)| i as u32)
             .collect();
         cands.shuffle(&mut self.rng_fault);
@@ -1676,9 +1686,7 @@ impl<'a> Engine<'a> {
                         .devices
                         .iter()
                         .enumerate()
-                        // HAMi reads no health for cards made from node capacity (it makes
-                        // them all healthy), so a fault there would go unseen: they are spared.
-                        .filter(|(_, d)| d.healthy && d.family.spec().capacity_rule().is_none())
+                        .filter(|(_, d)| d.healthy && can_fail(d))
                         .map(|(i, _)| i)
                         .collect();
                     let mut h = healthy;

@@ -2,6 +2,7 @@
 //! objects), pod classes with their Pod templates, policies, faults and expectations. Sweeps
 //! expand into one [`Variant`] per value.
 
+use super::engine::can_fail;
 use super::expect::Expectation;
 use super::metrics::MetricName;
 use super::scenario::{
@@ -1218,15 +1219,11 @@ impl Scenario {
                     .filter(|(_, p)| res.pool.is_none_or(|want| *p == want))
                     .map(|(n, _)| n)
                     .collect();
-                // Only cards whose health HAMi reads can fail (see the engine's fault).
+                // Only cards whose health HAMi reads can fail, and a device fault strikes
+                // only nodes that have one (see the engine's fault).
                 let most_cards = hit
                     .iter()
-                    .map(|n| {
-                        n.devices
-                            .iter()
-                            .filter(|d| d.family.spec().capacity_rule().is_none())
-                            .count()
-                    })
+                    .map(|n| n.devices.iter().filter(|d| can_fail(d)).count())
                     .max()
                     .unwrap_or(0);
                 let unseen = if hit.iter().any(|n| {
@@ -1252,6 +1249,22 @@ impl Scenario {
                             hit.len()
                         ),
                     ));
+                }
+                if res.kind == FaultKind::DeviceUnhealthy {
+                    let eligible = hit
+                        .iter()
+                        .filter(|n| n.devices.iter().any(can_fail))
+                        .count();
+                    if eligible < hit.len() && res.nodes as usize > eligible {
+                        return Err(w.at_loc(
+                            f.referenced,
+                            Some(&format!("faults[{i}].nodes")),
+                            format!(
+                                "asks for {} node(s); the cluster has {eligible} with cards whose health HAMi reads where this fault strikes (cards made from node capacity have none){size}",
+                                res.nodes
+                            ),
+                        ));
+                    }
                 }
                 if res.kind == FaultKind::DeviceUnhealthy
                     && (res.cards == 0 || res.cards as usize > most_cards)
