@@ -130,7 +130,8 @@ fn node_object(name: &str) -> String {
 
 /// Decode one node's registration annotations (every family the core decodes from
 /// annotations). A family whose annotation does not decode is skipped with a warning; the
-/// others stay. `None` when the node registers no card.
+/// others stay. Cards made from node capacity (Cambricon, …) cannot be listed card by card in
+/// a scenario: a warning counts them. `None` when the node registers no card.
 pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
     let name = node.metadata.name.clone().unwrap_or_default();
     let mut warnings = Vec::new();
@@ -146,8 +147,27 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
                 .collect()
         })
         .unwrap_or_default();
+    let capacity = node.status.as_ref().and_then(|s| s.capacity.as_ref());
     for f in FamilyId::all() {
         let spec = f.spec();
+        if let Some(rule) = spec.capacity_rule() {
+            // Cards made from node capacity cannot be listed one by one in a scenario: say
+            // how many are left out instead of dropping them without a word.
+            let lookup = |r: &str| capacity.and_then(|c| c.get(r)).map(|q| q.0.as_str());
+            let made = hami_core::annotations::capacity_devices(f, &name, lookup);
+            let n = made.as_ref().map_or(0, Vec::len);
+            if n > 0 || made.is_err() {
+                warnings.push(Warning {
+                    object: node_object(&name),
+                    key: format!("status.capacity[{}]", rule.cards_resource),
+                    message: format!(
+                        "{n} {} card(s) register through node capacity, which a recorded scenario cannot list card by card; left out (a pool of family {} builds such nodes)",
+                        spec.name, spec.name
+                    ),
+                });
+            }
+            continue;
+        }
         let Some(key) = spec.register() else { continue };
         let Some(value) = ann.get(key) else { continue };
         let decoded = match spec.register_format {
@@ -159,7 +179,7 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
                     object: node_object(&name),
                     key: key.to_string(),
                     message: format!(
-                        "family {} registers through node capacity or a vendor format the simulator does not model; its cards are not recorded",
+                        "family {} registers in a vendor format the simulator does not model; its cards are not recorded",
                         spec.name
                     ),
                 });
@@ -1047,6 +1067,25 @@ mod tests {
                 assert!(w.to_string().starts_with("node gpu-a: "), "{case}: {w}");
             }
         }
+        // Cards made from node capacity cannot be listed: the warning counts them.
+        let mut mixed = node("gpu-a", registration(false), "64");
+        mixed.status.get_or_insert_with(Default::default).capacity = Some(BTreeMap::from([
+            (
+                "cambricon.com/mlu.smlu.vcore".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("400".into()),
+            ),
+            (
+                "cambricon.com/mlu.smlu.vmemory".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("384".into()),
+            ),
+        ]));
+        let (rec, w) = record_node(&mixed);
+        assert_eq!(rec.map(|n| n.cards.len()), Some(2));
+        assert_eq!(
+            w.iter().map(|w| w.key.as_str()).collect::<Vec<_>>(),
+            ["status.capacity[cambricon.com/mlu.smlu.vcore]"]
+        );
+        assert!(w[0].message.starts_with("4 cambricon card(s)"), "{w:?}");
         let (rec, _) = record_node(&node("gpu-a", registration(false), "64"));
         let rec = rec.unwrap_or_else(|| panic!("a GPU node"));
         assert_eq!(rec.cpu_milli, Some(64_000));

@@ -162,7 +162,8 @@ pub fn capacity_devices<'a>(
     let memory_mib = match rule.memory {
         CapacityMemory::FixedMib(m) => m,
         CapacityMemory::ShareOf(resource) => {
-            // HAMi: memoryTotal * factor * units_per_card / capacity, cut to 32 bits.
+            // HAMi: memoryTotal * factor * units_per_card / capacity as int32 (which wraps
+            // past 2 GiB-1 MiB; held at the largest value here).
             let total = u128::from(count(resource)?);
             let mib =
                 total * u128::from(f.spec().memory_unit_mib) * u128::from(rule.units_per_card)

@@ -238,11 +238,18 @@ where
             .label(l.name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
     }
+    // Each segment counts as points along it: a long jump between sparse points crosses
+    // corners its ends are not in.
     let corner = emptiest_corner(lines.iter().flat_map(|l| {
-        l.points.iter().map(|&(x, y)| {
-            let (px, py) = place(x, y);
-            share(px, py)
-        })
+        let drawn: Vec<(f64, f64)> = l
+            .points
+            .iter()
+            .map(|&(x, y)| {
+                let (px, py) = place(x, y);
+                share(px, py)
+            })
+            .collect();
+        along_segments(drawn)
     }));
     ch.configure_series_labels()
         .position(corner)
@@ -252,6 +259,29 @@ where
         .draw()
         .map_err(e)?;
     Ok(())
+}
+
+/// Points along a polyline given in axis shares: each segment in steps of at most 2 % of the
+/// axes, so that [`emptiest_corner`] sees where lines run, not only where their points are.
+fn along_segments(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    const STEP: f64 = 0.02;
+    let mut out = Vec::with_capacity(points.len());
+    for w in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        let span = (x1 - x0).abs().max((y1 - y0).abs());
+        // Non-finite ends are skipped by the corner count; one step then.
+        let steps = if span.is_finite() {
+            (span / STEP).ceil().clamp(1.0, 100.0) as usize
+        } else {
+            1
+        };
+        for k in 0..steps {
+            let t = k as f64 / steps as f64;
+            out.push((x0 + (x1 - x0) * t, y0 + (y1 - y0) * t));
+        }
+    }
+    out.extend(points.last().copied());
+    out
 }
 
 /// The corner of a plot where the legend covers the fewest data points: each corner's box (30 %
@@ -979,5 +1009,16 @@ mod tests {
         for (what, pts, want) in cases {
             assert_eq!(emptiest_corner(pts.into_iter()), want, "{what}");
         }
+        // Two points and a jump between them: the points alone leave the upper left empty,
+        // the line between them crosses it.
+        let jump = vec![(0.0, 0.5), (0.5, 1.0)];
+        assert_eq!(
+            emptiest_corner(jump.clone().into_iter()),
+            SeriesLabelPosition::UpperRight
+        );
+        let line = along_segments(jump);
+        assert_eq!(line.first(), Some(&(0.0, 0.5)));
+        assert_eq!(line.last(), Some(&(0.5, 1.0)));
+        assert!(line.iter().any(|&(x, y)| x <= 0.3 && y >= 0.65), "{line:?}");
     }
 }
