@@ -902,6 +902,20 @@ stop: {time: 20m}
     run_all_policies(&sc);
 }
 
+/// The run of scenario `text` (named `file` in errors) under its first policy and `seed`.
+fn run_first_policy(file: &str, text: &str, seed: u64) -> RunOutput {
+    let sc = Scenario::parse(Path::new(file), text).unwrap_or_else(|e| panic!("{e}"));
+    Engine::new(
+        &sc,
+        &sc.variants[0],
+        &sc.policies[0],
+        seed,
+        RunOptions::default(),
+    )
+    .run()
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Pods that never get a card still count in the wait quantiles, with the time they waited
 /// until the run stopped: one card, a pod a second that holds it for the whole run.
 #[test]
@@ -921,16 +935,7 @@ policies:
   - {name: binpack, node: binpack, device: binpack}
 stop: {time: 100s}
 "#;
-    let sc = Scenario::parse(Path::new("starved.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
-    let o = Engine::new(
-        &sc,
-        &sc.variants[0],
-        &sc.policies[0],
-        1,
-        RunOptions::default(),
-    )
-    .run()
-    .unwrap_or_else(|e| panic!("{e}"));
+    let o = run_first_policy("starved.yaml", text, 1);
     assert_eq!(o.metrics["placed"], 1.0, "{:?}", o.metrics);
     // About a hundred pods waited 0..100 s: the median is near 50 s, the 99th near 99 s.
     let (p50, p99) = (o.metrics["wait_p50"], o.metrics["wait_p99"]);
@@ -961,17 +966,7 @@ faults:
   - {at: 1ms, kind: device-unhealthy, nodes: 1, cards: 4}
 stop: {time: 30s}
 "#;
-    let sc =
-        Scenario::parse(Path::new("fault-target.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
-    let o = Engine::new(
-        &sc,
-        &sc.variants[0],
-        &sc.policies[0],
-        3,
-        RunOptions::default(),
-    )
-    .run()
-    .unwrap_or_else(|e| panic!("{e}"));
+    let o = run_first_policy("fault-target.yaml", text, 3);
     // Only the pod that arrived at 0 s, before the fault, got a card (struck at a Cambricon
     // node, the fault would have left three for the pods after it).
     assert_eq!(o.metrics["placed"], 1.0, "{:?}", o.metrics);
