@@ -243,7 +243,7 @@ pub struct RunOutput {
     /// Time-averaged compute allocation per pool, share.
     pub pools: BTreeMap<String, f64>,
     /// Time-averaged memory allocation per pool, share (what shows a pool whose grants carry
-    /// no compute share, such as whole Kunlunxin XPUs or Ascend memory-only slices).
+    /// no compute share, such as Ascend memory-only slices).
     pub pools_memory: BTreeMap<String, f64>,
     /// Time series.
     pub series: Vec<Sample>,
