@@ -911,9 +911,11 @@ pub fn write_all(sc: &Scenario, res: &Results, dir: &Path) -> Result<Vec<PathBuf
 }
 
 /// The per-pool table of variant `v` (markdown): a row per pool, a `compute / memory` cell per
-/// policy, each the mean over the policy's seeds. `None` for a cluster of one pool, whose
-/// figures are the run's own.
+/// policy, each the mean over the policy's seeds (memory `n/a` for results written before it
+/// was recorded). `None` for a cluster of one pool, whose figures are the run's own.
 fn pool_table(res: &Results, v: &str) -> Option<String> {
+    // Results written before the memory share existed have none: their cells say "n/a".
+    let has_memory = res.runs.iter().any(|r| !r.pools_memory.is_empty());
     // pool → per policy (compute, memory), averaged over that policy's runs.
     let mut m: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for (pi, p) in res.policies.iter().enumerate() {
@@ -939,7 +941,11 @@ fn pool_table(res: &Results, v: &str) -> Option<String> {
     for (pool, xs) in &m {
         let _ = write!(t, "| {pool} |");
         for (c, mem) in xs {
-            let _ = write!(t, " {:.1}% / {:.1}% |", c * 100.0, mem * 100.0);
+            if has_memory {
+                let _ = write!(t, " {:.1}% / {:.1}% |", c * 100.0, mem * 100.0);
+            } else {
+                let _ = write!(t, " {:.1}% / n/a |", c * 100.0);
+            }
         }
         let _ = writeln!(t);
     }
@@ -972,6 +978,41 @@ fn md_table_to_html(t: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_table_says_when_memory_was_not_recorded() {
+        let run = |pool_mem: &[(&str, f64)]| RunRecord {
+            variant: "v".into(),
+            policy: "binpack".into(),
+            seed: 1,
+            event_log_hash: String::new(),
+            metrics: BTreeMap::new(),
+            reasons: BTreeMap::new(),
+            pools: BTreeMap::from([("a".to_string(), 0.5), ("b".to_string(), 0.25)]),
+            pools_memory: pool_mem.iter().map(|(k, x)| (k.to_string(), *x)).collect(),
+            wait_quantiles: Vec::new(),
+            per_arrival: Vec::new(),
+            series: Vec::new(),
+            errors: Vec::new(),
+        };
+        let results = |r: RunRecord| Results {
+            schema: "hami-sim/results/v1".into(),
+            scenario: "s".into(),
+            description: String::new(),
+            seeds: vec![1],
+            policies: vec!["binpack".into()],
+            variants: vec!["v".into()],
+            metrics_doc: BTreeMap::new(),
+            runs: vec![r],
+            summary: BTreeMap::new(),
+            verdicts: Vec::new(),
+        };
+        let new = pool_table(&results(run(&[("a", 0.75), ("b", 0.1)])), "v").unwrap_or_default();
+        assert!(new.contains("| a | 50.0% / 75.0% |"), "{new}");
+        assert!(new.contains("| b | 25.0% / 10.0% |"), "{new}");
+        let old = pool_table(&results(run(&[])), "v").unwrap_or_default();
+        assert!(old.contains("| a | 50.0% / n/a |"), "{old}");
+    }
 
     #[test]
     fn the_legend_goes_where_the_data_is_not() {
