@@ -147,14 +147,16 @@ pub fn record_node(node: &Node) -> (Option<RecordedNode>, Vec<Warning>) {
                 .collect()
         })
         .unwrap_or_default();
-    let capacity = node.status.as_ref().and_then(|s| s.capacity.as_ref());
     for f in FamilyId::all() {
         let spec = f.spec();
         if let Some(rule) = spec.capacity_rule() {
             // Cards made from node capacity cannot be listed one by one in a scenario: say
             // how many are left out instead of dropping them without a word.
-            let lookup = |r: &str| capacity.and_then(|c| c.get(r)).map(|q| q.0.as_str());
-            let made = hami_core::annotations::capacity_devices(f, &name, lookup);
+            let made = hami_core::annotations::capacity_devices(
+                f,
+                &name,
+                hami_core::control::capacity_of(node),
+            );
             let n = made.as_ref().map_or(0, Vec::len);
             if n > 0 || made.is_err() {
                 warnings.push(Warning {

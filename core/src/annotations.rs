@@ -336,10 +336,7 @@ pub fn bind_annotations_into<V>(
         keys::VGPU_TIME.to_string(),
         wrap(crate::codec::decimal(now_unix)),
     );
-    let mut families: Vec<FamilyId> = grant.devices().map(|d| d.family).collect();
-    families.sort_unstable();
-    families.dedup();
-    for f in families {
+    for f in grant.families() {
         let spec = f.spec();
         // `encode_pod_devices` of the family's cards per container, written straight from the
         // grant (the simulator binds a pod per event; the copies were a fifth of this).
@@ -381,9 +378,6 @@ pub fn vendor_bind_annotations(
     now_unix: i64,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let mut families: Vec<FamilyId> = grant.devices().map(|d| d.family).collect();
-    families.sort_unstable();
-    families.dedup();
     let index = |uuid: &str| {
         node.devices
             .iter()
@@ -392,7 +386,7 @@ pub fn vendor_bind_annotations(
     };
     let nanos = || now_unix.saturating_mul(1_000_000_000).to_string();
     let clamp = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
-    for f in families {
+    for f in grant.families() {
         match f.spec().vendor_bind {
             VendorBind::None => {}
             VendorBind::CambriconProfile => {

@@ -46,16 +46,16 @@ pub fn read_node(n: &K8sNode) -> NodeRead {
     let mem = q("memory")
         .and_then(|v| crate::quantity::parse_memory_mib(v).ok())
         .unwrap_or(0);
-    let capacity = n.status.as_ref().and_then(|s| s.capacity.as_ref());
-    let node = node_from_registration(
-        &name,
-        ann,
-        |r| capacity.and_then(|c| c.get(r)).map(|q| q.0.as_str()),
-        cpu,
-        mem,
-    )
-    .map_err(|e| e.to_string());
+    let node =
+        node_from_registration(&name, ann, capacity_of(n), cpu, mem).map_err(|e| e.to_string());
     NodeRead { name, node }
+}
+
+/// A Node object's `status.capacity` as a lookup by resource name (the quantity's text), the
+/// form [`crate::annotations::capacity_devices`] reads it in.
+pub fn capacity_of<'a>(n: &'a K8sNode) -> impl Fn(&str) -> Option<&'a str> + 'a {
+    let capacity = n.status.as_ref().and_then(|s| s.capacity.as_ref());
+    move |r| capacity.and_then(|c| c.get(r)).map(|q| q.0.as_str())
 }
 
 /// Something the driver observed or was asked.

@@ -55,6 +55,14 @@ impl PodGrant {
         self.containers.iter().flatten()
     }
 
+    /// The families the grant holds cards of, each once, in table order.
+    pub fn families(&self) -> Vec<FamilyId> {
+        let mut families: Vec<FamilyId> = self.devices().map(|d| d.family).collect();
+        families.sort_unstable();
+        families.dedup();
+        families
+    }
+
     /// A 64-bit fingerprint of what the pod's annotations record about this grant: the pod,
     /// the node, and per container the cards with their memory and cores, in any order within
     /// a container (CPU, memory, family and MIG instance are not part of it). Fingerprints

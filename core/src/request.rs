@@ -594,16 +594,12 @@ impl RequestTranslator {
                     ),
                 ));
             }
-            // Moore Threads asks cores for all the container's cards: each card gets its share.
-            let per_card_cores = |v: u64| {
-                if spec.quirk == Quirk::TotalsAcrossCards {
-                    v / count
-                } else {
-                    v
-                }
-            };
+            // Moore Threads asks memory and cores for all the container's cards: each card
+            // gets an equal share (rounded down, as HAMi divides).
+            let shared = spec.quirk == Quirk::TotalsAcrossCards && count > 1;
+            let cores = cores.map(|(n, v)| (n, if shared { v / count } else { v }));
             if let Some((n, v)) = cores
-                && per_card_cores(v) > 100
+                && v > 100
             {
                 return Err(err(
                     n,
@@ -655,16 +651,9 @@ impl RequestTranslator {
             {
                 cores_v = 100;
             }
-            let (memory, cores_v) = if spec.quirk == Quirk::TotalsAcrossCards && count > 1 {
-                // `count` is 2..=64 here, checked above.
-                let per_card = |v: u64| v / count;
-                let memory = match memory {
-                    MemoryRequest::Mib(m) => MemoryRequest::Mib(per_card(m)),
-                    other => other,
-                };
-                (memory, per_card(u64::from(cores_v)) as u32)
-            } else {
-                (memory, cores_v)
+            let memory = match memory {
+                MemoryRequest::Mib(m) if shared => MemoryRequest::Mib(m / count),
+                other => other,
             };
             let mode = if names.family == FamilyId::NVIDIA {
                 mode

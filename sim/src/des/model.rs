@@ -1220,17 +1220,15 @@ impl Scenario {
                     .map(|(n, _)| n)
                     .collect();
                 // Only cards whose health HAMi reads can fail, and a device fault strikes
-                // only nodes that have one (see the engine's fault).
-                let most_cards = hit
+                // only nodes that have one (see the engine's fault): per node, how many.
+                let failable: Vec<usize> = hit
                     .iter()
                     .map(|n| n.devices.iter().filter(|d| can_fail(d)).count())
-                    .max()
-                    .unwrap_or(0);
-                let unseen = if hit.iter().any(|n| {
-                    n.devices
-                        .iter()
-                        .any(|d| d.family.spec().capacity_rule().is_some())
-                }) {
+                    .collect();
+                let most_cards = failable.iter().copied().max().unwrap_or(0);
+                let eligible = failable.iter().filter(|&&c| c > 0).count();
+                // A card that cannot fail is one made from node capacity.
+                let unseen = if hit.iter().zip(&failable).any(|(n, &c)| c < n.devices.len()) {
                     " cards whose health HAMi reads (cards made from node capacity have none)"
                 } else {
                     ""
@@ -1250,25 +1248,20 @@ impl Scenario {
                         ),
                     ));
                 }
-                if res.kind == FaultKind::DeviceUnhealthy {
-                    let eligible = hit
-                        .iter()
-                        .filter(|n| n.devices.iter().any(can_fail))
-                        .count();
-                    if eligible < hit.len() && res.nodes as usize > eligible {
-                        return Err(w.at_loc(
-                            f.referenced,
-                            Some(&format!("faults[{i}].nodes")),
-                            format!(
-                                "asks for {} node(s); the cluster has {eligible} with cards whose health HAMi reads where this fault strikes (cards made from node capacity have none){size}",
-                                res.nodes
-                            ),
-                        ));
-                    }
+                if res.kind != FaultKind::DeviceUnhealthy {
+                    continue;
                 }
-                if res.kind == FaultKind::DeviceUnhealthy
-                    && (res.cards == 0 || res.cards as usize > most_cards)
-                {
+                if eligible < hit.len() && res.nodes as usize > eligible {
+                    return Err(w.at_loc(
+                        f.referenced,
+                        Some(&format!("faults[{i}].nodes")),
+                        format!(
+                            "asks for {} node(s); the cluster has {eligible} with cards whose health HAMi reads where this fault strikes (cards made from node capacity have none){size}",
+                            res.nodes
+                        ),
+                    ));
+                }
+                if res.cards == 0 || res.cards as usize > most_cards {
                     return Err(w.at_loc(
                         f.referenced,
                         Some(&format!("faults[{i}].cards")),
